@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export AIIDA_PATH := $(CURDIR)/.aiida
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+# One thread per process: the 2-core machines run several CalcJobs side by side.
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup venv profile demo test test-slow clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	bash setup_profiles/install_system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -U pip wheel setuptools
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[tests]'
+	touch $@
+
+profile: venv
+	$(PY) setup_profiles/embedded.py
+
+setup: profile
+
+demo: setup
+	$(VENV)/bin/verdi run workflows/batio3_label_polymorphs.py
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-slow: setup
+	$(VENV)/bin/pytest -m slow
+
+clean:
+	rm -rf $(AIIDA_PATH)

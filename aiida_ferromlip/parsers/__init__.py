@@ -1,0 +1,1 @@
+"""Parsers of aiida-ferromlip, one per CalcJob."""

@@ -1,0 +1,1 @@
+"""YAML protocols: one file per stage, read through aiida-quantumespresso's ``ProtocolMixin``."""

@@ -1,0 +1,1 @@
+"""WorkChains of aiida-ferromlip: one module per stage of the active-learning loop."""

@@ -1,0 +1,131 @@
+"""``LabelWorkChain``: label a set of structures with a chosen engine and collect one TrainingSet.
+
+Structures are split in batches (one labelling process per batch, so a cluster job amortises start-up costs),
+every failed frame is reported by key and reason and left out of the TrainingSet, and the cost of the labels
+(wall time per frame and per batch) is summarised.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from aiida import orm
+from aiida.engine import WorkChain
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
+from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
+
+
+def validate_inputs(inputs, _):
+    """Fail fast: unknown engine, missing engine namespace, empty or unphysical structures."""
+    engine_name = inputs['engine'].value if 'engine' in inputs else 'reference'
+    try:
+        engine = get_engine(engine_name)
+    except ValueError as exception:
+        return str(exception)
+    if not inputs.get(engine.name):
+        return f'the `{engine.name}` engine was chosen but no `{engine.name}` inputs (code, ...) were given'
+    return engine.validate(inputs[engine.name], inputs.get('structures', {}))
+
+
+class LabelWorkChain(ProtocolMixin, WorkChain):
+    """Label structures with one engine and return them as a TrainingSet with full provenance."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
+                             help='Structures to label, by link-label key (the key is the frame key).')
+        spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('reference'),
+                   help=f'Labelling engine: {", ".join(sorted(ENGINES))}.')
+        spec.input('frames_per_job', valid_type=orm.Int, default=lambda: orm.Int(20),
+                   validator=lambda value, _: None if value.value > 0 else '`frames_per_job` must be positive',
+                   help='Frames labelled by one process (one job on the computer).')
+        spec.expose_inputs(ReferenceLabelCalculation, namespace='reference', exclude=('structures',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of the reference labeller (engine `reference`).'})
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(cls.setup, cls.label, cls.collect)
+
+        spec.output('training_set', valid_type=TrainingSet, help='All frames that were labelled.')
+        spec.output('failed_frames', valid_type=orm.Dict, help='`{frame key: reason}` of frames left out.')
+        spec.output('cost', valid_type=orm.Dict, help='Wall time per batch and per frame of the labels.')
+        spec.exit_code(401, 'ERROR_NO_FRAME_LABELLED', message='Not a single frame could be labelled: {failures}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return pathlib.Path(__file__).parent.parent / 'protocols' / 'label.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, structures: dict, engine: str = 'reference',
+                                  protocol: str | None = None, overrides: dict | None = None):
+        """Builder for ``structures`` labelled with ``engine`` on ``code``; ``overrides`` are merged, never mutated."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        get_engine(engine)
+        builder = cls.get_builder()
+        builder.engine = orm.Str(engine)
+        builder.structures = dict(structures)
+        builder.frames_per_job = orm.Int(inputs['frames_per_job'])
+        namespace = dict(inputs.get(engine, {}))
+        if 'model' in namespace:
+            namespace['model'] = orm.Str(namespace['model'])
+        if 'settings' in namespace:
+            namespace['settings'] = orm.Dict(namespace['settings'])
+        namespace['code'] = code
+        builder[engine] = namespace
+        return builder
+
+    def setup(self):
+        self.ctx.engine = get_engine(self.inputs.engine.value)
+        keys = sorted(self.inputs.structures)
+        size = self.inputs.frames_per_job.value
+        self.ctx.batches = [keys[i:i + size] for i in range(0, len(keys), size)]
+        self.report(f'labelling {len(keys)} structure(s) with the `{self.ctx.engine.name}` engine '
+                    f'in {len(self.ctx.batches)} batch(es)')
+
+    def label(self):
+        engine = self.ctx.engine
+        namespace = self.exposed_inputs(engine.process_class, namespace=engine.name)
+        for index, batch in enumerate(self.ctx.batches):
+            inputs = engine.launch_inputs(namespace, {key: self.inputs.structures[key] for key in batch})
+            inputs.setdefault('metadata', {})['call_link_label'] = f'label_batch_{index:04d}'
+            node = self.submit(engine.process_class, **inputs)
+            self.report(f'batch {index}: {len(batch)} frame(s) sent to {node.process_label}<{node.pk}>')
+            self.to_context(**{f'batch_{index:04d}': node})
+
+    def collect(self):
+        engine = self.ctx.engine
+        labelled, failures, cost = {}, {}, {'batches': []}
+        for index, batch in enumerate(self.ctx.batches):
+            node = self.ctx[f'batch_{index:04d}']
+            training_set, batch_failures = engine.collect(node, batch)
+            failures.update(batch_failures)
+            if training_set is not None:
+                labelled[f'batch_{index:04d}'] = training_set
+            report = node.outputs.report.get_dict() if 'report' in node.outputs else {}
+            cost['batches'].append({'pk': node.pk, 'frames': len(batch),
+                                    'labelled': len(training_set) if training_set is not None else 0,
+                                    'wall_time_s': report.get('wall_time_total_s')})
+        for key, reason in sorted(failures.items()):
+            self.report(f'frame `{key}` left out: {reason}')
+        times = [b['wall_time_s'] for b in cost['batches'] if b['wall_time_s'] is not None]
+        num_labelled = sum(b['labelled'] for b in cost['batches'])
+        cost['total_wall_time_s'] = sum(times)
+        cost['wall_time_per_frame_s'] = sum(times) / num_labelled if num_labelled else None
+        cost['num_labelled'] = num_labelled
+        cost['num_failed'] = len(failures)
+
+        self.out('failed_frames', orm.Dict(failures).store())
+        self.out('cost', orm.Dict(cost).store())
+        if not labelled:
+            return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(failures=failures)
+        if len(labelled) == 1:
+            training_set = next(iter(labelled.values()))
+        else:
+            training_set = merge_training_sets(**labelled)
+        self.out('training_set', training_set)
+        self.report(f'{num_labelled} frame(s) labelled, {len(failures)} left out; TrainingSet<{training_set.pk}>')
+        return None

@@ -1,0 +1,77 @@
+"""Labelling engines behind one contract, so the LabelWorkChain (and the loop above it) never branch on a name.
+
+An engine knows which process labels a batch, which species it can label, how to build that process's inputs
+from the user's namespace and a batch of structures, and how to read back a TrainingSet and the failed frames.
+Engines for Quantum ESPRESSO and VASP register here alongside the reference labeller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from aiida import orm
+
+from aiida_ferromlip.calculations.reference_label import (
+    ReferenceLabelCalculation,
+    validate_structures_for_labeller,
+)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What the LabelWorkChain needs to know about one labelling engine."""
+
+    name: str
+    process_class: type
+    description: str
+    #: ``(namespace_inputs, structures) -> error message or None``; must not launch anything.
+    validate: Callable[[dict, dict], str | None]
+
+    def launch_inputs(self, namespace_inputs: dict, batch: dict[str, orm.StructureData]) -> dict:
+        return {**namespace_inputs, 'structures': batch}
+
+    def collect(self, node: orm.ProcessNode, batch_keys) -> tuple[orm.Data | None, dict[str, str]]:
+        """``(training_set or None, {frame key: reason})`` for a finished labelling process."""
+        failures = dict(node.outputs.failed_frames.get_dict()) if 'failed_frames' in node.outputs else {}
+        training_set = node.outputs.training_set if 'training_set' in node.outputs else None
+        if not node.is_finished_ok:
+            if node.is_excepted:
+                reason = f'{node.process_label}<{node.pk}> excepted (see `verdi process report {node.pk}`)'
+            elif node.is_killed:
+                reason = f'{node.process_label}<{node.pk}> was killed'
+            else:
+                reason = f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}'
+            labelled = set()
+            if training_set is not None:
+                labelled = {o.get('frame_key') for o in training_set.origins}
+            failures.update({key: failures.get(key, reason) for key in batch_keys if key not in labelled})
+        return training_set, failures
+
+
+def _validate_reference(namespace_inputs: dict, structures: dict) -> str | None:
+    from aiida_ferromlip.engines.reference import supported_species
+
+    model = namespace_inputs['model'].value if 'model' in namespace_inputs else '7net-0'
+    try:
+        species = supported_species(model)
+    except ValueError as exception:
+        return str(exception)
+    return validate_structures_for_labeller(structures, species, f'the reference model {model}')
+
+
+ENGINES: dict[str, Engine] = {
+    'reference': Engine(
+        name='reference',
+        process_class=ReferenceLabelCalculation,
+        description='Universal potential shipped offline (SevenNet-0): for tests, demos and data-efficiency studies.',
+        validate=_validate_reference,
+    ),
+}
+
+
+def get_engine(name: str) -> Engine:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f'unknown labelling engine `{name}`; available: {", ".join(sorted(ENGINES))}') from None

@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Create (idempotently) the embedded AiiDA profile of aiida-ferromlip and register its codes.
+
+Storage ``core.sqlite_dos`` + the ZeroMQ broker built into aiida-core 2.9: ``verdi run``, ``submit`` and the
+daemon work with no PostgreSQL and no RabbitMQ. The profile lives in ``$AIIDA_PATH`` (the Makefile points it at
+``<repo>/.aiida``). Running this script twice changes nothing.
+
+Usage:  AIIDA_PATH=$PWD/.aiida python setup_profiles/embedded.py [--profile ferromlip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+#: label -> (executable name in this environment's bin/, default CalcJob plugin). Other issues add their codes.
+CODES = {
+    'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
+}
+
+
+def ensure_profile(name: str) -> None:
+    from aiida.manage.configuration import get_config
+
+    config = get_config(create=True)
+    if name in config.profile_names:
+        print(f'profile `{name}` exists in {config.dirpath}')
+    else:
+        verdi = pathlib.Path(sys.executable).parent / 'verdi'
+        subprocess.run([str(verdi), 'presto', '-p', name, '--use-zeromq', '--email', 'ferromlip@localhost', '-n'],
+                       check=True)
+        print(f'profile `{name}` created in {config.dirpath}')
+        from aiida.manage.configuration import reset_config
+
+        reset_config()  # `verdi presto` wrote the config in another process: drop the cached copy
+    subprocess.run([str(pathlib.Path(sys.executable).parent / 'verdi'), 'profile', 'set-default', name],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def ensure_codes(profile: str) -> None:
+    from aiida import load_profile, orm
+    from aiida.common.exceptions import NotExistent
+
+    load_profile(profile, allow_switch=True)
+    computer = orm.load_computer('localhost')
+    bindir = pathlib.Path(sys.executable).parent
+    for label, (executable, plugin) in CODES.items():
+        path = bindir / executable
+        if not path.exists():
+            path = pathlib.Path(shutil.which(executable) or path)
+        try:
+            code = orm.load_code(f'{label}@localhost')
+        except NotExistent:
+            code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
+                                     default_calc_job_plugin=plugin,
+                                     description=f'{executable} from {bindir.parent}').store()
+            print(f'code {label}@localhost created (pk {code.pk}) -> {path}')
+            continue
+        if str(code.filepath_executable) != str(path):
+            # Codes are immutable once stored: a moved checkout gets a clear message, not a silent mismatch.
+            print(f'WARNING: {label}@localhost points to {code.filepath_executable}, this environment has {path}; '
+                  f'remove the profile (rm -rf $AIIDA_PATH) and run this script again', file=sys.stderr)
+        else:
+            print(f'code {label}@localhost exists (pk {code.pk})')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--profile', default='ferromlip')
+    args = parser.parse_args()
+    if 'AIIDA_PATH' not in os.environ:
+        print('AIIDA_PATH is not set: refusing to touch the user-wide ~/.aiida (use `make setup`)', file=sys.stderr)
+        return 2
+    ensure_profile(args.profile)
+    ensure_codes(args.profile)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
