@@ -1,0 +1,58 @@
+"""Entry points are registered and the embedded-profile setup is idempotent."""
+
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+from aiida.plugins import CalculationFactory, DataFactory, ParserFactory, WorkflowFactory
+
+FACTORIES = {'aiida.data': DataFactory, 'aiida.calculations': CalculationFactory,
+             'aiida.parsers': ParserFactory, 'aiida.workflows': WorkflowFactory}
+
+
+def test_every_entry_point_is_ferromlip_and_loads():
+    names = []
+    for group, factory in FACTORIES.items():
+        for ep in entry_points(group=group):
+            if ep.value.startswith('aiida_ferromlip'):
+                assert ep.name.startswith('ferromlip.'), ep
+                assert factory(ep.name) is ep.load()
+                names.append(ep.name)
+    assert {'ferromlip.training_set', 'ferromlip.reference_label', 'ferromlip.label'} <= set(names)
+
+
+def test_every_plugin_class_has_an_entry_point():
+    """Each Data, CalcJob, Parser and WorkChain class of the package is reachable by a ferromlip.* name."""
+    import aiida_ferromlip.calculations.reference_label as calcs
+    import aiida_ferromlip.data.training_set as data
+    import aiida_ferromlip.parsers.reference_label as parsers
+    import aiida_ferromlip.workflows.label as workflows
+    from aiida.engine import CalcJob, WorkChain
+    from aiida.orm import Data
+    from aiida.parsers import Parser
+
+    registered = {ep.load() for group in FACTORIES for ep in entry_points(group=group)
+                  if ep.value.startswith('aiida_ferromlip')}
+    for module, base in ((data, Data), (calcs, CalcJob), (parsers, Parser), (workflows, WorkChain)):
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__:
+                assert obj in registered, f'{obj.__name__} has no ferromlip.* entry point'
+
+
+@pytest.mark.timeout(300)
+def test_embedded_profile_setup_is_idempotent(tmp_path):
+    env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}
+    script = os.path.join(os.path.dirname(__file__), '..', 'setup_profiles', 'embedded.py')
+    first = subprocess.run([sys.executable, script, '--profile', 'itest'], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert 'code ferromlip-label@localhost created' in first.stdout
+    second = subprocess.run([sys.executable, script, '--profile', 'itest'], env=env, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert 'profile `itest` exists' in second.stdout and 'code ferromlip-label@localhost exists' in second.stdout
+    config = (tmp_path / '.aiida' / 'config.json').read_text()
+    assert '"core.sqlite_dos"' in config and '"core.zeromq"' in config
+    no_path = subprocess.run([sys.executable, script], env={k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'},
+                             capture_output=True, text=True)
+    assert no_path.returncode == 2 and 'AIIDA_PATH is not set' in no_path.stderr
