@@ -20,6 +20,7 @@ import sys
 #: label -> (executable name in this environment's bin/, default CalcJob plugin). Other issues add their codes.
 CODES = {
     'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
+    'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
 }
 
 

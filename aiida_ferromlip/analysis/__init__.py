@@ -1,0 +1,1 @@
+"""Pure functions on numpy/ASE (no AiiDA imports): features, errors, plots."""

@@ -1,0 +1,110 @@
+"""Prediction errors of a potential against reference labels, in the papers' units, and parity plots.
+
+Energies per formula unit (meV/f.u., seed 000) and per atom (meV/atom), force components (meV/Å), stress
+components (kbar).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.units import GPa
+
+#: eV/Å^3 -> kbar
+EV_A3_TO_KBAR = 10.0 / GPa
+
+
+def _stats(errors: np.ndarray) -> tuple[float, float]:
+    errors = np.asarray(errors, dtype=float).ravel()
+    if errors.size == 0:
+        return float('nan'), float('nan')
+    return float(np.sqrt(np.mean(errors**2))), float(np.mean(np.abs(errors)))
+
+
+def paired_labels(frames: Sequence[Atoms], reference: dict, predicted: dict) -> dict[str, np.ndarray]:
+    """Collect reference and predicted labels from ``frames``' info/arrays.
+
+    ``reference``/``predicted`` name the keys: ``{'energy': ..., 'forces': ..., 'stress': ...}``; a stress key
+    may hold 6 Voigt components (eV/Å^3) or, for ``virial``, 9 numbers in eV.
+    """
+    from aiida_ferromlip.data.training_set import formula_units
+
+    out = {k: [] for k in ('ref_energy', 'pred_energy', 'n_atoms', 'n_fu', 'ref_forces', 'pred_forces',
+                           'ref_stress', 'pred_stress')}
+    for atoms in frames:
+        out['ref_energy'].append(atoms.info[reference['energy']])
+        out['pred_energy'].append(atoms.info[predicted['energy']])
+        out['n_atoms'].append(len(atoms))
+        out['n_fu'].append(formula_units(atoms))
+        out['ref_forces'].append(atoms.arrays[reference['forces']])
+        out['pred_forces'].append(atoms.arrays[predicted['forces']])
+        ref_stress, pred_stress = (_voigt(atoms, d.get('stress')) for d in (reference, predicted))
+        if ref_stress is not None and pred_stress is not None:
+            out['ref_stress'].append(ref_stress)
+            out['pred_stress'].append(pred_stress)
+    arrays = {k: np.asarray(v, dtype=float) for k, v in out.items() if k not in ('ref_forces', 'pred_forces')}
+    arrays['ref_forces'] = np.concatenate(out['ref_forces']) if frames else np.zeros((0, 3))
+    arrays['pred_forces'] = np.concatenate(out['pred_forces']) if frames else np.zeros((0, 3))
+    return arrays
+
+
+def _voigt(atoms: Atoms, key: str | None) -> np.ndarray | None:
+    if key is None or key not in atoms.info:
+        return None
+    value = np.asarray(atoms.info[key], dtype=float).ravel()
+    if value.size == 9:  # a virial (eV): stress = -virial / volume
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        return full_3x3_to_voigt_6_stress(-value.reshape(3, 3) / atoms.get_volume())
+    return value
+
+
+def error_metrics(labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """RMSE and MAE of energies (meV/f.u., meV/atom), forces (meV/Å) and stress (kbar)."""
+    d_energy = labels['pred_energy'] - labels['ref_energy']
+    metrics = {'num_frames': int(d_energy.size)}
+    for name, errors in (('energy_per_fu_meV', 1000 * d_energy / labels['n_fu']),
+                         ('energy_per_atom_meV', 1000 * d_energy / labels['n_atoms']),
+                         ('forces_meV_per_A', 1000 * (labels['pred_forces'] - labels['ref_forces'])),
+                         ('stress_kbar', EV_A3_TO_KBAR * (labels['pred_stress'] - labels['ref_stress']))):
+        rmse, mae = _stats(errors)
+        metrics[f'{name}_rmse'] = rmse
+        metrics[f'{name}_mae'] = mae
+    metrics['num_frames_with_stress'] = int(len(labels['ref_stress']))
+    return metrics
+
+
+def parity_plot_png(labels: dict[str, np.ndarray], title: str = '') -> bytes:
+    """Three-panel parity plot (energy per f.u., force components, stress components) as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ('energy (eV/f.u.)', labels['ref_energy'] / labels['n_fu'], labels['pred_energy'] / labels['n_fu']),
+        ('force components (eV/Å)', labels['ref_forces'].ravel(), labels['pred_forces'].ravel()),
+        ('stress components (kbar)', EV_A3_TO_KBAR * labels['ref_stress'].ravel(),
+         EV_A3_TO_KBAR * labels['pred_stress'].ravel()),
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(12, 4))
+    for axis, (name, reference, predicted) in zip(axes, panels):
+        axis.set_title(name)
+        axis.set_xlabel('reference')
+        axis.set_ylabel('model')
+        if reference.size:
+            axis.scatter(reference, predicted, s=6, alpha=0.6)
+            low, high = float(min(reference.min(), predicted.min())), float(max(reference.max(), predicted.max()))
+            axis.plot([low, high], [low, high], 'k--', lw=0.8)
+        else:
+            axis.text(0.5, 0.5, 'no data', ha='center', transform=axis.transAxes)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,210 @@
+"""``GapFitCalculation``: fit a GAP to a TrainingSet with gap_fit, validate it on held-out frames.
+
+Runs ``ferromlip-gap`` (``aiida_ferromlip/engines/gap.py``) on the computer of its code: FPS sparse points,
+a memory plan from gap_fit's own estimate, the fit, and predictions on the validation split. The parser turns
+them into a ``GapPotential``, validation metrics and a parity plot.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.common import datastructures
+from aiida.engine import CalcJob
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.engines import gap as engine
+
+
+def split_indices(num_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (seeded) train/validation split; at least one training frame is always kept."""
+    order = np.random.default_rng(seed).permutation(num_frames)
+    n_validation = min(int(round(validation_fraction * num_frames)), max(num_frames - 1, 0))
+    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+def shortest_cell_height(training_set: TrainingSet) -> float:
+    """Smallest distance between opposite cell faces over all frames (Å)."""
+    cells = training_set.get_array('cells')
+    heights = []
+    for cell in cells:
+        volume = abs(np.linalg.det(cell))
+        for i in range(3):
+            heights.append(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])))
+    return float(min(heights))
+
+
+def parameter_problems(parameters: dict) -> list[str]:
+    problems = []
+    descriptors = parameters.get('descriptors')
+    if not descriptors:
+        problems.append('`descriptors` must list at least one descriptor')
+    sigma = parameters.get('default_sigma', [])
+    if len(sigma) != 4 or any(float(s) < 0 for s in sigma):
+        problems.append('`default_sigma` must be 4 non-negative numbers (energy, force, virial, hessian)')
+    fraction = parameters.get('validation_fraction', 0.1)
+    if not 0 <= float(fraction) < 1:
+        problems.append('`validation_fraction` must be in [0, 1)')
+    virials = parameters.get('virial_fraction', 'auto')
+    if virials != 'auto' and not 0 <= float(virials) <= 1:
+        problems.append('`virial_fraction` must be `auto` or in [0, 1]')
+    if float(parameters.get('max_memory_gb', 16)) <= 0:
+        problems.append('`max_memory_gb` must be positive')
+    for index, descriptor in enumerate(descriptors or []):
+        if 'type' not in descriptor or 'cutoff' not in descriptor or 'n_sparse' not in descriptor:
+            problems.append(f'descriptor {index} needs `type`, `cutoff` and `n_sparse`')
+        if descriptor.get('sparse_method') == 'fps' and not (descriptor.get('type') == 'soap'
+                                                             and descriptor.get('per_species')):
+            problems.append(f'descriptor {index}: `fps` sparse selection needs a per-species SOAP')
+    return problems
+
+
+def validate_inputs(inputs, namespace):
+    """Fail before the job: bad parameters, empty or single-species sets, cutoffs vs cells, sparse counts."""
+    if 'training_set' not in namespace or 'parameters' not in namespace:
+        return None
+    parameters = inputs['parameters'].get_dict()
+    problems = parameter_problems(parameters)
+    if problems:
+        return '\n'.join(problems)
+    training_set = inputs['training_set']
+    if len(training_set) == 0:
+        return 'the TrainingSet is empty'
+    species = training_set.species
+    if parameters.get('multi_species', False) and len(species) < 2:
+        return f'this preset is for multi-species materials but the TrainingSet holds only {species}'
+
+    cutoff = max(float(d['cutoff']) for d in parameters['descriptors'])
+    height = shortest_cell_height(training_set)
+    if cutoff > height / 2 and not parameters.get('allow_large_cutoff', False):
+        return (f'the descriptor cutoff {cutoff} Å exceeds half the shortest cell height ({height:.2f} Å): atoms see '
+                f'their own periodic images. Use larger cells, or set `allow_large_cutoff: true` if intended.')
+
+    train, _ = split_indices(len(training_set), float(parameters.get('validation_fraction', 0.1)),
+                             int(parameters.get('seed', 0)))
+    if len(train) == 0:
+        return 'no frame is left for training after the validation split'
+    counts = _species_counts(training_set, train)
+    for index, descriptor in enumerate(parameters['descriptors']):
+        if descriptor['type'] != 'soap':
+            continue
+        for symbol in species:
+            wanted = engine.sparse_count(descriptor['n_sparse'], symbol)
+            if wanted > counts[symbol]:
+                return (f'descriptor {index} asks for {wanted} sparse environments around {symbol}, but the training '
+                        f'split has only {counts[symbol]} {symbol} atoms')
+    return None
+
+
+def _species_counts(training_set: TrainingSet, frame_indices) -> dict[str, int]:
+    from ase.data import chemical_symbols
+
+    numbers = training_set.get_array('numbers')
+    offsets = np.concatenate([[0], np.cumsum(training_set.get_array('n_atoms'))])
+    selected = np.concatenate([numbers[offsets[i]:offsets[i + 1]] for i in frame_indices])
+    return {symbol: int(np.sum(selected == chemical_symbols.index(symbol))) for symbol in training_set.species}
+
+
+def gap_fit_frames(training_set: TrainingSet, indices) -> list:
+    """Frames as gap_fit reads them: ``REF_energy``, ``REF_forces`` and a 9-number ``REF_virial`` (eV)."""
+    frames = training_set.to_atoms()
+    out = []
+    for i in indices:
+        atoms = frames[i]
+        results = atoms.calc.results
+        plain = atoms.copy()
+        plain.calc = None
+        plain.info = {'frame_index': int(i), engine.ENERGY_KEY: float(results['energy'])}
+        plain.arrays[engine.FORCES_KEY] = np.asarray(results['forces'])
+        if 'stress' in results:
+            plain.info[engine.VIRIAL_KEY] = (-atoms.get_stress(voigt=False) * atoms.get_volume()).ravel()
+        out.append(plain)
+    return out
+
+
+class GapFitCalculation(ProtocolMixin, CalcJob):
+    """Fit a Gaussian Approximation Potential to a TrainingSet (gap_fit), within a memory budget."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('training_set', valid_type=TrainingSet, help='Labelled frames to fit.')
+        spec.input('parameters', valid_type=orm.Dict,
+                   help='Resolved fit settings (see protocols/gap.yaml): descriptors, default_sigma, e0_method, '
+                        'validation_fraction, seed, max_memory_gb, virial_fraction, allow_large_cutoff.')
+        spec.inputs.validator = validate_inputs
+        options = spec.inputs['metadata']['options']
+        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        options['parser_name'].default = 'ferromlip.gap_fit'
+        options['withmpi'].default = False
+        options['output_filename'].default = 'ferromlip-gap.out'
+
+        spec.output('potential', valid_type=GapPotential, help='The fitted GAP (single XML) with its metadata.')
+        spec.output('metrics', valid_type=orm.Dict, required=False,
+                    help='Validation RMSE/MAE: energy (meV/f.u., meV/atom), forces (meV/Å), stress (kbar).')
+        spec.output('parity_plot', valid_type=orm.SinglefileData, required=False, help='Parity plot (PNG).')
+        spec.output('fit_report', valid_type=orm.Dict,
+                    help='Wall time, peak RSS, memory plan (frames that kept virials), FPS distances, command.')
+
+        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The fit wrote no {filename}.')
+        spec.exit_code(310, 'ERROR_MEMORY_BUDGET',
+                       message='gap_fit would need {need:.1f} GiB even with no virials, over the {budget:.1f} GiB '
+                               'budget: lower n_max/l_max, use diagonal_radial, fit fewer frames or raise '
+                               '`max_memory_gb`.')
+        spec.exit_code(311, 'ERROR_OUT_OF_MEMORY', message='gap_fit ran out of memory: {detail}')
+        spec.exit_code(312, 'ERROR_SINGULAR_MATRIX',
+                       message='gap_fit could not factorise its covariance matrix (singular or not positive '
+                               'definite): raise default_sigma or reduce duplicate/sparse points. {detail}')
+        spec.exit_code(313, 'ERROR_MISSING_SPECIES', message='gap_fit found a species it cannot handle: {detail}')
+        spec.exit_code(314, 'ERROR_BAD_PARAMETERS', message='gap_fit rejected its parameters: {detail}')
+        spec.exit_code(319, 'ERROR_GAP_FIT_FAILED', message='gap_fit failed (return code {code}): {detail}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return pathlib.Path(__file__).parent.parent / 'protocols' / 'gap.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,
+                                  protocol: str | None = None, overrides: dict | None = None, options=None):
+        """Builder for ``training_set`` with the preset ``protocol`` (fast | minimalist | seed003).
+
+        ``overrides`` follows the input layout, e.g. ``{'parameters': {'max_memory_gb': 8}}``; lists (the
+        descriptors) are replaced as a whole. The protocol file is never modified.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.code = code
+        builder.training_set = training_set
+        builder.parameters = orm.Dict(inputs['parameters'])
+        builder.metadata.options = {**inputs.get('metadata', {}).get('options', {}), **(options or {})}
+        return builder
+
+    def prepare_for_submission(self, folder):
+        from ase.io import write
+
+        parameters = self.inputs.parameters.get_dict()
+        train, validation = split_indices(len(self.inputs.training_set),
+                                          float(parameters.get('validation_fraction', 0.1)),
+                                          int(parameters.get('seed', 0)))
+        with folder.open(engine.TRAIN_FILE, 'w') as handle:
+            write(handle, gap_fit_frames(self.inputs.training_set, train), format='extxyz')
+        with folder.open(engine.VALIDATION_FILE, 'w') as handle:
+            write(handle, gap_fit_frames(self.inputs.training_set, validation), format='extxyz')
+        with folder.open(engine.PARAMETERS_FILE, 'w') as handle:
+            json.dump(parameters, handle, indent=1)
+
+        codeinfo = datastructures.CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['--parameters', engine.PARAMETERS_FILE]
+        codeinfo.stdout_name = self.metadata.options.output_filename
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [engine.POTENTIAL_FILE, engine.REPORT_FILE, engine.PREDICTIONS_FILE,
+                                  engine.FIT_LOG, self.metadata.options.output_filename]
+        return calcinfo
