@@ -21,6 +21,7 @@ import sys
 CODES = {
     'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
     'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
+    'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
 }
 
 

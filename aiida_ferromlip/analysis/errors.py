@@ -74,6 +74,10 @@ def error_metrics(labels: dict[str, np.ndarray]) -> dict[str, float]:
         metrics[f'{name}_rmse'] = rmse
         metrics[f'{name}_mae'] = mae
     metrics['num_frames_with_stress'] = int(len(labels['ref_stress']))
+    # The scale of what is predicted, to read the errors against (a 100 meV/Å error means little at 5 eV/Å).
+    metrics['forces_reference_rms_meV_per_A'] = float(1000 * np.sqrt(np.mean(labels['ref_forces'] ** 2)))
+    if len(labels['ref_stress']):
+        metrics['stress_reference_rms_kbar'] = float(EV_A3_TO_KBAR * np.sqrt(np.mean(labels['ref_stress'] ** 2)))
     return metrics
 
 

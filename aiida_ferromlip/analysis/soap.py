@@ -23,17 +23,20 @@ def soap_hypers(cutoff: float, max_radial: int, max_angular: int, atom_sigma: fl
     }
 
 
-def atomic_soap(frames: Sequence[Atoms], hypers: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def atomic_soap(frames: Sequence[Atoms], hypers: dict,
+                species: Sequence[int] | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Per-centre-species SOAP power spectra: ``{Z: (features [n, D], samples [n, 2] = (frame, atom))}``.
 
     Rows are ordered frame by frame and, within a frame, by atom index: the order in which gap_fit enumerates
     the environments of a species-centred descriptor, so row ``i`` is gap_fit's environment ``i + 1``.
-    Features are normalised to unit length (as GAP's dot-product kernel does).
+    Features are normalised to unit length (as GAP's dot-product kernel does). ``species`` fixes the neighbour
+    types (default: those present) so that features of separate calls are comparable.
     """
     import featomic
 
     # Neighbour types must be the same for every frame so that feature vectors are comparable.
-    species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    if species is None:
+        species = sorted({int(z) for atoms in frames for z in atoms.numbers})
     calculator = featomic.SoapPowerSpectrum(**hypers)
     descriptor = calculator.compute(list(frames))
     descriptor = descriptor.keys_to_properties(_neighbour_labels(species))

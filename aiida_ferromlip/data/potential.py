@@ -24,6 +24,11 @@ class Potential:
     def calculator(self):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def job_files(self) -> tuple[dict, dict[str, bytes]]:  # pragma: no cover - interface
+        """``(spec, {filename: content})`` a job needs to rebuild the calculator with
+        ``aiida_ferromlip.engines.potentials.calculator_from_spec``."""
+        raise NotImplementedError
+
 
 class GapPotential(Potential, orm.SinglefileData):
     """A GAP as the single XML file gap_fit writes with ``sparse_separate_file=F``, plus its metadata.
@@ -46,6 +51,9 @@ class GapPotential(Potential, orm.SinglefileData):
     @property
     def content_hash(self) -> str:
         return self.base.attributes.get('content_hash')
+
+    def job_files(self) -> tuple[dict, dict[str, bytes]]:
+        return {'kind': 'gap', 'file': 'potential.xml'}, {'potential.xml': self.get_content('rb')}
 
     def calculator(self):
         """A new quippy ``Potential`` (ASE calculator) reading this node's XML."""

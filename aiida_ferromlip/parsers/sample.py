@@ -1,0 +1,40 @@
+"""Parser of ``SampleCalculation``: per-temperature trajectories and exchange statistics."""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.parsers import Parser
+
+from aiida_ferromlip.calculations.sample import trajectory_from_frames, trajectory_key
+from aiida_ferromlip.engines import md as engine
+
+
+class SampleParser(Parser):
+    def parse(self, **kwargs):
+        from ase.io import read
+
+        repository = self.retrieved.base.repository
+        names = repository.list_object_names()
+        if engine.REPORT_FILE not in names:
+            return self.exit_codes.ERROR_OUTPUT_MISSING.format(filename=engine.REPORT_FILE)
+        report = json.loads(repository.get_object_content(engine.REPORT_FILE))
+        if 'error' in report:
+            return self.exit_codes.ERROR_MD_FAILED.format(error=report['error'])
+        parameters = self.node.inputs.parameters.get_dict()
+        for index, count in enumerate(report['frames_per_trajectory']):
+            filename = f'trajectory_{index}.extxyz'
+            if filename not in names:
+                return self.exit_codes.ERROR_OUTPUT_MISSING.format(filename=filename)
+            if count == 0:
+                continue
+            with repository.open(filename) as handle:
+                frames = read(handle, index=':', format='extxyz')
+            self.out(f'trajectories.{trajectory_key(parameters, index)}', trajectory_from_frames(frames))
+        self.out('statistics', orm.Dict(report))
+        exchange = report.get('exchange')
+        if exchange:
+            rates = ', '.join(f"{p['pair']}: {p['accepted']}/{p['attempted']}" for p in exchange['neighbour_pairs'])
+            self.logger.report(f'replica exchanges accepted per neighbour pair: {rates}')
+        return None
