@@ -48,3 +48,53 @@ def labelled_frames():
                                            stress=None if i == 1 else stress)
         frames.append(atoms)
     return frames
+
+
+@pytest.fixture(scope='session')
+def sevennet():
+    from aiida_ferromlip.engines.reference import make_calculator
+
+    return make_calculator('7net-0')
+
+
+@pytest.fixture(scope='session')
+def reference_frames(sevennet):
+    """16 SevenNet-0-labelled 40-atom BaTiO3 frames: 4 rattled/strained copies of each phase."""
+    from aiida_ferromlip.engines.reference import label_frames
+    from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
+
+    frames = []
+    for index, atoms in enumerate(batio3_polymorphs().values()):
+        frames += rattled_strained(atoms, 4, rattle=0.06, seed=index)
+    labelled, failures, _ = label_frames(frames, sevennet)
+    assert not failures
+    return labelled
+
+
+@pytest.fixture(scope='session')
+def fitted_gap_xml(reference_frames, tmp_path_factory):
+    """A `fast`-preset GAP fitted by gap_fit directly (no AiiDA), for tests of the stages after fitting."""
+    import subprocess
+
+    from ase.io import write
+
+    from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, gap_fit_frames
+    from aiida_ferromlip.data.training_set import TrainingSet
+    from aiida_ferromlip.engines import gap as engine
+
+    directory = tmp_path_factory.mktemp('gap')
+    frames = gap_fit_frames(TrainingSet(frames=reference_frames), range(len(reference_frames)))
+    write(directory / 'train.extxyz', frames, format='extxyz')
+    parameters = GapFitCalculation.get_protocol_inputs('fast')['parameters']
+    command = engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz')
+    subprocess.run(command, cwd=directory, check=True, capture_output=True)
+    return directory / engine.POTENTIAL_FILE
+
+
+@pytest.fixture
+def gap_potential(fitted_gap_xml):
+    from aiida_ferromlip.data.potential import GapPotential
+
+    potential = GapPotential(str(fitted_gap_xml))
+    potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
+    return potential.store()

@@ -14,27 +14,10 @@ from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indice
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import gap as engine
-from aiida_ferromlip.engines.reference import label_frames, make_calculator
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.parsers.gap_fit import classify_failure
 
 from .conftest import executable
-
-
-@pytest.fixture(scope='module')
-def sevennet():
-    return make_calculator('7net-0')
-
-
-@pytest.fixture(scope='module')
-def reference_frames(sevennet):
-    """16 SevenNet-0-labelled 40-atom BaTiO3 frames: 4 rattled/strained copies of each phase."""
-    frames = []
-    for index, atoms in enumerate(batio3_polymorphs().values()):
-        frames += rattled_strained(atoms, 4, rattle=0.06, seed=index)
-    labelled, failures, _ = label_frames(frames, sevennet)
-    assert not failures
-    return labelled
 
 
 @pytest.fixture

@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
-from aiida_ferromlip.engines.reference import label_frames, make_calculator, supported_species
+from aiida_ferromlip.engines.reference import label_frames, supported_species
 
 from .conftest import cubic_batio3
-
-
-@pytest.fixture(scope='module')
-def sevennet():
-    return make_calculator('7net-0')
 
 
 def test_supported_species_and_unknown_model():

@@ -1,0 +1,170 @@
+"""Sampling (i-PI REMD, ramp MD) through the CalcJob and selection (sanity, decorrelation, FPS) with provenance."""
+
+import io
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.analysis.selection import (
+    autocorrelation_time,
+    decorrelated_indices,
+    sanity_problem,
+    select_diverse,
+)
+from aiida_ferromlip.analysis.soap import soap_hypers
+from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.engines.md import exchange_statistics
+from aiida_ferromlip.materials import batio3_polymorphs, perovskite_polymorph, rattled_strained
+from aiida_ferromlip.workflows.select import select_candidates
+
+from .conftest import executable
+
+
+@pytest.fixture
+def md_code(aiida_code_installed):
+    return aiida_code_installed(label='ferromlip-md', default_calc_job_plugin='ferromlip.sample',
+                                filepath_executable=executable('ferromlip-md'))
+
+
+def r3m():
+    return orm.StructureData(ase=batio3_polymorphs()['R3m'])
+
+
+def sample(md_code, potential, structure, protocol='fast', parameters=None):
+    builder = SampleCalculation.get_builder_from_protocol(md_code, potential, structure, protocol=protocol,
+                                                          overrides={'parameters': parameters or {}})
+    return run_get_node(builder)
+
+
+def test_remd_four_replicas_exchange_and_give_one_trajectory_per_temperature(md_code, gap_potential):
+    ladder = [100, 106, 112, 118]  # close rungs: a 40-atom cell exchanges often
+    results, node = sample(md_code, gap_potential, r3m(),
+                           parameters={'temperatures': ladder, 'steps': 40, 'stride': 4, 'exchange_stride': 1})
+    assert node.is_finished_ok, node.exit_message
+    trajectories = results['trajectories']
+    assert sorted(trajectories) == ['T_0100K', 'T_0106K', 'T_0112K', 'T_0118K']
+    for key, trajectory in trajectories.items():
+        assert trajectory.numsteps == 11  # steps 0, 4, ..., 40
+        assert trajectory.get_positions().shape == (11, 40, 3)
+        np.testing.assert_allclose(trajectory.get_array('target_temperatures'), float(key[2:6]))
+        assert np.isfinite(trajectory.get_array('energies')).all()
+    exchange = results['statistics']['exchange']
+    pairs = exchange['neighbour_pairs']
+    assert len(pairs) == 3 and all(p['attempted'] > 0 for p in pairs)
+    assert sum(p['accepted'] for p in pairs) > 0
+
+
+def test_temperature_ramp(md_code, gap_potential):
+    results, node = sample(md_code, gap_potential, r3m(), 'minimalist_ramp',
+                           {'steps': 30, 'stride': 10, 't_start': 10, 't_end': 300})
+    assert node.is_finished_ok, node.exit_message
+    trajectory = results['trajectories']['ramp']
+    np.testing.assert_allclose(trajectory.get_array('target_temperatures'), [10, 106.667, 203.333, 300], rtol=1e-3)
+    assert trajectory.get_array('stresses').shape == (4, 6)
+
+
+def test_bad_sampling_inputs_fail_before_md(md_code, gap_potential):
+    jobs_before = orm.QueryBuilder().append(orm.CalcJobNode).count()
+    cases = {
+        'at least two rungs': {'temperatures': [300]},
+        'strictly increasing': {'temperatures': [300, 200, 100]},
+        "species ['Pb'] are not supported": None,
+    }
+    for message, parameters in cases.items():
+        structure = r3m() if parameters else orm.StructureData(ase=perovskite_polymorph('Pb', 'Ti', 'P4mm', supercell=(2, 2, 2)))
+        with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]')):
+            sample(md_code, gap_potential, structure, parameters=parameters)
+    no_stress = GapPotential(io.BytesIO(gap_potential.get_content('rb')), filename='gap.xml')
+    no_stress.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': False})
+    with pytest.raises(ValueError, match='needs stress'):
+        sample(md_code, no_stress.store(), r3m(), parameters={'ensemble': 'npt'})
+    assert orm.QueryBuilder().append(orm.CalcJobNode).count() == jobs_before
+
+
+def test_exchange_statistics_follow_the_swapped_ensembles():
+    log = '\n'.join([
+        ' @ PT:  SWAPPING replicas     1 and     0.',           # systems 0,1 now hold T1,T0
+        ' @ PT:  SWAP REJECTED BETWEEN replicas     2 and     0.',  # system 0 holds T1: pair (1,2)
+        ' @ PT:  SWAPPING replicas     2 and     0.',            # pair (1,2) accepted
+    ])
+    stats = exchange_statistics(log, 3)
+    assert stats['neighbour_pairs'][0] == {'pair': [0, 1], 'attempted': 1, 'accepted': 1, 'acceptance': 1.0}
+    assert stats['neighbour_pairs'][1] == {'pair': [1, 2], 'attempted': 2, 'accepted': 1, 'acceptance': 0.5}
+
+
+def test_autocorrelation_time_of_an_ar1_process():
+    rng = np.random.default_rng(0)
+    phi, x = 0.9, np.zeros(20000)
+    for i in range(1, len(x)):
+        x[i] = phi * x[i - 1] + rng.normal()
+    assert autocorrelation_time(x) == pytest.approx((1 + phi) / (1 - phi), rel=0.25)
+    assert autocorrelation_time(rng.normal(size=5000)) == pytest.approx(1.0, abs=0.3)
+    assert decorrelated_indices(10, 2.2, skip=1).tolist() == [1, 4, 7]
+
+
+def test_sanity_filter_flags_blown_up_frames():
+    atoms = perovskite_polymorph('Ba', 'Ti', 'P4mm')
+    assert sanity_problem(atoms) is None
+    crushed = atoms.copy()
+    crushed.positions[1] = crushed.positions[0] + [0.3, 0, 0]
+    assert 'apart' in sanity_problem(crushed)
+    assert 'force component' in sanity_problem(atoms, forces=np.full((5, 3), 50.0))
+    assert 'temperature' in sanity_problem(atoms, temperature=2000, target_temperature=300)
+    assert 'above the trajectory median' in sanity_problem(atoms, energy_per_atom=-5.0, reference_energy_per_atom=-8.0)
+
+
+def test_fps_picks_distinct_structures_first_and_never_a_training_frame():
+    hypers = soap_hypers(4.5, 6, 4)
+    cubic = rattled_strained(batio3_polymorphs()['Pm-3m'], 5, rattle=0.01, seed=1)
+    rhombohedral = rattled_strained(batio3_polymorphs()['R3m'], 5, rattle=0.01, seed=2)
+    # The training set holds cubic frames: the first picks are rhombohedral ones.
+    picked, distances = select_diverse(cubic + rhombohedral, 2, hypers, existing=cubic[:2])
+    assert all(i >= 5 for i in picked)
+    assert np.all(np.diff(distances) <= 1e-12)
+    # Candidates identical to training frames are never picked, even when more are asked for.
+    picked, _ = select_diverse(cubic[:2] + rhombohedral[:1], 3, hypers, existing=cubic[:2])
+    assert picked.tolist() == [2]
+
+
+def synthetic_trajectory(frames, energies, temperatures=None):
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols=frames[0].get_chemical_symbols(), positions=np.array([f.positions for f in frames]),
+                              cells=np.array([f.cell.array for f in frames]), stepids=np.arange(len(frames)) * 10,
+                              pbc=[True, True, True])
+    trajectory.set_array('energies', np.asarray(energies, dtype=float))
+    trajectory.set_array('forces', np.zeros((len(frames), len(frames[0]), 3)))
+    trajectory.set_array('temperatures', np.asarray(temperatures if temperatures is not None else [300.0] * len(frames)))
+    trajectory.set_array('target_temperatures', np.full(len(frames), 300.0))
+    return trajectory.store()
+
+
+def test_select_candidates_calcfunction(reference_frames):
+    rng = np.random.default_rng(3)
+    frames = rattled_strained(batio3_polymorphs()['P4mm'], 12, rattle=0.05, seed=5)
+    frames[7].positions[3] = frames[7].positions[4] + [0.2, 0, 0]      # blown-up frame
+    energies = -320 + rng.normal(scale=0.05, size=12)
+    temperatures = [300.0] * 12
+    temperatures[9] = 5000.0                                           # thermostat runaway
+    trajectory = synthetic_trajectory(frames, energies, temperatures)
+    training_set = TrainingSet(frames=reference_frames).store()
+    results = select_candidates(parameters=orm.Dict({'num_select': 4, 'decorrelate': False,
+                                                     'equilibration_fraction': 0.0}),
+                                training_set=training_set, md=trajectory)
+    report = results['report'].get_dict()
+    assert report['num_sampled'] == 12 and report['num_rejected'] == 2
+    assert set(report['trajectories']['md']['rejected_reasons']) == {'7', '9'}
+    selected = [results[k] for k in sorted(results) if k.startswith('selected_')]
+    assert len(selected) == 4 and report['num_selected'] == 4
+    sources = [s.base.attributes.get('ferromlip_source') for s in selected]
+    assert {s['frame_index'] for s in sources}.isdisjoint({7, 9})
+    assert all(s['trajectory_uuid'] == trajectory.uuid for s in sources)
+    creator = selected[0].creator
+    assert creator.process_label == 'select_candidates'
+    assert {link.node.uuid for link in creator.base.links.get_incoming().all()} >= {trajectory.uuid, training_set.uuid}
+    assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
+    with pytest.raises(ValueError, match='unknown selection parameter'):
+        select_candidates(parameters=orm.Dict({'n_select': 3}), md=trajectory)
