@@ -25,20 +25,25 @@ def test_every_entry_point_is_ferromlip_and_loads():
 
 def test_every_plugin_class_has_an_entry_point():
     """Each Data, CalcJob, Parser and WorkChain class of the package is reachable by a ferromlip.* name."""
-    import aiida_ferromlip.calculations.reference_label as calcs
-    import aiida_ferromlip.data.training_set as data
-    import aiida_ferromlip.parsers.reference_label as parsers
-    import aiida_ferromlip.workflows.label as workflows
+    import importlib
+    import pkgutil
+
+    import aiida_ferromlip
     from aiida.engine import CalcJob, WorkChain
     from aiida.orm import Data
     from aiida.parsers import Parser
 
     registered = {ep.load() for group in FACTORIES for ep in entry_points(group=group)
                   if ep.value.startswith('aiida_ferromlip')}
-    for module, base in ((data, Data), (calcs, CalcJob), (parsers, Parser), (workflows, WorkChain)):
+    found = []
+    for info in pkgutil.walk_packages(aiida_ferromlip.__path__, 'aiida_ferromlip.'):
+        module = importlib.import_module(info.name)
         for obj in vars(module).values():
-            if isinstance(obj, type) and issubclass(obj, base) and obj.__module__ == module.__name__:
-                assert obj in registered, f'{obj.__name__} has no ferromlip.* entry point'
+            if (isinstance(obj, type) and obj.__module__ == module.__name__
+                    and issubclass(obj, (Data, CalcJob, Parser, WorkChain))):
+                found.append(obj)
+                assert obj in registered, f'{obj.__module__}.{obj.__name__} has no ferromlip.* entry point'
+    assert len(found) >= 7
 
 
 @pytest.mark.timeout(300)

@@ -91,7 +91,7 @@ def validate_inputs(inputs, namespace):
         return 'no frame is left for training after the validation split'
     counts = _species_counts(training_set, train)
     for index, descriptor in enumerate(parameters['descriptors']):
-        if descriptor['type'] != 'soap':
+        if descriptor['type'] != 'soap' or parameters.get('clip_sparse', False):
             continue
         for symbol in species:
             wanted = engine.sparse_count(descriptor['n_sparse'], symbol)
@@ -136,7 +136,8 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
         spec.input('training_set', valid_type=TrainingSet, help='Labelled frames to fit.')
         spec.input('parameters', valid_type=orm.Dict,
                    help='Resolved fit settings (see protocols/gap.yaml): descriptors, default_sigma, e0_method, '
-                        'validation_fraction, seed, max_memory_gb, virial_fraction, allow_large_cutoff.')
+                        'validation_fraction, seed, max_memory_gb, virial_fraction, allow_large_cutoff, '
+                        'clip_sparse (cap per-species sparse budgets at the environments available).')
         spec.inputs.validator = validate_inputs
         options = spec.inputs['metadata']['options']
         options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}

@@ -46,7 +46,8 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_files: dict | None = None) -> list[str]:
+def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_files: dict | None = None,
+                       available: dict | None = None) -> list[str]:
     """gap_fit descriptor strings for ``descriptors`` (dicts as in the protocols) and the species present.
 
     A SOAP with ``per_species: true`` becomes one descriptor per centre species, each with its own sparse
@@ -56,6 +57,7 @@ def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_fil
     from ase.data import chemical_symbols
 
     sparse_files = sparse_files or {}
+    available = available or {}
     explicit, expanded = [], []
     for index, descriptor in enumerate(descriptors):
         options = {k: v for k, v in descriptor.items() if k not in ('type', 'per_species', 'n_sparse', 'sparse_method')}
@@ -65,7 +67,8 @@ def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_fil
             for z in species_z:
                 body = {**options, 'add_species': False, 'n_species': len(species_z),
                         'species_Z': '{{' + ' '.join(map(str, species_z)) + '}}', 'Z': z,
-                        'n_sparse': sparse_count(descriptor['n_sparse'], chemical_symbols[z])}
+                        'n_sparse': min(sparse_count(descriptor['n_sparse'], chemical_symbols[z]),
+                                        available.get(z, 10**9))}
                 if method == 'fps':
                     body.update(sparse_method='index_file', sparse_file=sparse_files[(index, z)])
                 else:
@@ -100,8 +103,24 @@ def gap_fit_executable() -> str:
     return beside if os.path.exists(beside) else (shutil.which('gap_fit') or 'gap_fit')
 
 
-def gap_fit_command(parameters: dict, species_z: list[int], at_file: str, sparse_files=None, dryrun=False) -> list[str]:
-    gap = ' : '.join(descriptor_strings(parameters['descriptors'], species_z, sparse_files))
+def available_environments(parameters: dict, frames) -> dict[int, int]:
+    """Atoms of each species in ``frames`` when ``clip_sparse`` is set (sparse budgets are capped at these), else {}.
+
+    A loop that starts from a few frames cannot offer seed 003's 250 environments per cation yet; clipping
+    lets the same preset grow with the data instead of failing until enough frames exist.
+    """
+    if not parameters.get('clip_sparse', False):
+        return {}
+    counts: dict[int, int] = {}
+    for atoms in frames:
+        for z in atoms.numbers:
+            counts[int(z)] = counts.get(int(z), 0) + 1
+    return counts
+
+
+def gap_fit_command(parameters: dict, species_z: list[int], at_file: str, sparse_files=None, dryrun=False,
+                    available: dict | None = None) -> list[str]:
+    gap = ' : '.join(descriptor_strings(parameters['descriptors'], species_z, sparse_files, available))
     sigma = ' '.join(str(s) for s in parameters['default_sigma'])
     command = [
         gap_fit_executable(), f'at_file={at_file}', f'gap={{{gap}}}', f'default_sigma={{{sigma}}}',
@@ -149,7 +168,8 @@ class DryrunFailed(RuntimeError):
 
 def dryrun_peak(parameters, species_z, sparse_files, frames, fraction, seed) -> float:
     write_fit_file(frames, FIT_FILE, fraction, seed)
-    result = subprocess.run(gap_fit_command(parameters, species_z, FIT_FILE, sparse_files, dryrun=True),
+    result = subprocess.run(gap_fit_command(parameters, species_z, FIT_FILE, sparse_files, dryrun=True,
+                                            available=available_environments(parameters, frames)),
                             capture_output=True, text=True)
     peak = parse_peak_estimate(result.stdout)
     if peak is None:
@@ -202,8 +222,9 @@ def fps_sparse_files(parameters: dict, frames, species_z) -> tuple[dict, dict]:
         hypers = soap_hypers(descriptor['cutoff'], descriptor['n_max'], descriptor['l_max'],
                              descriptor.get('atom_sigma', 0.5), descriptor.get('cutoff_transition_width', 0.5))
         features = atomic_soap(frames, hypers)
+        available = available_environments(parameters, frames)
         for z in species_z:
-            n = sparse_count(descriptor['n_sparse'], chemical_symbols[z])
+            n = min(sparse_count(descriptor['n_sparse'], chemical_symbols[z]), available.get(z, 10**9))
             picked, hausdorff = farthest_point_sampling(features[z][0], n)
             path = f'sparse_{index}_{chemical_symbols[z]}.txt'
             np.savetxt(path, np.sort(picked) + 1, fmt='%d')  # gap_fit counts environments from 1
@@ -278,7 +299,8 @@ def run(parameters_file: str, report: dict) -> int:
         return 3
     report['frames_with_virial'] = write_fit_file(frames, FIT_FILE, plan['virial_fraction'], parameters.get('seed', 0))
 
-    command = gap_fit_command(parameters, species_z, FIT_FILE, sparse_files)
+    command = gap_fit_command(parameters, species_z, FIT_FILE, sparse_files,
+                              available=available_environments(parameters, frames))
     report['command'] = ' '.join(command)
     start = time.perf_counter()
     with open(FIT_LOG, 'w') as log:

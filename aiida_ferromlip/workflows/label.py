@@ -18,8 +18,10 @@ from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
 
 
-def validate_inputs(inputs, _):
+def validate_inputs(inputs, namespace):
     """Fail fast: unknown engine, missing engine namespace, empty or unphysical structures."""
+    if 'structures' not in namespace:
+        return None  # exposed in a wrapping workflow that supplies the structures itself
     engine_name = inputs['engine'].value if 'engine' in inputs else 'reference'
     try:
         engine = get_engine(engine_name)

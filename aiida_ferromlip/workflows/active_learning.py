@@ -1,0 +1,394 @@
+"""``ActiveLearningWorkChain``: label -> fit -> sample -> select, until the model predicts new data well.
+
+Each stage is one of the plugin's processes behind its contract, so the loop never branches on an engine's
+name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` a Potential,
+``SampleCalculation`` trajectories, ``select_candidates`` structures. Before a new batch joins the TrainingSet,
+the current potential's errors on it are recorded: that out-of-sample learning curve is the stop criterion.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction, if_, while_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
+from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.select import merged_options, select_candidates
+
+#: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
+MATERIALS = ('BaTiO3',)
+
+LOOP_DEFAULTS = {
+    'max_iterations': 5,
+    'max_labels': 150,
+    'seed_frames_per_structure': 4,   # random rattles/strains of each start structure for the first fit
+    'rattle': 0.05,
+    'strain': 0.01,
+    'thresholds': {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0},
+    'converged_iterations': 1,        # consecutive iterations below the thresholds
+    'seed': 0,
+}
+
+
+def loop_parameters(parameters: orm.Dict | None) -> dict:
+    given = parameters.get_dict() if parameters is not None else {}
+    unknown = set(given) - set(LOOP_DEFAULTS)
+    if unknown:
+        raise ValueError(f'unknown loop parameters {sorted(unknown)}; known: {sorted(LOOP_DEFAULTS)}')
+    merged = {**LOOP_DEFAULTS, **given}
+    merged['thresholds'] = {**LOOP_DEFAULTS['thresholds'], **given.get('thresholds', {})}
+    return merged
+
+
+def start_structures(material: str | None, structures: dict) -> dict[str, orm.StructureData]:
+    """The structures MD starts from: the user's, or the named material's polymorphs in 40-atom cells."""
+    if structures:
+        return dict(structures)
+    if material not in MATERIALS:
+        raise ValueError(f'unknown material `{material}`; known: {", ".join(MATERIALS)} (or give `structures`)')
+    from aiida_ferromlip.materials import batio3_polymorphs
+
+    return {phase.replace('-', '_'): orm.StructureData(ase=atoms) for phase, atoms in batio3_polymorphs().items()}
+
+
+def validate_inputs(inputs, namespace):
+    """Fail fast: bad thresholds or budgets, no start structures, unknown material."""
+    if 'parameters' not in namespace:
+        return None
+    try:
+        loop = loop_parameters(inputs.get('parameters'))
+        merged_options(inputs.get('select_parameters'))
+        starts = start_structures(inputs['material'].value if 'material' in inputs else None,
+                                  inputs.get('structures', {}))
+    except ValueError as exception:
+        return str(exception)
+    if any(value < 0 for value in loop['thresholds'].values()):
+        return f'thresholds must be non-negative, got {loop["thresholds"]}'
+    if loop['max_iterations'] < 1:
+        return '`max_iterations` must be at least 1'
+    batch = merged_options(inputs.get('select_parameters'))['num_select']
+    seed_labels = 0 if 'initial_training_set' in inputs else loop['seed_frames_per_structure'] * len(starts)
+    if loop['max_labels'] < seed_labels + batch:
+        return (f'`max_labels` ({loop["max_labels"]}) is smaller than the seed labels ({seed_labels}) plus one '
+                f'selected batch ({batch})')
+    return None
+
+
+@calcfunction
+def prediction_errors(potential: GapPotential, reference: TrainingSet) -> orm.Dict:
+    """Errors of ``potential`` on frames it was not trained on (the loop's out-of-sample learning curve)."""
+    from aiida_ferromlip.analysis.errors import error_metrics
+
+    calculator = potential.calculator()
+    frames = reference.to_atoms()
+    labels = {'ref_energy': [], 'pred_energy': [], 'n_atoms': [], 'n_fu': [], 'ref_forces': [], 'pred_forces': [],
+              'ref_stress': [], 'pred_stress': []}
+    for atoms, n_fu in zip(frames, reference.formula_units()):
+        results = atoms.calc.results
+        probe = atoms.copy()
+        probe.calc = calculator
+        labels['ref_energy'].append(results['energy'])
+        labels['pred_energy'].append(probe.get_potential_energy())
+        labels['n_atoms'].append(len(atoms))
+        labels['n_fu'].append(n_fu)
+        labels['ref_forces'].append(results['forces'])
+        labels['pred_forces'].append(probe.get_forces())
+        if 'stress' in results:
+            labels['ref_stress'].append(results['stress'])
+            labels['pred_stress'].append(probe.get_stress())
+    arrays = {k: np.asarray(v, dtype=float) for k, v in labels.items() if 'forces' not in k}
+    arrays['ref_forces'] = np.concatenate(labels['ref_forces'])
+    arrays['pred_forces'] = np.concatenate(labels['pred_forces'])
+    metrics = error_metrics(arrays)
+    metrics['num_train_frames'] = potential.base.attributes.get('num_train_frames')
+    return orm.Dict(metrics)
+
+
+@calcfunction
+def learning_curve(**errors: orm.Dict) -> dict:
+    """Out-of-sample errors per iteration as ArrayData and a PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    keys = sorted(errors)
+    data = {
+        'iteration': np.arange(len(keys)),
+        'num_train_frames': np.array([errors[k].get('num_train_frames') or 0 for k in keys]),
+        'energy_per_fu_meV_rmse': np.array([errors[k]['energy_per_fu_meV_rmse'] for k in keys]),
+        'forces_meV_per_A_rmse': np.array([errors[k]['forces_meV_per_A_rmse'] for k in keys]),
+        'stress_kbar_rmse': np.array([errors[k]['stress_kbar_rmse'] for k in keys]),
+    }
+    array = orm.ArrayData()
+    for name, values in data.items():
+        array.set_array(name, values)
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for axis, name, label in zip(axes, ('energy_per_fu_meV_rmse', 'forces_meV_per_A_rmse', 'stress_kbar_rmse'),
+                                 ('energy RMSE (meV/f.u.)', 'force RMSE (meV/Å)', 'stress RMSE (kbar)')):
+        axis.plot(data['num_train_frames'], data[name], 'o-')
+        axis.set_xlabel('training frames')
+        axis.set_ylabel(label)
+    figure.suptitle('out-of-sample errors on each new batch, before it joins the training set')
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=100)
+    plt.close(figure)
+    return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(buffer.getvalue()), filename='learning_curve.png')}
+
+
+class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
+    """Grow a TrainingSet and a potential by active learning (seed 003's loop, or seed 000's minimalist one)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
+                             help='Start structures (MD starts here; rattled copies seed the first fit).')
+        spec.input('material', valid_type=orm.Str, required=False,
+                   help=f'Instead of structures: a material whose known polymorphs start the loop ({MATERIALS}).')
+        spec.input('initial_training_set', valid_type=TrainingSet, required=False,
+                   help='Continue from an earlier loop: its TrainingSet (no seed labels are made).')
+        spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict(LOOP_DEFAULTS),
+                   help=f'Loop control: {sorted(LOOP_DEFAULTS)}.')
+        spec.input('select_parameters', valid_type=orm.Dict, required=False, help='See select_candidates.')
+        spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('structures',))
+        spec.expose_inputs(GapFitCalculation, namespace='fit', exclude=('training_set',))
+        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
+        spec.inputs.validator = validate_inputs
+
+        spec.outline(
+            cls.setup,
+            if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
+            while_(cls.should_iterate)(
+                cls.fit, cls.inspect_fit,
+                cls.sample, cls.inspect_sample,
+                cls.select,
+                cls.label_candidates, cls.inspect_candidates,
+            ),
+            cls.fit, cls.inspect_fit,
+            cls.results,
+        )
+        spec.output('potential', valid_type=GapPotential, help='Potential fitted on the final TrainingSet.')
+        spec.output('training_set', valid_type=TrainingSet, help='The final TrainingSet.')
+        spec.output('learning_curve', valid_type=orm.ArrayData, required=False)
+        spec.output('learning_curve_plot', valid_type=orm.SinglefileData, required=False)
+        spec.output('summary', valid_type=orm.Dict, help='Per-iteration counts, errors and the stop reason.')
+        spec.exit_code(401, 'ERROR_LABELLING_FAILED', message='Labelling failed: {detail}')
+        spec.exit_code(402, 'ERROR_FIT_FAILED', message='The fit failed: {detail}')
+        spec.exit_code(403, 'ERROR_SAMPLING_FAILED', message='Every sampling run failed: {detail}')
+        spec.exit_code(410, 'STOPPED_BUDGET_EXHAUSTED',
+                       message='Not converged: stopped because {reason}. The outputs hold the potential and '
+                               'TrainingSet reached.')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return pathlib.Path(__file__).parent.parent / 'protocols' / 'active_learning.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, label_code, fit_code, sample_code, material: str | None = None,
+                                  structures: dict | None = None, protocol: str | None = None,
+                                  overrides: dict | None = None, engine: str = 'reference'):
+        """Builder from the protocols of every stage (fast | minimalist | seed003); ``overrides`` merged."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        if material:
+            builder.material = orm.Str(material)
+        if structures:
+            builder.structures = dict(structures)
+        builder.parameters = orm.Dict(inputs['parameters'])
+        builder.select_parameters = orm.Dict(inputs['select_parameters'])
+        label = LabelWorkChain.get_builder_from_protocol(label_code, {}, engine, inputs['label']['protocol'],
+                                                         inputs['label'].get('overrides'))
+        builder.label = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
+        for namespace, process, code in (('fit', GapFitCalculation, fit_code), ('sample', SampleCalculation, sample_code)):
+            stage = process.get_protocol_inputs(inputs[namespace]['protocol'], inputs[namespace].get('overrides'))
+            builder[namespace] = {'code': code, 'parameters': orm.Dict(stage['parameters']),
+                                  'metadata': {'options': stage['metadata']['options']}}
+        return builder
+
+    # ----------------------------------------------------------------------------------------------- steps
+    def setup(self):
+        self.ctx.loop = loop_parameters(self.inputs.parameters)
+        material = self.inputs.material.value if 'material' in self.inputs else None
+        starts = start_structures(material, self.inputs.get('structures', {}))
+        self.ctx.starts = {key: (s if s.is_stored else s.store()) for key, s in starts.items()}
+        self.ctx.iteration = 0
+        self.ctx.errors = []          # Dict nodes, one per iteration
+        self.ctx.history = []
+        self.ctx.below = 0
+        self.ctx.stop_reason = None
+        if 'initial_training_set' in self.inputs:
+            self.ctx.training_set = self.inputs.initial_training_set
+            self.report(f'continuing from TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
+
+    def needs_seed_labels(self):
+        return 'initial_training_set' not in self.inputs
+
+    def label_seed(self):
+        from aiida_ferromlip.materials import rattled_strained
+
+        loop = self.ctx.loop
+        structures = {}
+        for index, (key, start) in enumerate(sorted(self.ctx.starts.items())):
+            frames = rattled_strained(start.get_ase(), loop['seed_frames_per_structure'], rattle=loop['rattle'],
+                                      strain=loop['strain'], seed=loop['seed'] + index)
+            for j, atoms in enumerate(frames):
+                structures[f'seed_{key}_{j:02d}'] = orm.StructureData(ase=atoms)
+        self.report(f'seed: labelling {len(structures)} rattled/strained copies of {len(self.ctx.starts)} structures')
+        return self._launch_labels(structures, 'seed')
+
+    def _launch_labels(self, structures, name):
+        inputs = self.exposed_inputs(LabelWorkChain, namespace='label')
+        inputs['structures'] = structures
+        inputs['metadata'] = {'call_link_label': f'label_{name}'}
+        return self.to_context(labels=self.submit(LabelWorkChain, **inputs))
+
+    def inspect_seed(self):
+        node = self.ctx.labels
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_LABELLING_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+        self.ctx.training_set = node.outputs.training_set
+        self.ctx.num_labels = len(self.ctx.training_set)
+        self.report(f'seed TrainingSet<{self.ctx.training_set.pk}>: {len(self.ctx.training_set)} frames, '
+                    f'{len(node.outputs.failed_frames.get_dict())} label(s) failed')
+        return None
+
+    def should_iterate(self):
+        if self.ctx.stop_reason:
+            return False
+        loop = self.ctx.loop
+        if self.ctx.iteration >= loop['max_iterations']:
+            self.ctx.stop_reason = f'the maximum of {loop["max_iterations"]} iterations was reached'
+            return False
+        batch = merged_options(self.inputs.get('select_parameters'))['num_select']
+        used = self.ctx.get('num_labels', 0)
+        if used + batch > loop['max_labels']:
+            self.ctx.stop_reason = f'the label budget ({used} of {loop["max_labels"]} used) cannot take another batch'
+            return False
+        return True
+
+    def fit(self):
+        inputs = self.exposed_inputs(GapFitCalculation, namespace='fit')
+        inputs['training_set'] = self.ctx.training_set
+        inputs.setdefault('metadata', {})['call_link_label'] = f'fit_{self.ctx.iteration:03d}'
+        return self.to_context(fit=self.submit(GapFitCalculation, **inputs))
+
+    def inspect_fit(self):
+        node = self.ctx.fit
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_FIT_FAILED.format(detail=f'GapFitCalculation<{node.pk}>: {node.exit_message}')
+        self.ctx.potential = node.outputs.potential
+        metrics = node.outputs.metrics.get_dict() if 'metrics' in node.outputs else {}
+        self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
+                    f'{self.ctx.potential.pk}> on {len(self.ctx.training_set)} frames; held-out force RMSE '
+                    f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å')
+        return None
+
+    def sample(self):
+        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        for key, structure in sorted(self.ctx.starts.items()):
+            run = {**inputs, 'potential': self.ctx.potential, 'structure': structure,
+                   'metadata': {**inputs.get('metadata', {}),
+                                'call_link_label': f'sample_{self.ctx.iteration:03d}_{key}'}}
+            self.to_context(**{f'sample_{key}': self.submit(SampleCalculation, **run)})
+
+    def inspect_sample(self):
+        trajectories, failed = {}, []
+        for key in sorted(self.ctx.starts):
+            node = self.ctx[f'sample_{key}']
+            if not node.is_finished_ok:
+                failed.append(f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
+                continue
+            for name, trajectory in node.outputs.trajectories.items():
+                trajectories[f'{key}__{name}'] = trajectory
+        for message in failed:
+            self.report(f'sampling run left out: {message}')
+        if not trajectories:
+            return self.exit_codes.ERROR_SAMPLING_FAILED.format(detail='; '.join(failed))
+        self.ctx.trajectories = trajectories
+        return None
+
+    def select(self):
+        inputs = {'training_set': self.ctx.training_set, **self.ctx.trajectories,
+                  'metadata': {'call_link_label': f'select_{self.ctx.iteration:03d}'}}
+        if 'select_parameters' in self.inputs:
+            inputs['parameters'] = self.inputs.select_parameters
+        results = select_candidates(**inputs)
+        report = results['report'].get_dict()
+        self.ctx.selected = {key: node for key, node in results.items() if key.startswith('selected_')}
+        self.report(f'iteration {self.ctx.iteration}: sampled {report["num_sampled"]} frames, rejected '
+                    f'{report["num_rejected"]} as unphysical, {report["num_candidates"]} decorrelated candidates, '
+                    f'selected {report["num_selected"]} by FPS')
+        self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': report['num_sampled'],
+                                 'rejected': report['num_rejected'], 'selected': report['num_selected']})
+        if not self.ctx.selected:
+            self.ctx.stop_reason = 'selection found no new structure far from the training set'
+
+    def label_candidates(self):
+        if not self.ctx.selected:
+            return None
+        structures = {f'it{self.ctx.iteration:03d}_{key}': node for key, node in self.ctx.selected.items()}
+        return self._launch_labels(structures, f'{self.ctx.iteration:03d}')
+
+    def inspect_candidates(self):
+        if not self.ctx.selected:
+            return None
+        node = self.ctx.labels
+        history = self.ctx.history[-1]
+        if not node.is_finished_ok:
+            history['labels_failed'] = len(self.ctx.selected)
+            self.report(f'iteration {self.ctx.iteration}: labelling failed ({node.exit_message}); no new frames')
+            self.ctx.iteration += 1
+            return None
+        batch = node.outputs.training_set
+        history['labels_failed'] = len(node.outputs.failed_frames.get_dict())
+        self.ctx.num_labels = self.ctx.get('num_labels', 0) + len(batch)
+
+        # Out-of-sample errors of the current potential, before the batch joins the training set.
+        errors = prediction_errors(self.ctx.potential, batch,
+                                   metadata={'call_link_label': f'errors_{self.ctx.iteration:03d}'})
+        self.ctx.errors.append(errors)
+        e, f = errors['energy_per_fu_meV_rmse'], errors['forces_meV_per_A_rmse']
+        history.update({'energy_per_fu_meV_rmse': e, 'forces_meV_per_A_rmse': f,
+                        'stress_kbar_rmse': errors['stress_kbar_rmse'], 'training_frames': len(self.ctx.training_set)})
+        self.ctx.training_set = merge_training_sets(
+            current=self.ctx.training_set, new=batch,
+            metadata={'call_link_label': f'merge_{self.ctx.iteration:03d}'})
+
+        thresholds = self.ctx.loop['thresholds']
+        below = e <= thresholds['energy_meV_per_fu'] and f <= thresholds['forces_meV_per_A']
+        self.ctx.below = self.ctx.below + 1 if below else 0
+        decision = 'below thresholds' if below else 'above thresholds'
+        if self.ctx.below >= self.ctx.loop['converged_iterations']:
+            self.ctx.stop_reason = 'converged'
+            decision += ': converged'
+        history['decision'] = decision
+        self.report(f'iteration {self.ctx.iteration}: out-of-sample errors on {len(batch)} new frames: energy '
+                    f'{e:.2f} meV/f.u., forces {f:.0f} meV/Å ({decision}); {history["labels_failed"]} label(s) '
+                    f'failed; TrainingSet<{self.ctx.training_set.pk}> now {len(self.ctx.training_set)} frames')
+        self.ctx.iteration += 1
+        return None
+
+    def results(self):
+        self.out('potential', self.ctx.potential)
+        self.out('training_set', self.ctx.training_set)
+        if self.ctx.errors:
+            curve = learning_curve(**{f'iteration_{i:03d}': e for i, e in enumerate(self.ctx.errors)})
+            self.out('learning_curve', curve['curve'])
+            self.out('learning_curve_plot', curve['plot'])
+        reason = self.ctx.stop_reason or 'the maximum number of iterations was reached'
+        self.out('summary', orm.Dict({'iterations': self.ctx.history, 'stop_reason': reason,
+                                      'num_labels': self.ctx.get('num_labels', len(self.ctx.training_set))}).store())
+        self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} on {len(self.ctx.training_set)} frames')
+        if reason != 'converged':
+            return self.exit_codes.STOPPED_BUDGET_EXHAUSTED.format(reason=reason)
+        return None
