@@ -25,7 +25,7 @@ profile: venv
 setup: profile
 
 demo: setup
-	$(VENV)/bin/verdi run workflows/batio3_label_polymorphs.py
+	$(VENV)/bin/verdi run workflows/batio3_active_learning.py
 
 test: setup
 	$(VENV)/bin/pytest

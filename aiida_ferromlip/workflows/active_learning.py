@@ -21,6 +21,7 @@ from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.labellers import get_engine
 from aiida_ferromlip.workflows.select import merged_options, select_candidates
 
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
@@ -70,6 +71,15 @@ def validate_inputs(inputs, namespace):
                                   inputs.get('structures', {}))
     except ValueError as exception:
         return str(exception)
+    label = inputs.get('label', {})
+    engine_name = label['engine'].value if 'engine' in label else 'reference'
+    try:
+        engine = get_engine(engine_name)
+    except ValueError as exception:
+        return str(exception)
+    problem = engine.validate(label.get(engine_name, {}), starts)  # species the labeller cannot label, overlaps
+    if problem:
+        return problem
     if any(value < 0 for value in loop['thresholds'].values()):
         return f'thresholds must be non-negative, got {loop["thresholds"]}'
     if loop['max_iterations'] < 1:

@@ -1,0 +1,88 @@
+"""The active-learning loop end to end with the reference labeller, plus its fail-fast validation."""
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.materials import batio3_polymorphs, perovskite_polymorph
+from aiida_ferromlip.provenance import labelling_calculations
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+
+from .conftest import executable
+
+
+@pytest.fixture
+def codes(aiida_code_installed):
+    return [aiida_code_installed(label=name, default_calc_job_plugin=plugin, filepath_executable=executable(name))
+            for name, plugin in (('ferromlip-label', 'ferromlip.reference_label'),
+                                 ('ferromlip-gap', 'ferromlip.gap_fit'), ('ferromlip-md', 'ferromlip.sample'))]
+
+
+def starts(*phases):
+    return {p.replace('-', '_'): orm.StructureData(ase=batio3_polymorphs()[p]) for p in phases}
+
+
+def builder_for(codes, structures=None, material=None, **overrides):
+    base = {'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}}}
+    return ActiveLearningWorkChain.get_builder_from_protocol(*codes, material=material, structures=structures,
+                                                             protocol='fast', overrides={**base, **overrides})
+
+
+def test_two_iterations_then_continue_to_convergence(codes):
+    builder = builder_for(codes, starts('R3m', 'Pm-3m'),
+                          parameters={'max_iterations': 2, 'seed_frames_per_structure': 3},
+                          select_parameters={'num_select': 4})
+    results, node = run_get_node(builder)
+    # Budget exhausted (two iterations) is told apart from convergence by the exit code.
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status
+    summary = results['summary'].get_dict()
+    assert summary['stop_reason'] == 'the maximum of 2 iterations was reached'
+    assert [row['iteration'] for row in summary['iterations']] == [0, 1]
+
+    training_set = results['training_set']
+    assert len(training_set) == 6 + 4 + 4  # seed labels + two selected batches
+    assert summary['num_labels'] == 14
+    curve = results['learning_curve']
+    assert curve.get_array('num_train_frames').tolist() == [5, 9]  # 90 % of 6 and of 10 frames, rounded
+    assert len(curve.get_array('forces_meV_per_A_rmse')) == 2
+    assert results['learning_curve_plot'].get_content('rb')[:4] == b'\x89PNG'
+
+    potential = results['potential']
+    assert isinstance(potential, GapPotential)
+    assert potential.base.attributes.get('training_set_uuid') == training_set.uuid
+    # From the final potential back to every labelling calculation, through the graph.
+    calcs = labelling_calculations(orm.load_node(potential.base.attributes.get('training_set_uuid')))
+    assert len(calcs) == 3  # seed batch + one batch per iteration
+    assert {o['process_uuid'] for o in training_set.origins} == {c.uuid for c in calcs}
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'out-of-sample errors on 4 new frames' in report and 'selected 4 by FPS' in report
+
+    # Continue from the finished loop with generous thresholds: converges, exit status 0, no seed labels.
+    builder = builder_for(codes, starts('R3m'), parameters={'max_iterations': 2,
+                                                           'thresholds': {'energy_meV_per_fu': 1e6,
+                                                                          'forces_meV_per_A': 1e6}},
+                          select_parameters={'num_select': 2})
+    builder.initial_training_set = training_set
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert results['summary']['stop_reason'] == 'converged'
+    assert len(results['training_set']) == len(training_set) + 2
+    assert 'label_seed' not in {link.link_label for link in node.base.links.get_outgoing().all()}
+
+
+def test_bad_loop_inputs_fail_before_any_job(codes):
+    jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    cases = [
+        ({'parameters': {'thresholds': {'forces_meV_per_A': -1}}}, starts('R3m'), None, 'non-negative'),
+        ({'parameters': {'max_labels': 5}}, starts('R3m'), None, 'smaller than the seed labels'),
+        ({}, None, 'SrRuO3', 'unknown material'),
+        ({'parameters': {'bogus': 1}}, starts('R3m'), None, 'unknown loop parameters'),
+    ]
+    for overrides, structures, material, message in cases:
+        with pytest.raises(ValueError, match=message):
+            run_get_node(builder_for(codes, structures, material, **overrides))
+    polonium = perovskite_polymorph('Po', 'Ti', 'P4mm', supercell=(2, 2, 2))
+    with pytest.raises(ValueError, match=r"species \['Po'\] are not supported"):
+        run_get_node(builder_for(codes, {'x': orm.StructureData(ase=polonium)}))
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == jobs_before
