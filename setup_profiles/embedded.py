@@ -39,8 +39,11 @@ def ensure_profile(name: str) -> None:
         from aiida.manage.configuration import reset_config
 
         reset_config()  # `verdi presto` wrote the config in another process: drop the cached copy
-    subprocess.run([str(pathlib.Path(sys.executable).parent / 'verdi'), 'profile', 'set-default', name],
-                   check=True, stdout=subprocess.DEVNULL)
+    verdi = str(pathlib.Path(sys.executable).parent / 'verdi')
+    subprocess.run([verdi, 'profile', 'set-default', name], check=True, stdout=subprocess.DEVNULL)
+    # aiida's 2 s default for talking to the daemon's circus controller times out on a loaded 2-core laptop
+    # (measured here while gap_fit and MD jobs ran): `verdi daemon stop` then fails although nothing is wrong.
+    subprocess.run([verdi, '-p', name, 'config', 'set', 'daemon.timeout', '30'], check=True, stdout=subprocess.DEVNULL)
 
 
 def ensure_codes(profile: str) -> None:
