@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export AIIDA_PATH := $(CURDIR)/.aiida
+# As an activated venv: the daemon and the CalcJobs' programs (verdi, gap_fit, i-pi, ferromlip-*) come from here.
+export PATH := $(VENV)/bin:$(PATH)
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 # One thread per process: the 2-core machines run several CalcJobs side by side.

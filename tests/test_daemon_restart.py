@@ -11,7 +11,9 @@ import pytest
 @pytest.mark.timeout(1800)
 def test_loop_continues_after_daemon_restart(tmp_path):
     here = os.path.dirname(__file__)
-    env = {**os.environ, 'AIIDA_PATH': str(tmp_path), 'OMP_NUM_THREADS': '1'}
+    # The daemon starts `verdi` from PATH: put this environment's bin/ first, as an activated venv would.
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', '')
+    env = {**os.environ, 'AIIDA_PATH': str(tmp_path), 'OMP_NUM_THREADS': '1', 'PATH': path}
     setup = subprocess.run([sys.executable, os.path.join(here, '..', 'setup_profiles', 'embedded.py'),
                             '--profile', 'restart'], env=env, capture_output=True, text=True)
     assert setup.returncode == 0, setup.stderr

@@ -121,13 +121,13 @@ def test_bad_inputs_fail_before_the_job(gap_code, training_set):
 
 def test_gap_fit_errors_become_exit_codes(gap_code, training_set):
     descriptors = copy.deepcopy(GapFitCalculation.get_protocol_inputs('fast')['parameters']['descriptors'])
-    descriptors[0]['not_an_option'] = 3
+    descriptors[0]['covariance_type'] = 'banana'
     _, node = fit(gap_code, training_set, overrides={'parameters': {'descriptors': descriptors}})
-    assert node.exit_status == GapFitCalculation.exit_codes.ERROR_BAD_PARAMETERS.status
-    assert 'not_an_option' in node.exit_message
+    assert node.exit_status == GapFitCalculation.exit_codes.ERROR_BAD_PARAMETERS.status, node.exit_message
+    assert 'unknown covariance typebanana' in node.exit_message
 
     _, node = fit(gap_code, training_set, overrides={'parameters': {'max_memory_gb': 0.01}})
-    assert node.exit_status == GapFitCalculation.exit_codes.ERROR_MEMORY_BUDGET.status
+    assert node.exit_status == GapFitCalculation.exit_codes.ERROR_MEMORY_BUDGET.status, node.exit_message
     assert 'budget' in node.exit_message
 
 

@@ -8,14 +8,11 @@ them into a ``GapPotential``, validation metrics and a parity plot.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.common import datastructures
-from aiida.engine import CalcJob
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import gap as engine
@@ -127,8 +124,12 @@ def gap_fit_frames(training_set: TrainingSet, indices) -> list:
     return out
 
 
-class GapFitCalculation(ProtocolMixin, CalcJob):
+class GapFitCalculation(FerromlipCalcJob):
     """Fit a Gaussian Approximation Potential to a TrainingSet (gap_fit), within a memory budget."""
+
+    _PARSER = 'ferromlip.gap_fit'
+    _OUTPUT_FILENAME = 'ferromlip-gap.out'
+    _PROTOCOL_FILE = 'gap.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -139,11 +140,6 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
                         'validation_fraction, seed, max_memory_gb, virial_fraction, allow_large_cutoff, '
                         'clip_sparse (cap per-species sparse budgets at the environments available).')
         spec.inputs.validator = validate_inputs
-        options = spec.inputs['metadata']['options']
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['parser_name'].default = 'ferromlip.gap_fit'
-        options['withmpi'].default = False
-        options['output_filename'].default = 'ferromlip-gap.out'
 
         spec.output('potential', valid_type=GapPotential, help='The fitted GAP (single XML) with its metadata.')
         spec.output('metrics', valid_type=orm.Dict, required=False,
@@ -152,7 +148,6 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
         spec.output('fit_report', valid_type=orm.Dict,
                     help='Wall time, peak RSS, memory plan (frames that kept virials), FPS distances, command.')
 
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The fit wrote no {filename}.')
         spec.exit_code(310, 'ERROR_MEMORY_BUDGET',
                        message='gap_fit would need {need:.1f} GiB even with no virials, over the {budget:.1f} GiB '
                                'budget: lower n_max/l_max, use diagonal_radial, fit fewer frames or raise '
@@ -166,10 +161,6 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
         spec.exit_code(319, 'ERROR_GAP_FIT_FAILED', message='gap_fit failed (return code {code}): {detail}')
 
     @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(__file__).parent.parent / 'protocols' / 'gap.yaml'
-
-    @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,
                                   protocol: str | None = None, overrides: dict | None = None, options=None):
         """Builder for ``training_set`` with the preset ``protocol`` (fast | minimalist | seed003).
@@ -177,13 +168,7 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
         ``overrides`` follows the input layout, e.g. ``{'parameters': {'max_memory_gb': 8}}``; lists (the
         descriptors) are replaced as a whole. The protocol file is never modified.
         """
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.get_builder()
-        builder.code = code
-        builder.training_set = training_set
-        builder.parameters = orm.Dict(inputs['parameters'])
-        builder.metadata.options = {**inputs.get('metadata', {}).get('options', {}), **(options or {})}
-        return builder
+        return cls.builder_from_protocol(code, {'training_set': training_set}, protocol, overrides, options)
 
     def prepare_for_submission(self, folder):
         from ase.io import write
@@ -199,13 +184,5 @@ class GapFitCalculation(ProtocolMixin, CalcJob):
         with folder.open(engine.PARAMETERS_FILE, 'w') as handle:
             json.dump(parameters, handle, indent=1)
 
-        codeinfo = datastructures.CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['--parameters', engine.PARAMETERS_FILE]
-        codeinfo.stdout_name = self.metadata.options.output_filename
-
-        calcinfo = datastructures.CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [engine.POTENTIAL_FILE, engine.REPORT_FILE, engine.PREDICTIONS_FILE,
-                                  engine.FIT_LOG, self.metadata.options.output_filename]
-        return calcinfo
+        return self.calcinfo(['--parameters', engine.PARAMETERS_FILE],
+                             [engine.POTENTIAL_FILE, engine.REPORT_FILE, engine.PREDICTIONS_FILE, engine.FIT_LOG])

@@ -8,9 +8,8 @@ and its input structure) and a ``Dict`` of the frames that failed, with reasons.
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import datastructures
-from aiida.engine import CalcJob
 
+from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, structure_problems
 
@@ -53,8 +52,11 @@ def validate_inputs(inputs, namespace):
     )
 
 
-class ReferenceLabelCalculation(CalcJob):
+class ReferenceLabelCalculation(FerromlipCalcJob):
     """Label a batch of structures with a universal potential shipped offline (energy, forces, stress)."""
+
+    _PARSER = 'ferromlip.reference_label'
+    _OUTPUT_FILENAME = 'ferromlip-label.out'
 
     @classmethod
     def define(cls, spec):
@@ -67,10 +69,6 @@ class ReferenceLabelCalculation(CalcJob):
                    help='Optional: `modal` (multi-fidelity models), `max_force` (eV/Å above which a frame is '
                         'rejected, default 1000), `min_distance` (Å, default 0.6).')
         spec.inputs.validator = validate_inputs
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['parser_name'].default = 'ferromlip.reference_label'
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['output_filename'].default = 'ferromlip-label.out'
 
         spec.output('training_set', valid_type=TrainingSet, required=False,
                     help='The frames labelled, each with its origin (this calculation, its input structure).')
@@ -78,7 +76,6 @@ class ReferenceLabelCalculation(CalcJob):
                     help='Frames that could not be labelled: `{key: reason}` (empty when all succeeded).')
         spec.output('report', valid_type=orm.Dict, help='Labeller identity, versions and per-frame wall times.')
 
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The labeller wrote no output file: {filename}.')
         spec.exit_code(301, 'ERROR_OUTPUT_CORRUPT', message='The labeller output could not be read: {error}.')
         spec.exit_code(310, 'ERROR_NO_FRAME_LABELLED', message='None of the {num} frames could be labelled.')
 
@@ -101,12 +98,4 @@ class ReferenceLabelCalculation(CalcJob):
         if 'max_force' in settings:
             cmdline += ['--max-force', str(float(settings['max_force']))]
 
-        codeinfo = datastructures.CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = cmdline
-        codeinfo.stdout_name = self.metadata.options.output_filename
-
-        calcinfo = datastructures.CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [OUTPUT_FILE, REPORT_FILE, self.metadata.options.output_filename]
-        return calcinfo
+        return self.calcinfo(cmdline, [OUTPUT_FILE, REPORT_FILE])

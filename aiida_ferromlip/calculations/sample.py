@@ -9,14 +9,11 @@ per neighbouring pair of temperatures, wall time).
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.common import datastructures
-from aiida.engine import CalcJob
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.engines import md as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
@@ -65,8 +62,12 @@ def validate_inputs(inputs, namespace):
     return '\n'.join(problems) if problems else None
 
 
-class SampleCalculation(ProtocolMixin, CalcJob):
+class SampleCalculation(FerromlipCalcJob):
     """Sample configurations by replica-exchange (i-PI) or temperature-ramp MD with a fitted potential."""
+
+    _PARSER = 'ferromlip.sample'
+    _OUTPUT_FILENAME = 'ferromlip-md.out'
+    _PROTOCOL_FILE = 'sample.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -78,34 +79,18 @@ class SampleCalculation(ProtocolMixin, CalcJob):
                         't_start/t_end (ramp, K), pressure_gpa, timestep_fs, steps, stride, exchange_stride, '
                         'thermostat_tau_fs, barostat_tau_fs, num_clients, seed.')
         spec.inputs.validator = validate_inputs
-        options = spec.inputs['metadata']['options']
-        options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        options['parser_name'].default = 'ferromlip.sample'
-        options['withmpi'].default = False
-        options['output_filename'].default = 'ferromlip-md.out'
 
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
                               help='One trajectory per temperature rung, keyed `T_<kelvin>K` (ramp: `ramp`).')
         spec.output('statistics', valid_type=orm.Dict, help='Exchange acceptance per neighbour pair, timings.')
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The MD wrote no {filename}.')
         spec.exit_code(310, 'ERROR_MD_FAILED', message='The MD failed: {error}')
-
-    @classmethod
-    def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(__file__).parent.parent / 'protocols' / 'sample.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):
         """Builder for sampling with ``potential`` from ``structure``: protocols fast | seed003_nvt |
         seed003_npt | minimalist_ramp; ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
-        inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.get_builder()
-        builder.code = code
-        builder.potential = potential
-        builder.structure = structure
-        builder.parameters = orm.Dict(inputs['parameters'])
-        builder.metadata.options = {**inputs.get('metadata', {}).get('options', {}), **(options or {})}
-        return builder
+        return cls.builder_from_protocol(code, {'potential': potential, 'structure': structure}, protocol, overrides,
+                                         options)
 
     def prepare_for_submission(self, folder):
         from ase.io import write
@@ -121,15 +106,7 @@ class SampleCalculation(ProtocolMixin, CalcJob):
         with folder.open(engine.PARAMETERS_FILE, 'w') as handle:
             json.dump(self.inputs.parameters.get_dict(), handle, indent=1)
 
-        codeinfo = datastructures.CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['run']
-        codeinfo.stdout_name = self.metadata.options.output_filename
-        calcinfo = datastructures.CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [engine.REPORT_FILE, 'trajectory_*.extxyz', engine.IPI_LOG,
-                                  self.metadata.options.output_filename]
-        return calcinfo
+        return self.calcinfo(['run'], [engine.REPORT_FILE, 'trajectory_*.extxyz', engine.IPI_LOG])
 
 
 def trajectory_key(parameters: dict, index: int) -> str:

@@ -155,6 +155,12 @@ def write_fit_file(frames, path: str, virial_fraction: float, seed: int) -> list
             atoms.info.pop(VIRIAL_KEY, None)
         out.append(atoms)
     write(path, out, format='extxyz')
+    # libAtoms caches frame offsets in `<file>.idx` and trusts it when the file is rewritten: a stale index
+    # (another virial share from the previous dryrun) makes gap_fit fail with an IO error in xyz.c.
+    import os
+
+    if os.path.exists(path + '.idx'):
+        os.remove(path + '.idx')
     return sorted(keep)
 
 

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_ferromlip.analysis.errors import error_metrics, paired_labels, parity_plot_png
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.engines import gap as engine
+from aiida_ferromlip.parsers.base import FerromlipParser
 
 #: (exit code name, pattern in gap_fit's log), most specific first.
 FAILURE_PATTERNS = (
-    ('ERROR_OUT_OF_MEMORY', re.compile(r'cannot allocate memory|out of memory|allocation.*fail|std::bad_alloc', re.I)),
+    ('ERROR_OUT_OF_MEMORY', re.compile(r'cannot allocate memory|out of memory|allocation.*fail|allocation would exceed|'
+                                       r'std::bad_alloc', re.I)),
     ('ERROR_SINGULAR_MATRIX', re.compile(r'factoris|dpotrf|dgeqrf|singular|not positive definite', re.I)),
     ('ERROR_MISSING_SPECIES', re.compile(r'isolated representative|species .*not|unknown species|Z=\d+ not', re.I)),
     ('ERROR_BAD_PARAMETERS', re.compile(r'failed to parse|mandatory parameter|unrecognised|unknown (key|option)|'
-                                        r'invalid value|bad value|Use another sparse method', re.I)),
+                                        r'invalid value|bad value|Use another sparse method|unknown covariance|unknown descriptor', re.I)),
 )
 
 
@@ -35,15 +35,14 @@ def classify_failure(log: str, returncode: int | None) -> tuple[str, str]:
     return 'ERROR_GAP_FIT_FAILED', detail
 
 
-class GapFitParser(Parser):
+class GapFitParser(FerromlipParser):
     """Read the fitted GAP, compute validation metrics and a parity plot, or explain the failure."""
 
     def parse(self, **kwargs):
-        repository = self.retrieved.base.repository
-        names = repository.list_object_names()
-        if engine.REPORT_FILE not in names:
-            return self.exit_codes.ERROR_OUTPUT_MISSING.format(filename=engine.REPORT_FILE)
-        report = json.loads(repository.get_object_content(engine.REPORT_FILE))
+        report, missing = self.read_json(engine.REPORT_FILE)
+        if missing:
+            return missing
+        repository, names = self.retrieved.base.repository, self.names()
         self.out('fit_report', orm.Dict(report))
 
         if report.get('error') == 'exception':

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
-
 from aiida import orm
-from aiida.parsers import Parser
 
 from aiida_ferromlip.calculations.sample import trajectory_from_frames, trajectory_key
 from aiida_ferromlip.engines import md as engine
+from aiida_ferromlip.parsers.base import FerromlipParser
 
 
-class SampleParser(Parser):
+class SampleParser(FerromlipParser):
+    """One TrajectoryData per temperature rung, and the exchange statistics."""
+
     def parse(self, **kwargs):
         from ase.io import read
 
-        repository = self.retrieved.base.repository
-        names = repository.list_object_names()
-        if engine.REPORT_FILE not in names:
-            return self.exit_codes.ERROR_OUTPUT_MISSING.format(filename=engine.REPORT_FILE)
-        report = json.loads(repository.get_object_content(engine.REPORT_FILE))
+        report, missing = self.read_json(engine.REPORT_FILE)
+        if missing:
+            return missing
+        repository, names = self.retrieved.base.repository, self.names()
         if 'error' in report:
             return self.exit_codes.ERROR_MD_FAILED.format(error=report['error'])
         parameters = self.node.inputs.parameters.get_dict()
