@@ -1,0 +1,66 @@
+"""Benchmark of the loop's performance target (issue: seed003 protocol on BaTiO3 with the reference labeller).
+
+    verdi run benchmarks/active_learning_seed003.py [--protocol seed003] [--max-iterations 10] [--steps N]
+
+Target: out-of-sample errors <= 5 meV/f.u. and <= 100 meV/Å on REMD frames (50-300 K) with at most 150 labels.
+Prints the labels used, the errors per iteration, the wall time, and the share of the wall time spent outside
+the programs the jobs ran (AiiDA bookkeeping: process management, storage, parsing, calcfunctions).
+"""
+
+import argparse
+import time
+
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+
+
+def program_seconds(loop) -> float:
+    """Seconds the external programs themselves ran, from each engine's own report."""
+    total = 0.0
+    for node in loop.called_descendants:
+        if not isinstance(node, orm.CalcJobNode):
+            continue
+        outputs = node.outputs
+        if 'report' in outputs:       # reference labeller
+            report = outputs.report.get_dict()
+            total += (report.get('wall_time_total_s') or 0) + (report.get('model_load_time_s') or 0)
+        elif 'fit_report' in outputs:  # gap_fit
+            report = outputs.fit_report.get_dict()
+            total += sum(report.get(k) or 0 for k in ('fit_wall_time_s', 'fps_time_s', 'predict_time_s'))
+        elif 'statistics' in outputs:  # MD
+            total += outputs.statistics.get_dict().get('wall_time_s') or 0
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--protocol', default='seed003')
+    parser.add_argument('--max-iterations', type=int, default=None)
+    parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
+    args = parser.parse_args()
+    overrides = {}
+    if args.max_iterations:
+        overrides['parameters'] = {'max_iterations': args.max_iterations}
+    if args.steps:
+        overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(
+        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-gap@localhost'),
+        orm.load_code('ferromlip-md@localhost'), material='BaTiO3', protocol=args.protocol, overrides=overrides)
+    start = time.perf_counter()
+    results, node = run_get_node(builder)
+    wall = time.perf_counter() - start
+    summary = results['summary'].get_dict()
+    print(f'ActiveLearningWorkChain<{node.pk}> ({args.protocol}): exit {node.exit_status}, {summary["stop_reason"]}')
+    print('iteration  training frames  E RMSE meV/f.u.  F RMSE meV/Å  stress RMSE kbar')
+    for row in summary['iterations']:
+        print(f'{row["iteration"]:9d}  {row.get("training_frames", 0):15d}  {row.get("energy_per_fu_meV_rmse", float("nan")):15.2f}'
+              f'  {row.get("forces_meV_per_A_rmse", float("nan")):12.0f}  {row.get("stress_kbar_rmse", float("nan")):16.2f}')
+    programs = program_seconds(node)
+    print(f'labels used: {summary["num_labels"]}; wall time {wall:.0f} s; programs {programs:.0f} s; '
+          f'AiiDA bookkeeping share {max(0.0, 1 - programs / wall):.0%}')
+
+
+if __name__ == '__main__':
+    main()
