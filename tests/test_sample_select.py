@@ -58,6 +58,19 @@ def test_remd_four_replicas_exchange_and_give_one_trajectory_per_temperature(md_
     assert sum(p['accepted'] for p in pairs) > 0
 
 
+@pytest.mark.parametrize('ensemble', ['npt', 'nst'])
+def test_remd_with_a_barostat_moves_the_cell(md_code, gap_potential, ensemble):
+    results, node = sample(md_code, gap_potential, r3m(),
+                           parameters={'ensemble': ensemble, 'temperatures': [200, 300], 'steps': 20, 'stride': 10})
+    assert node.is_finished_ok, node.exit_message
+    cells = results['trajectories']['T_0300K'].get_cells()
+    volumes = [abs(np.linalg.det(c)) for c in cells]
+    assert len(volumes) == 3 and max(volumes) - min(volumes) > 0.1  # Å^3: the barostat acts
+    if ensemble == 'nst':  # a fully flexible cell changes shape, not only size
+        shape = cells[-1] / np.cbrt(volumes[-1]) - cells[0] / np.cbrt(volumes[0])
+        assert np.abs(shape).max() > 1e-4
+
+
 def test_temperature_ramp(md_code, gap_potential):
     results, node = sample(md_code, gap_potential, r3m(), 'minimalist_ramp',
                            {'steps': 30, 'stride': 10, 't_start': 10, 't_end': 300})

@@ -34,7 +34,7 @@ IPI_LOG = 'ipi.log'
 PREFIX = 'simulation'
 
 #: i-PI's dynamics mode and barostat for each ensemble name of the plugin.
-ENSEMBLES = {'nvt': ('nvt', None), 'npt': ('npt', 'isotropic'), 'nst': ('nst', 'flexible')}
+ENSEMBLES = {'nvt': ('nvt', None), 'npt': ('npt', 'isotropic'), 'nst': ('nst', 'anisotropic')}
 
 
 # ------------------------------------------------------------------------------------------------ REMD
@@ -49,13 +49,13 @@ def ipi_input(parameters: dict, address: str) -> str:
     barostat_xml = ''
     if barostat:
         pressure = f"<pressure units='gigapascal'>{parameters.get('pressure_gpa', 0.0)}</pressure>"
-        if barostat == 'flexible':
+        if barostat == 'anisotropic':
             # NST: fully flexible cell under a hydrostatic external stress.
             p = parameters.get('pressure_gpa', 0.0)
             pressure = f"<stress units='gigapascal'>[{p}, 0, 0, 0, {p}, 0, 0, 0, {p}]</stress>"
         barostat_xml = (f"<barostat mode='{barostat}'><tau units='femtosecond'>{tau_p}</tau>"
                         f"<thermostat mode='langevin'><tau units='femtosecond'>{tau_t}</tau></thermostat>"
-                        f"<h0 units='angstrom'>CELL</h0></barostat>" if barostat == 'flexible' else
+                        f"<h0 units='angstrom'>CELL</h0></barostat>" if barostat == 'anisotropic' else
                         f"<barostat mode='{barostat}'><tau units='femtosecond'>{tau_p}</tau>"
                         f"<thermostat mode='langevin'><tau units='femtosecond'>{tau_t}</tau></thermostat></barostat>")
     instances = '\n'.join(f'    <instance>[ R{k}, {t} ]</instance>' for k, t in enumerate(temperatures))
@@ -122,14 +122,21 @@ def exchange_statistics(log: str, num_temperatures: int) -> dict:
 
 def run_remd(parameters: dict, report: dict) -> list[list]:
     """Run i-PI with socket clients; return frames grouped per temperature rung."""
-    from ase.io import read
+    from ase.io import read, write
 
     temperatures = [float(t) for t in parameters['temperatures']]
     address = f'ferromlip_{os.getpid()}_{int(time.time() * 1000) % 100000}'
     socket_path = f'/tmp/ipi_{address}'
     if os.path.exists(socket_path):
         os.remove(socket_path)
-    cell = read(STRUCTURE_FILE).cell.array
+    # i-PI works with an upper-triangular cell matrix (its h = ASE cell transposed) and rotates any other cell;
+    # the NST barostat's reference cell h0 must already be in that form. Rotate the start structure to ASE's
+    # standard form once, so every output frame and h0 share the same orientation.
+    atoms = read(STRUCTURE_FILE)
+    cell, _ = atoms.cell.standard_form()
+    atoms.set_cell(cell, scale_atoms=True)
+    write(STRUCTURE_FILE, atoms, format='extxyz')
+    cell = atoms.cell.array
     xml = ipi_input(parameters, address).replace('CELL', '[' + ', '.join(f'{x:.10f}' for x in cell.T.ravel()) + ']')
     with open(IPI_INPUT, 'w') as handle:
         handle.write(xml)
