@@ -45,9 +45,35 @@ def paired_labels(frames: Sequence[Atoms], reference: dict, predicted: dict) -> 
         if ref_stress is not None and pred_stress is not None:
             out['ref_stress'].append(ref_stress)
             out['pred_stress'].append(pred_stress)
+    return _as_arrays(out)
+
+
+def predicted_labels(frames: Sequence[Atoms], calculator) -> dict[str, np.ndarray]:
+    """Reference labels (each frame's own calculator results) paired with ``calculator``'s predictions."""
+    from aiida_ferromlip.data.training_set import formula_units
+
+    out = {k: [] for k in ('ref_energy', 'pred_energy', 'n_atoms', 'n_fu', 'ref_forces', 'pred_forces',
+                           'ref_stress', 'pred_stress')}
+    for atoms in frames:
+        results = atoms.calc.results
+        probe = atoms.copy()
+        probe.calc = calculator
+        out['ref_energy'].append(results['energy'])
+        out['pred_energy'].append(probe.get_potential_energy())
+        out['n_atoms'].append(len(atoms))
+        out['n_fu'].append(formula_units(atoms))
+        out['ref_forces'].append(results['forces'])
+        out['pred_forces'].append(probe.get_forces())
+        if results.get('stress') is not None:
+            out['ref_stress'].append(results['stress'])
+            out['pred_stress'].append(probe.get_stress())
+    return _as_arrays(out)
+
+
+def _as_arrays(out: dict) -> dict[str, np.ndarray]:
     arrays = {k: np.asarray(v, dtype=float) for k, v in out.items() if k not in ('ref_forces', 'pred_forces')}
-    arrays['ref_forces'] = np.concatenate(out['ref_forces']) if frames else np.zeros((0, 3))
-    arrays['pred_forces'] = np.concatenate(out['pred_forces']) if frames else np.zeros((0, 3))
+    for key in ('ref_forces', 'pred_forces'):
+        arrays[key] = np.concatenate(out[key]) if out[key] else np.zeros((0, 3))
     return arrays
 
 

@@ -95,28 +95,9 @@ def validate_inputs(inputs, namespace):
 @calcfunction
 def prediction_errors(potential: GapPotential, reference: TrainingSet) -> orm.Dict:
     """Errors of ``potential`` on frames it was not trained on (the loop's out-of-sample learning curve)."""
-    from aiida_ferromlip.analysis.errors import error_metrics
+    from aiida_ferromlip.analysis.errors import error_metrics, predicted_labels
 
-    calculator = potential.calculator()
-    frames = reference.to_atoms()
-    labels = {'ref_energy': [], 'pred_energy': [], 'n_atoms': [], 'n_fu': [], 'ref_forces': [], 'pred_forces': [],
-              'ref_stress': [], 'pred_stress': []}
-    for atoms, n_fu in zip(frames, reference.formula_units()):
-        results = atoms.calc.results
-        probe = atoms.copy()
-        probe.calc = calculator
-        labels['ref_energy'].append(results['energy'])
-        labels['pred_energy'].append(probe.get_potential_energy())
-        labels['n_atoms'].append(len(atoms))
-        labels['n_fu'].append(n_fu)
-        labels['ref_forces'].append(results['forces'])
-        labels['pred_forces'].append(probe.get_forces())
-        if 'stress' in results:
-            labels['ref_stress'].append(results['stress'])
-            labels['pred_stress'].append(probe.get_stress())
-    arrays = {k: np.asarray(v, dtype=float) for k, v in labels.items() if 'forces' not in k}
-    arrays['ref_forces'] = np.concatenate(labels['ref_forces'])
-    arrays['pred_forces'] = np.concatenate(labels['pred_forces'])
+    arrays = predicted_labels(reference.to_atoms(), potential.calculator())
     metrics = error_metrics(arrays)
     metrics['num_train_frames'] = potential.base.attributes.get('num_train_frames')
     return orm.Dict(metrics)

@@ -36,7 +36,7 @@ def trajectory_frames(trajectory: orm.TrajectoryData) -> list[Atoms]:
     """Frames of a sampler's TrajectoryData as ASE atoms (no calculator)."""
     symbols = trajectory.symbols
     positions, cells = trajectory.get_positions(), trajectory.get_cells()
-    pbc = trajectory.base.attributes.get('pbc', [True, True, True])
+    pbc = trajectory.pbc if trajectory.pbc is not None else [True, True, True]
     return [Atoms(symbols=symbols, positions=positions[i], cell=cells[i], pbc=pbc) for i in range(len(positions))]
 
 
