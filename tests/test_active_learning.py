@@ -31,7 +31,8 @@ def builder_for(codes, structures=None, material=None, **overrides):
 
 def test_two_iterations_then_continue_to_convergence(codes):
     builder = builder_for(codes, starts('R3m', 'Pm-3m'),
-                          parameters={'max_iterations': 2, 'seed_frames_per_structure': 3},
+                          parameters={'max_iterations': 2, 'seed_frames_per_structure': 3,
+                                      'flexible_cell_from_iteration': 1},
                           select_parameters={'num_select': 4})
     results, node = run_get_node(builder)
     # Budget exhausted (two iterations) is told apart from convergence by the exit code.
@@ -57,6 +58,11 @@ def test_two_iterations_then_continue_to_convergence(codes):
     assert {o['process_uuid'] for o in training_set.origins} == {c.uuid for c in calcs}
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'out-of-sample errors on 4 new frames' in report and 'selected 4 by FPS' in report
+    # NVT replica exchange first, then a flexible cell (seed 003's NVT -> NpT), as asked from iteration 1.
+    ensembles = {link.link_label: link.node.inputs.parameters['ensemble']
+                 for link in node.base.links.get_outgoing().all() if link.link_label.startswith('sample_')}
+    assert ensembles == {'sample_000_R3m': 'nvt', 'sample_000_Pm_3m': 'nvt',
+                         'sample_001_R3m': 'nst', 'sample_001_Pm_3m': 'nst'}
 
     # Continue from the finished loop with generous thresholds: converges, exit status 0, no seed labels.
     builder = builder_for(codes, starts('R3m'), parameters={'max_iterations': 2,

@@ -35,6 +35,7 @@ LOOP_DEFAULTS = {
     'strain': 0.01,
     'thresholds': {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0},
     'converged_iterations': 1,        # consecutive iterations below the thresholds
+    'flexible_cell_from_iteration': None,  # seed 003: NVT replica exchange first, then NST from this iteration
     'seed': 0,
 }
 
@@ -286,6 +287,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def sample(self):
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        switch = self.ctx.loop['flexible_cell_from_iteration']
+        if switch is not None and self.ctx.iteration >= switch and inputs['parameters']['ensemble'] != 'nst':
+            # Seed 003 sampled with NVT replica exchange, then let the cell relax (NpT): same ladder, NST ensemble.
+            inputs['parameters'] = orm.Dict({**inputs['parameters'].get_dict(), 'ensemble': 'nst'})
+            self.report(f'iteration {self.ctx.iteration}: sampling with a fully flexible cell (NST) from now on')
         for key, structure in sorted(self.ctx.starts.items()):
             run = {**inputs, 'potential': self.ctx.potential, 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
