@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='ferromlip-gap', description=__doc__.splitlines()[0])
     parser.add_argument('--parameters', default=PARAMETERS_FILE)
     args = parser.parse_args(argv)
-    report: dict = {}
+    report: dict = {'started_at': time.time()}
     try:
         return run(args.parameters, report)
     except Exception as exception:  # leave a report the parser can explain, whatever broke
@@ -336,6 +336,7 @@ def _nonempty(path: str) -> bool:
 
 
 def _dump(report: dict) -> None:
+    report['finished_at'] = time.time()
     with open(REPORT_FILE, 'w') as handle:
         json.dump(report, handle, indent=1)
 

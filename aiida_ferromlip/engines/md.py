@@ -264,7 +264,7 @@ def main(argv=None) -> int:
 
     with open(PARAMETERS_FILE) as handle:
         parameters = json.load(handle)
-    report: dict = {'mode': parameters['mode']}
+    report: dict = {'mode': parameters['mode'], 'started_at': time.time()}
     start = time.perf_counter()
     try:
         trajectories = (run_remd if parameters['mode'] == 'remd' else run_ramp)(parameters, report)
@@ -274,6 +274,7 @@ def main(argv=None) -> int:
             json.dump(report, handle, indent=1)
         raise
     report['wall_time_s'] = time.perf_counter() - start
+    report['finished_at'] = time.time()
     report['frames_per_trajectory'] = [len(frames) for frames in trajectories]
     for index, frames in enumerate(trajectories):
         write(f'trajectory_{index}.extxyz', frames, format='extxyz')

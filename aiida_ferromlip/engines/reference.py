@@ -108,6 +108,7 @@ def main(argv=None) -> int:
 
     import sevenn
 
+    started_at = time.time()
     frames = read(args.input, index=':', format='extxyz')
     start = time.perf_counter()
     calculator = make_calculator(args.model, args.modal)
@@ -125,6 +126,8 @@ def main(argv=None) -> int:
         'failures': failures,
         'wall_time_per_frame_s': timings,
         'model_load_time_s': load_time,
+        'started_at': started_at,
+        'finished_at': time.time(),
     }
     with open(args.report, 'w') as handle:
         json.dump(report, handle, indent=1)
