@@ -109,10 +109,9 @@ def _species_counts(training_set: TrainingSet, frame_indices) -> dict[str, int]:
 
 def gap_fit_frames(training_set: TrainingSet, indices) -> list:
     """Frames as gap_fit reads them: ``REF_energy``, ``REF_forces`` and a 9-number ``REF_virial`` (eV)."""
-    frames = training_set.to_atoms()
+    indices = [int(i) for i in indices]
     out = []
-    for i in indices:
-        atoms = frames[i]
+    for i, atoms in zip(indices, training_set.get_frames(indices)):
         results = atoms.calc.results
         plain = atoms.copy()
         plain.calc = None

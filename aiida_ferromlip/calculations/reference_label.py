@@ -34,22 +34,25 @@ def validate_structures_for_labeller(structures, supported_species, labeller, mi
     return '\n'.join(problems) if problems else None
 
 
-def validate_inputs(inputs, namespace):
-    """Fail before submission: unknown model, unsupported species, overlapping atoms, non-periodic cells."""
-    if 'structures' not in namespace:
-        return None  # exposed in a wrapping workflow without its structures: that workflow validates them
+def reference_model_problems(model: str, structures, min_distance: float = DEFAULT_MIN_DISTANCE) -> str | None:
+    """Why ``structures`` cannot be labelled by the reference ``model`` (unknown model, species, overlaps...)."""
     from aiida_ferromlip.engines.reference import supported_species
 
-    model = inputs['model'].value if 'model' in inputs else '7net-0'
     try:
         species = supported_species(model)
     except ValueError as exception:
         return str(exception)
+    return validate_structures_for_labeller(structures, species, f'the reference model {model}', min_distance)
+
+
+def validate_inputs(inputs, namespace):
+    """Fail before submission: unknown model, unsupported species, overlapping atoms, non-periodic cells."""
+    if 'structures' not in namespace:
+        return None  # exposed in a wrapping workflow without its structures: that workflow validates them
+    model = inputs['model'].value if 'model' in inputs else '7net-0'
     settings = inputs['settings'].get_dict() if 'settings' in inputs else {}
-    return validate_structures_for_labeller(
-        inputs.get('structures', {}), species, f'the reference model {model}',
-        settings.get('min_distance', DEFAULT_MIN_DISTANCE),
-    )
+    return reference_model_problems(model, inputs.get('structures', {}),
+                                    settings.get('min_distance', DEFAULT_MIN_DISTANCE))
 
 
 class ReferenceLabelCalculation(FerromlipCalcJob):

@@ -130,13 +130,14 @@ class TrainingSet(orm.ArrayData):
 
     def get_frame(self, index: int) -> Atoms:
         """Frame ``index`` as ASE atoms with a ``SinglePointCalculator`` holding its labels."""
-        return self._frames_from_arrays([range(self.num_frames)[index]])[0]
+        return self.get_frames([range(self.num_frames)[index]])[0]
 
     def to_atoms(self) -> list[Atoms]:
         """All frames as ASE atoms, each with a ``SinglePointCalculator`` holding energy, forces (and stress)."""
-        return self._frames_from_arrays(range(self.num_frames))
+        return self.get_frames(range(self.num_frames))
 
-    def _frames_from_arrays(self, indices: Iterable[int]) -> list[Atoms]:
+    def get_frames(self, indices: Iterable[int]) -> list[Atoms]:
+        """Frames ``indices`` (in that order) as ASE atoms with their labels; only those are built."""
         offsets = self._offsets()
         numbers, positions, forces = (self.get_array(n) for n in ('numbers', 'positions', 'forces'))
         cells, pbc, energies, stresses = (self.get_array(n) for n in ('cells', 'pbc', 'energies', 'stresses'))
@@ -175,7 +176,7 @@ class TrainingSet(orm.ArrayData):
 
     def formula_units(self) -> np.ndarray:
         """Formula units of every frame (for energies per f.u.)."""
-        return np.array([formula_units(a) for a in self._frames_from_arrays(range(self.num_frames))], dtype=int)
+        return np.array([formula_units(a) for a in self.get_frames(range(self.num_frames))], dtype=int)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

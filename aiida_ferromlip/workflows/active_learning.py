@@ -16,6 +16,7 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import GapPotential
@@ -183,7 +184,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(__file__).parent.parent / 'protocols' / 'active_learning.yaml'
+        return PROTOCOLS / 'active_learning.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, label_code, fit_code, sample_code, material: str | None = None,

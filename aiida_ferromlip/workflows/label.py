@@ -13,6 +13,7 @@ from aiida import orm
 from aiida.engine import WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
@@ -59,7 +60,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
-        return pathlib.Path(__file__).parent.parent / 'protocols' / 'label.yaml'
+        return PROTOCOLS / 'label.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, structures: dict, engine: str = 'reference',

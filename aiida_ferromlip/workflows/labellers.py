@@ -12,10 +12,8 @@ from typing import Callable
 
 from aiida import orm
 
-from aiida_ferromlip.calculations.reference_label import (
-    ReferenceLabelCalculation,
-    validate_structures_for_labeller,
-)
+from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation, reference_model_problems
+from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE
 
 
 @dataclass(frozen=True)
@@ -50,14 +48,9 @@ class Engine:
 
 
 def _validate_reference(namespace_inputs: dict, structures: dict) -> str | None:
-    from aiida_ferromlip.engines.reference import supported_species
-
     model = namespace_inputs['model'].value if 'model' in namespace_inputs else '7net-0'
-    try:
-        species = supported_species(model)
-    except ValueError as exception:
-        return str(exception)
-    return validate_structures_for_labeller(structures, species, f'the reference model {model}')
+    settings = namespace_inputs['settings'].get_dict() if 'settings' in namespace_inputs else {}
+    return reference_model_problems(model, structures, settings.get('min_distance', DEFAULT_MIN_DISTANCE))
 
 
 ENGINES: dict[str, Engine] = {
