@@ -13,7 +13,10 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
 
     Walks the graph, independently of the per-frame ``origins`` attribute, so the two can be checked against
     each other: a set created by a CalcJob is a leaf; a set created by a calcfunction (``merge_training_sets``)
-    leads to the TrainingSets that calcfunction took as inputs.
+    leads to the TrainingSets that calcfunction took as inputs, and a set a calcfunction built from calculation
+    outputs (``training_set_from_pw``: the ``output_parameters``/``output_trajectory`` of each PwCalculation)
+    leads to the CalcJobs that created those inputs. Structures are what is labelled, not labels: a
+    StructureData input never counts, whoever created it.
 
     Why not one ``QueryBuilder`` with ``with_descendants``: in an active-learning loop the ancestors of the final
     set include every fit, MD run and selection, and the recursive query enumerates *paths*, which multiply with
@@ -34,8 +37,12 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
         elif creator is not None:
             query = orm.QueryBuilder()
             query.append(orm.ProcessNode, filters={'id': creator.pk}, tag='creator')
-            query.append(TrainingSet, with_outgoing='creator', edge_filters={'type': LinkType.INPUT_CALC.value})
-            pending.extend(query.all(flat=True))
+            query.append(orm.Data, with_outgoing='creator', edge_filters={'type': LinkType.INPUT_CALC.value})
+            for data in query.all(flat=True):
+                if isinstance(data, TrainingSet):
+                    pending.append(data)
+                elif not isinstance(data, orm.StructureData) and isinstance(data.creator, orm.CalcJobNode):
+                    found[data.creator.pk] = data.creator
     return [found[pk] for pk in sorted(found)]
 
 

@@ -17,11 +17,12 @@ import shutil
 import subprocess
 import sys
 
-#: label -> (executable name in this environment's bin/, default CalcJob plugin). Other issues add their codes.
+#: label -> (executable name in this environment's bin/ or on PATH, default CalcJob plugin).
 CODES = {
     'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
     'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
     'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
+    'pw': ('pw.x', 'quantumespresso.pw'),
 }
 
 
@@ -50,19 +51,26 @@ def ensure_codes(profile: str) -> None:
     from aiida import load_profile, orm
     from aiida.common.exceptions import NotExistent
 
+    from aiida_ferromlip.workflows.qe_label import PW_PREPEND_TEXT
+
+    prepend = {'pw': PW_PREPEND_TEXT}  # lines run before the executable (see the constant for why)
     load_profile(profile, allow_switch=True)
     computer = orm.load_computer('localhost')
     bindir = pathlib.Path(sys.executable).parent
     for label, (executable, plugin) in CODES.items():
         path = bindir / executable
         if not path.exists():
-            path = pathlib.Path(shutil.which(executable) or path)
+            found = shutil.which(executable)
+            if found is None:
+                print(f'code {label}@localhost not set up: `{executable}` is not installed', file=sys.stderr)
+                continue
+            path = pathlib.Path(found)
         try:
             code = orm.load_code(f'{label}@localhost')
         except NotExistent:
             code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
-                                     default_calc_job_plugin=plugin,
-                                     description=f'{executable} from {bindir.parent}').store()
+                                     default_calc_job_plugin=plugin, prepend_text=prepend.get(label, ''),
+                                     description=f'{executable} from {path.parent}').store()
             print(f'code {label}@localhost created (pk {code.pk}) -> {path}')
             continue
         if str(code.filepath_executable) != str(path):
@@ -71,6 +79,21 @@ def ensure_codes(profile: str) -> None:
                   f'remove the profile (rm -rf $AIIDA_PATH) and run this script again', file=sys.stderr)
         else:
             print(f'code {label}@localhost exists (pk {code.pk})')
+
+
+def ensure_pseudopotentials(profile: str) -> None:
+    """The PBEsol pslibrary family, generated with ld1.x (about 10 s the first time, nothing afterwards)."""
+    from aiida import load_profile
+
+    from aiida_ferromlip.pseudos import PseudoGenerationError, install_family
+
+    load_profile(profile, allow_switch=True)
+    try:
+        family = install_family()
+    except PseudoGenerationError as exception:
+        print(f'pseudopotential family not installed: {exception}', file=sys.stderr)
+        return
+    print(f'pseudopotential family `{family.label}`: {", ".join(sorted(family.elements))}')
 
 
 def main() -> int:
@@ -82,6 +105,7 @@ def main() -> int:
         return 2
     ensure_profile(args.profile)
     ensure_codes(args.profile)
+    ensure_pseudopotentials(args.profile)
     return 0
 
 

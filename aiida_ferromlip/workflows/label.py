@@ -17,6 +17,7 @@ from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
+from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 
 
 def validate_inputs(inputs, namespace):
@@ -31,6 +32,15 @@ def validate_inputs(inputs, namespace):
     if not inputs.get(engine.name):
         return f'the `{engine.name}` engine was chosen but no `{engine.name}` inputs (code, ...) were given'
     return engine.validate(inputs[engine.name], inputs.get('structures', {}))
+
+
+def _as_node(key: str, value):
+    """Protocol values of an engine namespace as the nodes its ports take (``metadata`` stays plain)."""
+    if key == 'metadata' or isinstance(value, orm.Data):
+        return value
+    if isinstance(value, dict):
+        return orm.Dict(value)
+    return orm.to_aiida_type(value)
 
 
 class LabelWorkChain(ProtocolMixin, WorkChain):
@@ -49,6 +59,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(ReferenceLabelCalculation, namespace='reference', exclude=('structures',),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Inputs of the reference labeller (engine `reference`).'})
+        spec.expose_inputs(QeLabelWorkChain, namespace='qe', exclude=('structures',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of the Quantum ESPRESSO labeller (engine `qe`).'})
         spec.inputs.validator = validate_inputs
 
         spec.outline(cls.setup, cls.label, cls.collect)
@@ -72,11 +85,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         builder.engine = orm.Str(engine)
         builder.structures = dict(structures)
         builder.frames_per_job = orm.Int(inputs['frames_per_job'])
-        namespace = dict(inputs.get(engine, {}))
-        if 'model' in namespace:
-            namespace['model'] = orm.Str(namespace['model'])
-        if 'settings' in namespace:
-            namespace['settings'] = orm.Dict(namespace['settings'])
+        namespace = {key: _as_node(key, value) for key, value in inputs.get(engine, {}).items()}
         namespace['code'] = code
         builder[engine] = namespace
         return builder

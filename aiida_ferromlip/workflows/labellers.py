@@ -14,6 +14,7 @@ from aiida import orm
 
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation, reference_model_problems
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE
+from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain, qe_input_problems
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ ENGINES: dict[str, Engine] = {
         process_class=ReferenceLabelCalculation,
         description='Universal potential shipped offline (SevenNet-0): for tests, demos and data-efficiency studies.',
         validate=_validate_reference,
+    ),
+    'qe': Engine(
+        name='qe',
+        process_class=QeLabelWorkChain,
+        description='Quantum ESPRESSO pw.x through aiida-quantumespresso (PBEsol, one PwBaseWorkChain per frame).',
+        validate=qe_input_problems,
     ),
 }
 
