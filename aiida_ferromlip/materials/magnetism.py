@@ -43,6 +43,20 @@ def magnetism_problems(symbols: set[str], magnetism: dict | None) -> list[str]:
     return problems
 
 
+def cell_problems(atoms: Atoms, magnetism: dict | None) -> list[str]:
+    """Why this cell cannot hold the antiferromagnetic orders of ``magnetism`` (settings with errors of their own
+    are reported by :func:`magnetism_problems` instead)."""
+    problems = []
+    symbols = set(atoms.get_chemical_symbols())
+    for element, setting in (magnetism or {}).items():
+        if element in symbols and isinstance(setting, dict) and setting.get('order') == 'g-type':
+            try:
+                antiferromagnetic_signs(atoms, element)
+            except ValueError as exception:
+                problems.append(str(exception))
+    return problems
+
+
 def antiferromagnetic_signs(atoms: Atoms, element: str) -> np.ndarray:
     """+1/-1 per ``element`` site (in the order they appear) such that nearest neighbours are antiparallel.
 

@@ -18,6 +18,7 @@ from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculati
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
+from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain
 
 
 def validate_inputs(inputs, namespace):
@@ -62,6 +63,9 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(QeLabelWorkChain, namespace='qe', exclude=('structures',),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Inputs of the Quantum ESPRESSO labeller (engine `qe`).'})
+        spec.expose_inputs(VaspLabelWorkChain, namespace='vasp', exclude=('structures',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of the VASP labeller (engine `vasp`).'})
         spec.inputs.validator = validate_inputs
 
         spec.outline(cls.setup, cls.label, cls.collect)

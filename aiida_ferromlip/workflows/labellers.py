@@ -2,7 +2,7 @@
 
 An engine knows which process labels a batch, which species it can label, how to build that process's inputs
 from the user's namespace and a batch of structures, and how to read back a TrainingSet and the failed frames.
-Engines for Quantum ESPRESSO and VASP register here alongside the reference labeller.
+Engines: the reference labeller, Quantum ESPRESSO and VASP.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aiida import orm
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation, reference_model_problems
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain, qe_input_problems
+from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain, vasp_input_problems
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,12 @@ ENGINES: dict[str, Engine] = {
         process_class=QeLabelWorkChain,
         description='Quantum ESPRESSO pw.x through aiida-quantumespresso (PBEsol, one PwBaseWorkChain per frame).',
         validate=qe_input_problems,
+    ),
+    'vasp': Engine(
+        name='vasp',
+        process_class=VaspLabelWorkChain,
+        description="VASP through aiida-vasp with seed 000's settings (needs your own VASP code and POTCARs).",
+        validate=vasp_input_problems,
     ),
 }
 
