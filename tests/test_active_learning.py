@@ -70,11 +70,21 @@ def test_two_iterations_then_continue_to_convergence(codes):
                                                                           'forces_meV_per_A': 1e6}},
                           select_parameters={'num_select': 2})
     builder.initial_training_set = training_set
+    builder.initial_potential = potential
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert results['summary']['stop_reason'] == 'converged'
     assert len(results['training_set']) == len(training_set) + 2
-    assert 'label_seed' not in {link.link_label for link in node.base.links.get_outgoing().all()}
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    assert 'label_seed' not in links
+    # the given potential samples iteration 0 (no refit before it); the grown set is refitted at the end
+    assert 'fit_000' not in links and links['sample_000_R3m'].inputs.potential.uuid == potential.uuid
+    assert results['potential'].uuid != potential.uuid
+
+    with pytest.raises(ValueError, match='needs the TrainingSet it continues'):
+        builder = builder_for(codes, starts('R3m'))
+        builder.initial_potential = potential
+        run_get_node(builder)
 
 
 def test_bad_loop_inputs_fail_before_any_job(codes):

@@ -66,6 +66,9 @@ def validate_inputs(inputs, namespace):
     """Fail fast: bad thresholds or budgets, no start structures, unknown material."""
     if 'parameters' not in namespace:
         return None
+    if 'initial_potential' in inputs and 'initial_training_set' not in inputs:
+        return ('`initial_potential` needs the TrainingSet it continues (`initial_training_set`): the loop adds the '
+                'new labels to it and refits')
     try:
         loop = loop_parameters(inputs.get('parameters'))
         merged_options(inputs.get('select_parameters'))
@@ -150,6 +153,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                    help=f'Instead of structures: a material whose known polymorphs start the loop ({MATERIALS}).')
         spec.input('initial_training_set', valid_type=TrainingSet, required=False,
                    help='Continue from an earlier loop: its TrainingSet (no seed labels are made).')
+        spec.input('initial_potential', valid_type=GapPotential, required=False,
+                   help='Continue from an earlier loop: its final Potential samples the first iteration (no refit '
+                        'before it). Needs `initial_training_set`.')
         spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict(LOOP_DEFAULTS),
                    help=f'Loop control: {sorted(LOOP_DEFAULTS)}.')
         spec.input('select_parameters', valid_type=orm.Dict, required=False, help='See select_candidates.')
@@ -162,7 +168,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             cls.setup,
             if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
             while_(cls.should_iterate)(
-                cls.fit, cls.inspect_fit,
+                if_(cls.needs_fit)(cls.fit, cls.inspect_fit),
                 cls.sample, cls.inspect_sample,
                 cls.select,
                 cls.label_candidates, cls.inspect_candidates,
@@ -222,6 +228,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if 'initial_training_set' in self.inputs:
             self.ctx.training_set = self.inputs.initial_training_set
             self.report(f'continuing from TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
+        if 'initial_potential' in self.inputs:
+            self.ctx.potential = self.inputs.initial_potential
+            self.report(f'iteration 0 samples with the given {self.ctx.potential.__class__.__name__}<'
+                        f'{self.ctx.potential.pk}> (no refit)')
 
     def needs_seed_labels(self):
         return 'initial_training_set' not in self.inputs
@@ -268,6 +278,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.stop_reason = f'the label budget ({used} of {loop["max_labels"]} used) cannot take another batch'
             return False
         return True
+
+    def needs_fit(self):
+        """Every iteration refits, except the first of a loop continued with its `initial_potential`."""
+        return not (self.ctx.iteration == 0 and 'initial_potential' in self.inputs)
 
     def fit(self):
         inputs = self.exposed_inputs(GapFitCalculation, namespace='fit')
