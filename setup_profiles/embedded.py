@@ -22,6 +22,7 @@ CODES = {
     'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
     'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
     'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
+    'ferromlip-nequip': ('ferromlip-nequip', 'ferromlip.nequip_train'),
     'pw': ('pw.x', 'quantumespresso.pw'),
 }
 

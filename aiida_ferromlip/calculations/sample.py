@@ -14,13 +14,11 @@ import numpy as np
 from aiida import orm
 
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
-from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.engines import md as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
 from aiida_ferromlip.validation import structure_problems
 
-#: Potential node types a sampler accepts (each implements ``Potential.job_files``).
-POTENTIAL_TYPES = (GapPotential,)
 
 
 def parameter_problems(parameters: dict, potential) -> list[str]:

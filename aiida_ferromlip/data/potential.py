@@ -59,22 +59,55 @@ class GapPotential(Potential, orm.SinglefileData):
         """A new quippy ``Potential`` (ASE calculator) reading this node's XML."""
         from quippy.potential import Potential as QuippyPotential
 
-        return QuippyPotential(param_filename=_xml_path(self))
+        return QuippyPotential(param_filename=_file_path(self))
 
 
-_XML_PATHS: dict[str, str] = {}
+_FILE_PATHS: dict[str, str] = {}
 
 
-def _xml_path(node: GapPotential) -> str:
-    """quippy reads from a path: copy the XML out of the repository once per stored node."""
+def _file_path(node: orm.SinglefileData) -> str:
+    """quippy and nequip read from a path: copy the file out of the repository once per stored node."""
     import os
 
     key = node.uuid if node.is_stored else None
-    if key in _XML_PATHS and os.path.exists(_XML_PATHS[key]):
-        return _XML_PATHS[key]
-    path = os.path.join(tempfile.mkdtemp(prefix='ferromlip-gap-'), node.filename)
-    with open(path, 'w') as handle:
-        handle.write(node.get_content())
+    if key in _FILE_PATHS and os.path.exists(_FILE_PATHS[key]):
+        return _FILE_PATHS[key]
+    path = os.path.join(tempfile.mkdtemp(prefix='ferromlip-potential-'), node.filename)
+    with open(path, 'wb') as handle:
+        handle.write(node.get_content('rb'))
     if key is not None:
-        _XML_PATHS[key] = path
+        _FILE_PATHS[key] = path
     return path
+
+
+class NequipPotential(Potential, orm.SinglefileData):
+    """An Allegro or NequIP model as the portable archive ``nequip-package`` writes (``.nequip.zip``: the model's
+    code and weights), plus its metadata.
+
+    Attributes: ``species``, ``family`` (allegro | nequip), ``cutoff`` (Å), ``training_set_uuid``,
+    ``num_train_frames``, ``compiled_model_uuid`` (the AOTInductor build of the same job, when one was made).
+    Anyone with the same nequip/allegro versions runs the archive anywhere, on CPU or GPU; the compiled build is
+    faster but tied to the machine type and torch version it was compiled for.
+    """
+
+    DEFAULT_FILENAME = 'model.nequip.zip'
+
+    def job_files(self) -> tuple[dict, dict[str, bytes]]:
+        return {'kind': 'nequip', 'file': self.DEFAULT_FILENAME}, {self.DEFAULT_FILENAME: self.get_content('rb')}
+
+    def calculator(self, device: str = 'cpu', compiled: bool = False):
+        """A ``NequIPCalculator`` for this model; ``compiled=True`` loads the AOTInductor build instead."""
+        from aiida_ferromlip.engines.potentials import nequip_calculator
+
+        if compiled:
+            uuid = self.base.attributes.get('compiled_model_uuid', None)
+            if uuid is None:
+                raise ValueError(f'{self.__class__.__name__}<{self.pk}> has no compiled build: train with '
+                                 "`compile: aotinductor`, or use the portable archive (compiled=False)")
+            node = orm.load_node(uuid)
+            return nequip_calculator(_file_path(node), device=device, compiled=True)
+        return nequip_calculator(_file_path(self), device=device)
+
+
+#: Every Potential node type of the plugin: what the sampler, the loop and the benchmarks accept.
+POTENTIAL_TYPES = (GapPotential, NequipPotential)

@@ -19,7 +19,7 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
-from aiida_ferromlip.data.potential import GapPotential
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
@@ -98,8 +98,9 @@ def validate_inputs(inputs, namespace):
 
 
 @calcfunction
-def prediction_errors(potential: GapPotential, reference: TrainingSet) -> orm.Dict:
-    """Errors of ``potential`` on frames it was not trained on (the loop's out-of-sample learning curve)."""
+def prediction_errors(potential: orm.SinglefileData, reference: TrainingSet) -> orm.Dict:
+    """Errors of ``potential`` (any Potential node) on frames it was not trained on (the out-of-sample learning
+    curve)."""
     from aiida_ferromlip.analysis.errors import error_metrics, predicted_labels
 
     arrays = predicted_labels(reference.to_atoms(), potential.calculator())
@@ -153,7 +154,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                    help=f'Instead of structures: a material whose known polymorphs start the loop ({MATERIALS}).')
         spec.input('initial_training_set', valid_type=TrainingSet, required=False,
                    help='Continue from an earlier loop: its TrainingSet (no seed labels are made).')
-        spec.input('initial_potential', valid_type=GapPotential, required=False,
+        spec.input('initial_potential', valid_type=POTENTIAL_TYPES, required=False,
                    help='Continue from an earlier loop: its final Potential samples the first iteration (no refit '
                         'before it). Needs `initial_training_set`.')
         spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict(LOOP_DEFAULTS),
@@ -176,7 +177,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             cls.fit, cls.inspect_fit,
             cls.results,
         )
-        spec.output('potential', valid_type=GapPotential, help='Potential fitted on the final TrainingSet.')
+        spec.output('potential', valid_type=POTENTIAL_TYPES, help='Potential fitted on the final TrainingSet.')
         spec.output('training_set', valid_type=TrainingSet, help='The final TrainingSet.')
         spec.output('learning_curve', valid_type=orm.ArrayData, required=False)
         spec.output('learning_curve_plot', valid_type=orm.SinglefileData, required=False)
