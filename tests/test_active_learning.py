@@ -87,6 +87,35 @@ def test_two_iterations_then_continue_to_convergence(codes):
         run_get_node(builder)
 
 
+def test_one_iteration_with_allegro(codes, aiida_code_installed):
+    """The same loop with an Allegro model: it is trained, samples (i-PI clients load the packaged model),
+    is scored on the new batch, and is the loop's final potential."""
+    from aiida_ferromlip.data.potential import NequipPotential
+
+    nequip_code = aiida_code_installed(label='ferromlip-nequip', default_calc_job_plugin='ferromlip.nequip_train',
+                                       filepath_executable=executable('ferromlip-nequip'))
+    def builder_with(seed_frames):
+        return ActiveLearningWorkChain.get_builder_from_protocol(
+            codes[0], nequip_code, codes[2], structures=starts('R3m'), protocol='fast', model='nequip',
+            overrides={'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
+                       'parameters': {'max_iterations': 1, 'seed_frames_per_structure': seed_frames},
+                       'select_parameters': {'num_select': 3}})
+
+    with pytest.raises(ValueError, match='leaves no validation frame'):  # 4 seed frames: 0 held out at 10 %
+        run_get_node(builder_with(4))
+    builder = builder_with(6)
+    assert builder.fit_nequip.config['model_type_names'] == ['Ba', 'O', 'Ti']
+    results, node = run_get_node(builder)
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status, node.exit_message
+    assert isinstance(results['potential'], NequipPotential)
+    assert len(results['training_set']) == 6 + 3
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    assert links['fit_000'].process_label == 'NequipTrainCalculation'
+    assert isinstance(links['sample_000_R3m'].inputs.potential, NequipPotential)
+    assert links['sample_000_R3m'].is_finished_ok
+    assert len(results['learning_curve'].get_array('forces_meV_per_A_rmse')) == 1
+
+
 def test_bad_loop_inputs_fail_before_any_job(codes):
     jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
     cases = [

@@ -1,8 +1,9 @@
 """``ActiveLearningWorkChain``: label -> fit -> sample -> select, until the model predicts new data well.
 
 Each stage is one of the plugin's processes behind its contract, so the loop never branches on an engine's
-name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` a Potential,
-``SampleCalculation`` trajectories, ``select_candidates`` structures. Before a new batch joins the TrainingSet,
+name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` or
+``NequipTrainCalculation`` (``model``) a Potential, ``SampleCalculation`` trajectories, ``select_candidates``
+structures. Before a new batch joins the TrainingSet,
 the current potential's errors on it are recorded: that out-of-sample learning curve is the stop criterion.
 """
 
@@ -17,7 +18,8 @@ from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip.calculations.base import PROTOCOLS
-from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
+from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
+from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
@@ -39,6 +41,10 @@ LOOP_DEFAULTS = {
     'flexible_cell_from_iteration': None,  # seed 003: NVT replica exchange first, then NST from this iteration
     'seed': 0,
 }
+
+
+#: model -> (fitting process, input namespace). Both return a Potential behind the same contract.
+MODELS = {'gap': (GapFitCalculation, 'fit'), 'nequip': (NequipTrainCalculation, 'fit_nequip')}
 
 
 def loop_parameters(parameters: orm.Dict | None) -> dict:
@@ -85,6 +91,25 @@ def validate_inputs(inputs, namespace):
     problem = engine.validate(label.get(engine_name, {}), starts)  # species the labeller cannot label, overlaps
     if problem:
         return problem
+    model = inputs['model'].value if 'model' in inputs else 'gap'
+    if model not in MODELS:
+        return f'unknown model `{model}`; choose one of {", ".join(MODELS)}'
+    namespace_name = MODELS[model][1]
+    if 'code' not in inputs.get(namespace_name, {}):
+        return f'model `{model}` needs the inputs of its fit in the `{namespace_name}` namespace (code, ...)'
+    if model == 'nequip':
+        species = {s for start in starts.values() for s in start.get_ase().get_chemical_symbols()}
+        typed = set(inputs[namespace_name]['config'].get_dict().get('model_type_names', []))
+        if species - typed:
+            return f'the nequip config has no atom type for {", ".join(sorted(species - typed))}'
+        # the first training must hold out at least one validation frame (NequipTrainCalculation refuses less)
+        fit_parameters = inputs[namespace_name]['parameters'].get_dict()
+        first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
+                 else loop['seed_frames_per_structure'] * len(starts))
+        _, validation = split_indices(first, float(fit_parameters.get('validation_fraction', 0.1)), 0)
+        if len(validation) < 1:
+            return (f'the first training set ({first} frames) leaves no validation frame at validation_fraction '
+                    f'{fit_parameters.get("validation_fraction", 0.1)}: seed more frames per structure or raise it')
     if any(value < 0 for value in loop['thresholds'].values()):
         return f'thresholds must be non-negative, got {loop["thresholds"]}'
     if loop['max_iterations'] < 1:
@@ -161,7 +186,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                    help=f'Loop control: {sorted(LOOP_DEFAULTS)}.')
         spec.input('select_parameters', valid_type=orm.Dict, required=False, help='See select_candidates.')
         spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('structures',))
-        spec.expose_inputs(GapFitCalculation, namespace='fit', exclude=('training_set',))
+        spec.input('model', valid_type=orm.Str, default=lambda: orm.Str('gap'),
+                   help=f'Model family fitted each iteration: {", ".join(MODELS)} (allegro is a nequip config).')
+        spec.expose_inputs(GapFitCalculation, namespace='fit', exclude=('training_set',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of the GAP fit (model `gap`).'})
+        spec.expose_inputs(NequipTrainCalculation, namespace='fit_nequip', exclude=('training_set',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Inputs of the Allegro/NequIP training (model `nequip`).'})
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
         spec.inputs.validator = validate_inputs
 
@@ -196,8 +228,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, label_code, fit_code, sample_code, material: str | None = None,
                                   structures: dict | None = None, protocol: str | None = None,
-                                  overrides: dict | None = None, engine: str = 'reference'):
-        """Builder from the protocols of every stage (fast | minimalist | seed003); ``overrides`` merged."""
+                                  overrides: dict | None = None, engine: str = 'reference', model: str = 'gap'):
+        """Builder from the protocols of every stage (fast | minimalist | seed003); ``overrides`` merged.
+
+        ``model`` picks the fit: ``gap`` (``fit_code`` a ferromlip.gap_fit code) or ``nequip`` (a
+        ferromlip.nequip_train code; the Allegro/NequIP config is generated for the start structures' species).
+        """
+        if model not in MODELS:
+            raise ValueError(f'unknown model `{model}`; choose one of {", ".join(MODELS)}')
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         if material:
@@ -209,10 +247,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label = LabelWorkChain.get_builder_from_protocol(label_code, {}, engine, inputs['label']['protocol'],
                                                          inputs['label'].get('overrides'))
         builder.label = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
-        for namespace, process, code in (('fit', GapFitCalculation, fit_code), ('sample', SampleCalculation, sample_code)):
+        builder.model = orm.Str(model)
+        fit_process, fit_namespace = MODELS[model]
+        for namespace, process, code in ((fit_namespace, fit_process, fit_code), ('sample', SampleCalculation, sample_code)):
             stage = process.get_protocol_inputs(inputs[namespace]['protocol'], inputs[namespace].get('overrides'))
-            builder[namespace] = {'code': code, 'parameters': orm.Dict(stage['parameters']),
-                                  'metadata': {'options': stage['metadata']['options']}}
+            values = {'code': code, 'parameters': orm.Dict(stage['parameters']),
+                      'metadata': {'options': stage['metadata']['options']}}
+            if process is NequipTrainCalculation:  # its config is generated for the start structures' species
+                starts = start_structures(material, structures or {})
+                species = sorted({s for start in starts.values() for s in start.get_ase().get_chemical_symbols()})
+                values['config'] = orm.Dict(nequip_config(stage['model'], stage['training'], species,
+                                                          seed=stage['parameters'].get('seed', 0)))
+            builder[namespace] = values
         return builder
 
     # ----------------------------------------------------------------------------------------------- steps
@@ -285,15 +331,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return not (self.ctx.iteration == 0 and 'initial_potential' in self.inputs)
 
     def fit(self):
-        inputs = self.exposed_inputs(GapFitCalculation, namespace='fit')
+        process, namespace = MODELS[self.inputs.model.value]
+        inputs = self.exposed_inputs(process, namespace=namespace)
         inputs['training_set'] = self.ctx.training_set
         inputs.setdefault('metadata', {})['call_link_label'] = f'fit_{self.ctx.iteration:03d}'
-        return self.to_context(fit=self.submit(GapFitCalculation, **inputs))
+        return self.to_context(fit=self.submit(process, **inputs))
 
     def inspect_fit(self):
         node = self.ctx.fit
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_FIT_FAILED.format(detail=f'GapFitCalculation<{node.pk}>: {node.exit_message}')
+            return self.exit_codes.ERROR_FIT_FAILED.format(
+                detail=f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
         self.ctx.potential = node.outputs.potential
         metrics = node.outputs.metrics.get_dict() if 'metrics' in node.outputs else {}
         self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
