@@ -14,6 +14,14 @@ from ase.neighborlist import neighbor_list
 DEFAULT_MIN_DISTANCE = 0.6
 
 
+def cell_height(cell) -> float:
+    """Smallest distance between opposite faces of a cell (Å): how far an atom is from its nearest own image
+    along the thinnest direction."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(np.linalg.det(cell))
+    return float(min(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)))
+
+
 def min_interatomic_distance(atoms: Atoms) -> float:
     """Shortest distance between two atoms, periodic images included (``inf`` for a single isolated atom)."""
     if len(atoms) == 0:

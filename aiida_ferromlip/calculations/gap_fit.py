@@ -16,6 +16,7 @@ from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import gap as engine
+from aiida_ferromlip.validation import cell_height
 
 
 def split_indices(num_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -27,13 +28,7 @@ def split_indices(num_frames: int, validation_fraction: float, seed: int) -> tup
 
 def shortest_cell_height(training_set: TrainingSet) -> float:
     """Smallest distance between opposite cell faces over all frames (Å)."""
-    cells = training_set.get_array('cells')
-    heights = []
-    for cell in cells:
-        volume = abs(np.linalg.det(cell))
-        for i in range(3):
-            heights.append(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])))
-    return float(min(heights))
+    return min(cell_height(cell) for cell in training_set.get_array('cells'))
 
 
 def parameter_problems(parameters: dict) -> list[str]:

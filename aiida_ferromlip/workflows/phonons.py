@@ -1,0 +1,180 @@
+"""``PhononBenchmarkWorkChain``: phonons of a reference phase with a potential and with a reference (seed 000 Fig. 3).
+
+Finite displacements in a supercell (phonopy); the reference forces come from the ``LabelWorkChain`` (any engine:
+DFT or the reference labeller), the potential's from the ``potential_labels`` calcfunction. Both sets of forces
+are TrainingSets, so the comparison has provenance back to every labelling calculation. Outputs: the two band
+structures along seekpath's standard path, their overlay (PNG), the frequency RMSE (THz) and the unstable modes
+of each — and whether the potential misses an instability of the reference or adds a spurious one.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction
+
+from aiida_ferromlip.analysis import phonons
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.validation import cell_height
+from aiida_ferromlip.workflows.label import LabelWorkChain
+
+DEFAULTS = {'supercell': [2, 2, 2], 'distance': 0.01, 'npoints': 51,
+            'unstable_below_thz': phonons.UNSTABLE_BELOW_THZ, 'allow_small_supercell': False}
+
+
+def phonon_parameters(parameters: orm.Dict | None) -> dict:
+    given = parameters.get_dict() if parameters is not None else {}
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f'unknown phonon parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}')
+    return {**DEFAULTS, **given}
+
+
+def supercell_problem(structure: orm.StructureData, supercell, cutoff: float | None) -> str | None:
+    """A finite-displacement supercell must be at least twice the potential's cutoff high, or the force
+    constants of distant pairs fold onto near ones."""
+    if not cutoff:
+        return None
+    atoms = structure.get_ase().repeat(tuple(int(n) for n in supercell))
+    height = cell_height(atoms.cell.array)
+    if height < 2 * cutoff:
+        unit = cell_height(structure.get_ase().cell.array)
+        needed = int(np.ceil(2 * cutoff / unit))
+        return (f'the {"x".join(map(str, supercell))} supercell is {height:.2f} Å high, less than twice the '
+                f"potential's cutoff ({cutoff} Å): use at least a {needed}x{needed}x{needed} supercell, or set "
+                f'`allow_small_supercell: true` to accept folded force constants')
+    return None
+
+
+def validate_inputs(inputs, _):
+    if 'potential' not in inputs or 'structure' not in inputs:
+        return None
+    try:
+        parameters = phonon_parameters(inputs.get('parameters'))
+    except ValueError as exception:
+        return str(exception)
+    potential, structure = inputs['potential'], inputs['structure']
+    missing = sorted(set(structure.get_ase().get_chemical_symbols()) - set(potential.species))
+    if missing:
+        return f'the potential has no {", ".join(missing)} (it knows {", ".join(potential.species)})'
+    if not parameters['allow_small_supercell']:
+        return supercell_problem(structure, parameters['supercell'], potential.base.attributes.get('cutoff', None))
+    return None
+
+
+@calcfunction
+def phonon_supercells(structure: orm.StructureData, parameters: orm.Dict) -> dict:
+    """The displaced supercells phonopy asks for, as ``disp_000``, ``disp_001``... (phonopy's order)."""
+    settings = phonon_parameters(parameters)
+    cells = phonons.displaced_supercells(structure.get_ase(), settings['supercell'], settings['distance'])
+    return {f'disp_{index:03d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(cells)}
+
+
+@calcfunction
+def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureData) -> TrainingSet:
+    """Energy, forces and stress of ``structures`` predicted by ``potential`` (any Potential node)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    calculator = potential.calculator()
+    frames, origins = [], []
+    for key in sorted(structures):
+        atoms = structures[key].get_ase()
+        atoms.calc = calculator
+        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces()}
+        if potential.gives_stress:
+            results['stress'] = atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+        origins.append({'labeller': f'potential:{potential.uuid}', 'frame_key': key,
+                        'structure_uuid': structures[key].uuid})
+    return TrainingSet(frames=frames, origins=origins)
+
+
+def _forces_by_key(training_set: TrainingSet) -> dict[str, np.ndarray]:
+    return {origin['frame_key']: frame.get_forces()
+            for origin, frame in zip(training_set.origins, training_set.get_frames(range(len(training_set))))}
+
+
+@calcfunction
+def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, reference: TrainingSet,
+                    model: TrainingSet) -> dict:
+    """Bands of both, their overlay, the frequency RMSE and the unstable modes of each."""
+    settings = phonon_parameters(parameters)
+    atoms = structure.get_ase()
+    results = {}
+    for name, training_set in (('reference', reference), ('potential', model)):
+        forces = _forces_by_key(training_set)
+        results[name] = phonons.bands(atoms, settings['supercell'], settings['distance'],
+                                      [forces[key] for key in sorted(forces)], settings['npoints'])
+    unstable = {name: phonons.unstable_modes(result, settings['unstable_below_thz']) for name, result in results.items()}
+    missed = sorted(set(unstable['reference']) - set(unstable['potential']))
+    spurious = sorted(set(unstable['potential']) - set(unstable['reference']))
+    summary = {'frequency_rmse_thz': phonons.frequency_rmse(results['reference'], results['potential']),
+               'unstable_modes_reference': unstable['reference'], 'unstable_modes_potential': unstable['potential'],
+               'instabilities_missed': missed, 'instabilities_spurious': spurious,
+               'same_instabilities': not missed and not spurious,
+               'path': results['reference']['ticks'], 'supercell': settings['supercell'],
+               'num_displacements': len(reference)}
+    bands = orm.ArrayData()
+    for name, result in results.items():
+        bands.set_array(f'{name}_frequencies', np.concatenate(result['frequencies']))
+        bands.set_array(f'{name}_vertex_frequencies', result['vertex_frequencies'])
+    bands.set_array('distances', np.concatenate(results['reference']['distances']))
+    bands.set_array('vertices', results['reference']['vertices'])
+    bands.base.attributes.set('vertex_labels', results['reference']['labels'])
+    png = phonons.overlay_png(results['reference'], results['potential'],
+                              f'{structure.get_formula()} phonons, {"x".join(map(str, settings["supercell"]))} '
+                              f'supercell: RMSE {summary["frequency_rmse_thz"]:.2f} THz')
+    return {'summary': orm.Dict(summary), 'bands': bands,
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='phonons.png')}
+
+
+class PhononBenchmarkWorkChain(WorkChain):
+    """Phonons of a reference phase with a potential and with a reference labeller, compared."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('structure', valid_type=orm.StructureData,
+                   help='The reference phase in its unit cell (e.g. cubic BaTiO3; cubic fluorite for HfO2).')
+        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Phonon settings: {sorted(DEFAULTS)}.')
+        spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
+                           namespace_options={'help': 'How the reference forces are labelled (any engine).'})
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.displace, cls.label, cls.compare)
+        spec.output('summary', valid_type=orm.Dict, help='Frequency RMSE (THz), unstable modes of each, missed/spurious.')
+        spec.output('bands', valid_type=orm.ArrayData, help='Both band structures along the path.')
+        spec.output('plot', valid_type=orm.SinglefileData, help='Overlay of the two band structures (PNG).')
+        spec.output('reference_forces', valid_type=TrainingSet, help='Reference labels of the displaced supercells.')
+        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='The reference labels failed: {detail}')
+
+    def displace(self):
+        parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
+        self.ctx.parameters = parameters
+        self.ctx.supercells = phonon_supercells(self.inputs.structure, parameters)
+        self.report(f'{len(self.ctx.supercells)} displaced supercell(s) to label')
+
+    def label(self):
+        self.ctx.model = potential_labels(self.inputs.potential, **self.ctx.supercells)
+        inputs = self.exposed_inputs(LabelWorkChain, namespace='reference')
+        inputs['structures'] = dict(self.ctx.supercells)
+        return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
+
+    def compare(self):
+        node = self.ctx.reference
+        failed = node.outputs.failed_frames.get_dict() if 'failed_frames' in node.outputs else {}
+        if not node.is_finished_ok or failed:
+            return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=failed or node.exit_message)
+        reference = node.outputs.training_set
+        results = compare_phonons(self.inputs.structure, self.ctx.parameters, reference, self.ctx.model)
+        self.out('reference_forces', reference)
+        for key in ('summary', 'bands', 'plot'):
+            self.out(key, results[key])
+        summary = results['summary'].get_dict()
+        self.report(f'frequency RMSE {summary["frequency_rmse_thz"]:.2f} THz; unstable (reference) '
+                    f'{summary["unstable_modes_reference"]}; unstable (potential) {summary["unstable_modes_potential"]}')
+        return None

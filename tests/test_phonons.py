@@ -1,0 +1,60 @@
+"""Phonon benchmark of seed 000 (Fig. 3): a GAP against the reference labeller on cubic BaTiO3."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase import Atoms
+
+from aiida_ferromlip.provenance import labelling_calculations
+from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.phonons import PhononBenchmarkWorkChain
+
+from .conftest import cubic_batio3
+
+
+def builder_for(potential, label_code, structure, **parameters):
+    builder = PhononBenchmarkWorkChain.get_builder()
+    builder.potential = potential
+    builder.structure = structure
+    if parameters:
+        builder.parameters = orm.Dict(parameters)
+    label = LabelWorkChain.get_builder_from_protocol(label_code, {}, protocol='fast')
+    builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, 'reference': label.reference}
+    return builder
+
+
+def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code):
+    builder = builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()), npoints=21)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    summary = results['summary'].get_dict()
+
+    # The reference (SevenNet-0) finds cubic BaTiO3's ferroelectric instability: a triply degenerate polar mode
+    # at Γ with an imaginary frequency (seed 000 Fig. 3), plus the unstable branches towards X and M.
+    gamma = summary['unstable_modes_reference']['Γ']
+    assert len(gamma) == 3 and max(gamma) < -2.0 and np.ptp(gamma) < 0.1
+    assert summary['path'][:5] == ['Γ', 'X', 'M', 'Γ', 'R'] and 'X|R' in summary['path']
+    assert 0 < summary['frequency_rmse_thz'] < 20
+    assert summary['same_instabilities'] == (not summary['instabilities_missed'] and not summary['instabilities_spurious'])
+    assert summary['num_displacements'] == 3  # Ba, Ti and one O are inequivalent in Pm-3m
+
+    bands = results['bands']
+    nbands = 15  # 5 atoms x 3
+    assert bands.get_array('reference_frequencies').shape[1] == nbands
+    assert bands.get_array('potential_frequencies').shape == bands.get_array('reference_frequencies').shape
+    assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
+    # the reference forces lead back to their labelling calculation
+    assert len(labelling_calculations(results['reference_forces'])) == 1
+
+
+def test_bad_phonon_inputs_fail_before_any_job(gap_potential, label_code):
+    with pytest.raises(ValueError, match=r'use at least a 2x2x2 supercell'):
+        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()),
+                                 supercell=[1, 1, 1]))
+    srtio3 = Atoms('SrTiO3', cell=np.eye(3) * 3.9, pbc=True,
+                   scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    with pytest.raises(ValueError, match='the potential has no Sr'):
+        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=srtio3)))
+    with pytest.raises(ValueError, match='unknown phonon parameters'):
+        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()), mesh=3))
