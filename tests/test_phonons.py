@@ -7,21 +7,14 @@ from aiida.engine import run_get_node
 from ase import Atoms
 
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.phonons import PhononBenchmarkWorkChain
+from aiida_ferromlip.workflows.benchmarks.phonons import PhononBenchmarkWorkChain
 
 from .conftest import cubic_batio3
 
 
 def builder_for(potential, label_code, structure, **parameters):
-    builder = PhononBenchmarkWorkChain.get_builder()
-    builder.potential = potential
-    builder.structure = structure
-    if parameters:
-        builder.parameters = orm.Dict(parameters)
-    label = LabelWorkChain.get_builder_from_protocol(label_code, {}, protocol='fast')
-    builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, 'reference': label.reference}
-    return builder
+    return PhononBenchmarkWorkChain.get_builder_from_protocol(potential, label_code, parameters=parameters,
+                                                             structure=structure)
 
 
 def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code):

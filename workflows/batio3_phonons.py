@@ -12,8 +12,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_ferromlip.materials import batio3_polymorphs
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.phonons import PhononBenchmarkWorkChain
+from aiida_ferromlip.workflows.benchmarks.phonons import PhononBenchmarkWorkChain
 
 
 def main():
@@ -25,13 +24,11 @@ def main():
     args = parser.parse_args()
 
     code = orm.load_code('ferromlip-label@localhost' if args.engine == 'reference' else 'pw@localhost')
-    label = LabelWorkChain.get_builder_from_protocol(code, {}, engine=args.engine,
-                                                     protocol='fast' if args.engine == 'reference' else 'moderate')
-    builder = PhononBenchmarkWorkChain.get_builder()
-    builder.potential = orm.load_node(args.potential)
-    builder.structure = orm.StructureData(ase=batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'])
-    builder.parameters = orm.Dict({'supercell': [args.supercell] * 3})
-    builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, args.engine: label[args.engine]}
+    builder = PhononBenchmarkWorkChain.get_builder_from_protocol(
+        orm.load_node(args.potential), code, engine=args.engine,
+        label_protocol='fast' if args.engine == 'reference' else 'moderate',
+        parameters={'supercell': [args.supercell] * 3},
+        structure=orm.StructureData(ase=batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m']))
     results, node = run_get_node(builder)
     print(f'\nPhononBenchmarkWorkChain<{node.pk}>: exit status {node.exit_status}')
     if not node.is_finished_ok:

@@ -19,6 +19,7 @@ from aiida_ferromlip.analysis import phonons
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.validation import cell_height
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, potential_labels
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 DEFAULTS = {'supercell': [2, 2, 2], 'distance': 0.01, 'npoints': 51,
@@ -73,26 +74,6 @@ def phonon_supercells(structure: orm.StructureData, parameters: orm.Dict) -> dic
     return {f'disp_{index:03d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(cells)}
 
 
-@calcfunction
-def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureData) -> TrainingSet:
-    """Energy, forces and stress of ``structures`` predicted by ``potential`` (any Potential node)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    calculator = potential.calculator()
-    frames, origins = [], []
-    for key in sorted(structures):
-        atoms = structures[key].get_ase()
-        atoms.calc = calculator
-        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces()}
-        if potential.gives_stress:
-            results['stress'] = atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        frames.append(atoms)
-        origins.append({'labeller': f'potential:{potential.uuid}', 'frame_key': key,
-                        'structure_uuid': structures[key].uuid})
-    return TrainingSet(frames=frames, origins=origins)
-
-
 def _forces_by_key(training_set: TrainingSet) -> dict[str, np.ndarray]:
     return {origin['frame_key']: frame.get_forces()
             for origin, frame in zip(training_set.origins, training_set.get_frames(range(len(training_set))))}
@@ -132,7 +113,7 @@ def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, referenc
             'plot': orm.SinglefileData(io.BytesIO(png), filename='phonons.png')}
 
 
-class PhononBenchmarkWorkChain(WorkChain):
+class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
     """Phonons of a reference phase with a potential and with a reference labeller, compared."""
 
     @classmethod

@@ -1,0 +1,47 @@
+"""What the benchmark workflows share: labels predicted by a potential, and the reference-labeller namespace."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import calcfunction
+
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.workflows.label import LabelWorkChain
+
+
+@calcfunction
+def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureData) -> TrainingSet:
+    """Energy, forces and stress of ``structures`` predicted by ``potential`` (any Potential node)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    calculator = potential.calculator()
+    frames, origins = [], []
+    for key in sorted(structures):
+        atoms = structures[key].get_ase()
+        atoms.calc = calculator
+        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces()}
+        if potential.gives_stress:
+            results['stress'] = atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        frames.append(atoms)
+        origins.append({'labeller': f'potential:{potential.uuid}', 'frame_key': key,
+                        'structure_uuid': structures[key].uuid})
+    return TrainingSet(frames=frames, origins=origins)
+
+
+class ReferenceMixin:
+    """Builders of the benchmark workflows: their `reference` namespace is a LabelWorkChain's, from its protocol."""
+
+    @classmethod
+    def get_builder_from_protocol(cls, potential, reference_code: orm.AbstractCode, engine: str = 'reference',
+                                  label_protocol: str = 'fast', parameters: dict | None = None, **inputs):
+        """Builder judging ``potential`` against ``engine`` on ``reference_code``; ``inputs`` fill the rest."""
+        label = LabelWorkChain.get_builder_from_protocol(reference_code, {}, engine=engine, protocol=label_protocol)
+        builder = cls.get_builder()
+        builder.potential = potential
+        builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
+        if parameters:
+            builder.parameters = orm.Dict(parameters)
+        for key, value in inputs.items():
+            builder[key] = value
+        return builder

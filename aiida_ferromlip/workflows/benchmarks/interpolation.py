@@ -1,0 +1,161 @@
+"""``InterpolationBenchmarkWorkChain``: the potential's errors on frames of MD trajectories (seed 000 Fig. 2).
+
+A share of each trajectory's frames (1 % by default, equispaced in time) is labelled by the reference engine and
+by the potential; the outputs are the error metrics (RMSE/MAE of energy per formula unit, force components,
+stress components), the normalised error histograms (ArrayData) and their plot (PNG).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction
+
+from aiida_ferromlip.analysis.errors import EV_A3_TO_KBAR, error_metrics
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin
+from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.select import trajectory_frames
+
+DEFAULTS = {'fraction': 0.01, 'min_frames_per_trajectory': 1, 'bins': 40}
+
+
+def interpolation_parameters(parameters: orm.Dict | None) -> dict:
+    given = parameters.get_dict() if parameters is not None else {}
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f'unknown interpolation parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}')
+    merged = {**DEFAULTS, **given}
+    if not 0 < merged['fraction'] <= 1:
+        raise ValueError(f'`fraction` must be in (0, 1], got {merged["fraction"]}')
+    return merged
+
+
+def equispaced(num_frames: int, fraction: float, minimum: int) -> list[int]:
+    """``fraction`` of ``num_frames`` indices, equispaced and centred in the trajectory (at least ``minimum``)."""
+    count = min(num_frames, max(minimum, int(round(fraction * num_frames))))
+    if count == 0:
+        return []
+    stride = num_frames / count
+    return sorted({int(stride * (i + 0.5)) for i in range(count)})
+
+
+def validate_inputs(inputs, _):
+    if 'potential' not in inputs:
+        return None
+    try:
+        interpolation_parameters(inputs.get('parameters'))
+    except ValueError as exception:
+        return str(exception)
+    trajectories = inputs.get('trajectories', {})
+    if not trajectories:
+        return 'no trajectories were given'
+    species = set(inputs['potential'].species)
+    for key, trajectory in trajectories.items():
+        missing = sorted(set(trajectory.symbols) - species)
+        if missing:
+            return f'trajectory `{key}` has {", ".join(missing)}, which the potential does not know'
+    return None
+
+
+@calcfunction
+def pick_frames(parameters: orm.Dict, **trajectories: orm.TrajectoryData) -> dict:
+    """The equispaced frames of every trajectory, as ``<trajectory>_<step>`` structures."""
+    settings = interpolation_parameters(parameters)
+    picked = {}
+    for key in sorted(trajectories):
+        frames = trajectory_frames(trajectories[key])
+        for index in equispaced(len(frames), settings['fraction'], settings['min_frames_per_trajectory']):
+            picked[f'{key}_{index:06d}'] = orm.StructureData(ase=frames[index])
+    return picked
+
+
+@calcfunction
+def error_histograms(potential: orm.SinglefileData, reference: TrainingSet, parameters: orm.Dict) -> dict:
+    """Metrics, normalised histograms and their plot of ``potential``'s errors on the ``reference`` labels."""
+    from aiida_ferromlip.analysis.errors import predicted_labels
+
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    settings = interpolation_parameters(parameters)
+    labels = predicted_labels(reference.to_atoms(), potential.calculator())
+    errors = {
+        'energy_meV_per_fu': 1000 * (labels['pred_energy'] - labels['ref_energy']) / labels['n_fu'],
+        'force_components_meV_per_A': 1000 * (labels['pred_forces'] - labels['ref_forces']).ravel(),
+        'stress_components_kbar': EV_A3_TO_KBAR * (labels['pred_stress'] - labels['ref_stress']).ravel(),
+    }
+    metrics = error_metrics(labels)
+    histograms = orm.ArrayData()
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for axis, (name, values) in zip(axes, errors.items()):
+        histograms.set_array(f'{name}_errors', values)
+        if values.size:
+            density, edges = np.histogram(values, bins=settings['bins'], density=True)
+            histograms.set_array(f'{name}_density', density)
+            histograms.set_array(f'{name}_edges', edges)
+            axis.stairs(density, edges, fill=True, alpha=0.6)
+            rmse = float(np.sqrt(np.mean(values**2)))
+            axis.set_title(f'RMSE {rmse:.3g}, MAE {float(np.mean(np.abs(values))):.3g}', fontsize=9)
+        axis.set_xlabel(name.replace('_', ' ').replace('meV per fu', 'meV/f.u.').replace('meV per A', 'meV/Å'))
+        axis.set_ylabel('normalised count')
+    figure.suptitle(f'errors on {len(reference)} frames picked from the trajectories')
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format='png', dpi=100)
+    plt.close(figure)
+    return {'metrics': orm.Dict(metrics), 'histograms': histograms,
+            'plot': orm.SinglefileData(io.BytesIO(buffer.getvalue()), filename='interpolation_errors.png')}
+
+
+class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
+    """Errors of a potential on equispaced frames of MD trajectories, against a reference labeller."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
+                             help='MD trajectories (e.g. the SampleCalculation outputs of a loop).')
+        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
+        spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
+                           namespace_options={'help': 'How the reference labels are made (any engine).'})
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.pick, cls.label, cls.compare)
+        spec.output('metrics', valid_type=orm.Dict, help='RMSE/MAE: meV/f.u., meV/atom, meV/Å, kbar.')
+        spec.output('histograms', valid_type=orm.ArrayData, help='Errors and their normalised histograms.')
+        spec.output('plot', valid_type=orm.SinglefileData, help='Error histograms (PNG).')
+        spec.output('reference_labels', valid_type=TrainingSet, help='The reference labels of the picked frames.')
+        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='No picked frame could be labelled: {detail}')
+
+    def pick(self):
+        self.ctx.parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
+        self.ctx.frames = pick_frames(self.ctx.parameters, **self.inputs.trajectories)
+        self.report(f'{len(self.ctx.frames)} frame(s) picked from {len(self.inputs.trajectories)} trajectory(ies)')
+
+    def label(self):
+        inputs = self.exposed_inputs(LabelWorkChain, namespace='reference')
+        inputs['structures'] = dict(self.ctx.frames)
+        return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
+
+    def compare(self):
+        node = self.ctx.reference
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=node.exit_message)
+        reference = node.outputs.training_set
+        failed = node.outputs.failed_frames.get_dict()
+        if failed:
+            self.report(f'{len(failed)} frame(s) the reference could not label are left out: {sorted(failed)}')
+        results = error_histograms(self.inputs.potential, reference, self.ctx.parameters)
+        self.out('reference_labels', reference)
+        for key in ('metrics', 'histograms', 'plot'):
+            self.out(key, results[key])
+        metrics = results['metrics'].get_dict()
+        self.report(f'{metrics["num_frames"]} frames: energy RMSE {metrics["energy_per_fu_meV_rmse"]:.2f} meV/f.u., '
+                    f'forces {metrics["forces_meV_per_A_rmse"]:.0f} meV/Å, stress {metrics["stress_kbar_rmse"]:.2f} kbar')
+        return None
