@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
@@ -29,8 +30,31 @@ def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureD
     return TrainingSet(frames=frames, origins=origins)
 
 
+def merged_settings(parameters: orm.Dict | None, defaults: dict, what: str) -> dict:
+    """``defaults`` updated with the given ``parameters``; unknown keys are an error naming the known ones."""
+    given = parameters.get_dict() if parameters is not None else {}
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f'unknown {what} parameters {sorted(unknown)}; known: {sorted(defaults)}')
+    return {**defaults, **given}
+
+
 class ReferenceMixin:
-    """Builders of the benchmark workflows: their `reference` namespace is a LabelWorkChain's, from its protocol."""
+    """What the benchmark workflows share: the potential judged, their parameters, and a `reference` namespace
+    that is a LabelWorkChain's (any engine), built from its protocol."""
+
+    @classmethod
+    def define_benchmark(cls, spec, defaults: dict) -> None:
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(defaults)}.')
+        spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
+                           namespace_options={'help': 'How the reference labels are made (any engine).'})
+
+    def submit_reference(self, structures: dict):
+        """Label ``structures`` with the reference engine; the LabelWorkChain lands in ``ctx.reference``."""
+        inputs = self.exposed_inputs(LabelWorkChain, namespace='reference')
+        inputs['structures'] = dict(structures)
+        return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
 
     @classmethod
     def get_builder_from_protocol(cls, potential, reference_code: orm.AbstractCode, engine: str = 'reference',

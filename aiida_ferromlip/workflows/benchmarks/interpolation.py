@@ -14,21 +14,15 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.errors import EV_A3_TO_KBAR, error_metrics
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
 from aiida_ferromlip.workflows.select import trajectory_frames
 
 DEFAULTS = {'fraction': 0.01, 'min_frames_per_trajectory': 1, 'bins': 40}
 
 
 def interpolation_parameters(parameters: orm.Dict | None) -> dict:
-    given = parameters.get_dict() if parameters is not None else {}
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f'unknown interpolation parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}')
-    merged = {**DEFAULTS, **given}
+    merged = merged_settings(parameters, DEFAULTS, 'interpolation')
     if not 0 < merged['fraction'] <= 1:
         raise ValueError(f'`fraction` must be in (0, 1], got {merged["fraction"]}')
     return merged
@@ -119,12 +113,9 @@ class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        cls.define_benchmark(spec, DEFAULTS)
         spec.input_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
                              help='MD trajectories (e.g. the SampleCalculation outputs of a loop).')
-        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
-        spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
-                           namespace_options={'help': 'How the reference labels are made (any engine).'})
         spec.inputs.validator = validate_inputs
         spec.outline(cls.pick, cls.label, cls.compare)
         spec.output('metrics', valid_type=orm.Dict, help='RMSE/MAE: meV/f.u., meV/atom, meV/Å, kbar.')
@@ -139,9 +130,7 @@ class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
         self.report(f'{len(self.ctx.frames)} frame(s) picked from {len(self.inputs.trajectories)} trajectory(ies)')
 
     def label(self):
-        inputs = self.exposed_inputs(LabelWorkChain, namespace='reference')
-        inputs['structures'] = dict(self.ctx.frames)
-        return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
+        return self.submit_reference(self.ctx.frames)
 
     def compare(self):
         node = self.ctx.reference

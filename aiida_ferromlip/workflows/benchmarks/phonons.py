@@ -16,22 +16,16 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis import phonons
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.validation import cell_height
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, potential_labels
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings, potential_labels
 
 DEFAULTS = {'supercell': [2, 2, 2], 'distance': 0.01, 'npoints': 51,
             'unstable_below_thz': phonons.UNSTABLE_BELOW_THZ, 'allow_small_supercell': False}
 
 
 def phonon_parameters(parameters: orm.Dict | None) -> dict:
-    given = parameters.get_dict() if parameters is not None else {}
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f'unknown phonon parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}')
-    return {**DEFAULTS, **given}
+    return merged_settings(parameters, DEFAULTS, 'phonon')
 
 
 def supercell_problem(structure: orm.StructureData, supercell, cutoff: float | None) -> str | None:
@@ -119,12 +113,9 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        cls.define_benchmark(spec, DEFAULTS)
         spec.input('structure', valid_type=orm.StructureData,
                    help='The reference phase in its unit cell (e.g. cubic BaTiO3; cubic fluorite for HfO2).')
-        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Phonon settings: {sorted(DEFAULTS)}.')
-        spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
-                           namespace_options={'help': 'How the reference forces are labelled (any engine).'})
         spec.inputs.validator = validate_inputs
         spec.outline(cls.displace, cls.label, cls.compare)
         spec.output('summary', valid_type=orm.Dict, help='Frequency RMSE (THz), unstable modes of each, missed/spurious.')
@@ -141,9 +132,7 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
 
     def label(self):
         self.ctx.model = potential_labels(self.inputs.potential, **self.ctx.supercells)
-        inputs = self.exposed_inputs(LabelWorkChain, namespace='reference')
-        inputs['structures'] = dict(self.ctx.supercells)
-        return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
+        return self.submit_reference(self.ctx.supercells)
 
     def compare(self):
         node = self.ctx.reference
