@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
