@@ -52,6 +52,14 @@ def test_tiny_allegro_trains_compiles_and_predicts(nequip_code, training_set, re
     assert np.allclose(compiled.get_forces(), forces, atol=1e-4)
     assert results['compiled_model'].uuid == potential.base.attributes.get('compiled_model_uuid')
 
+    # Loading a nequip model must not leave torch's default dtype at float64 for the rest of the process:
+    # SevenNet (the reference labeller) then fails to load ("Float did not match Double").
+    import torch
+
+    from aiida_ferromlip.engines.reference import make_calculator
+    assert torch.get_default_dtype() == torch.float32
+    make_calculator('7net-0')
+
     # A job elsewhere rebuilds the same calculator from the files the node writes.
     spec, files = potential.job_files()
     for name, content in files.items():

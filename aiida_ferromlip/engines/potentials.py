@@ -6,6 +6,7 @@ A Potential node writes its files and a small ``potential.json`` spec into the j
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 SPEC_FILE = 'potential.json'
@@ -35,10 +36,50 @@ def nequip_calculator(path: str, device: str = 'cpu', compiled: bool = False):
 
     The model's type names are the chemical symbols (the plugin's configs map each species to itself).
     """
+    calculator_class = _scoped_nequip_calculator_class()
+    with _process_global_state():
+        if compiled:
+            return calculator_class.from_compiled_model(path, device=device, chemical_species_to_atom_type_map=True)
+        # `_from_saved_model` is nequip's loader for packaged models (the public `from_compiled_model` takes only
+        # compiled builds, which are tied to one machine type); nequip's own integrations call it the same way.
+        return calculator_class._from_saved_model(path, device=device, chemical_species_to_atom_type_map=True)
+
+
+def _scoped_nequip_calculator_class():
+    """NequIPCalculator that runs with torch's default dtype at float64 (what nequip expects: an AOTInductor
+    build returns NaN otherwise, measured) only while it calculates, and gives the process its default back."""
+    import torch
     from nequip.integrations.ase import NequIPCalculator
 
-    if compiled:
-        return NequIPCalculator.from_compiled_model(path, device=device, chemical_species_to_atom_type_map=True)
-    # `_from_saved_model` is nequip's loader for packaged models (the public `from_compiled_model` takes only
-    # compiled builds, which are tied to one machine type); nequip's own integrations call it the same way.
-    return NequIPCalculator._from_saved_model(path, device=device, chemical_species_to_atom_type_map=True)
+    class ScopedNequIPCalculator(NequIPCalculator):
+        def calculate(self, *args, **kwargs):
+            dtype = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            try:
+                return super().calculate(*args, **kwargs)
+            finally:
+                torch.set_default_dtype(dtype)
+
+    return ScopedNequIPCalculator
+
+
+@contextlib.contextmanager
+def _process_global_state():
+    """Undo what loading a nequip model does to the whole process: it sets torch's default dtype to float64 and
+    reseeds every global RNG. In a daemon worker or a test session that also runs SevenNet, the float64 default
+    breaks SevenNet's model loading ("Float did not match Double", measured), and the reseed would silently
+    change other code's random numbers. The calculator sets float64 itself while it calculates."""
+    import random
+
+    import numpy as np
+    import torch
+
+    dtype = torch.get_default_dtype()
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
