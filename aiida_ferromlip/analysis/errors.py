@@ -6,12 +6,13 @@ components (kbar).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import numpy as np
 from ase import Atoms
 from ase.units import GPa
+
+from aiida_ferromlip.analysis.plots import figure_png
 
 #: eV/Å^3 -> kbar
 EV_A3_TO_KBAR = 10.0 / GPa
@@ -133,8 +134,4 @@ def parity_plot_png(labels: dict[str, np.ndarray], title: str = '') -> bytes:
             axis.text(0.5, 0.5, 'no data', ha='center', transform=axis.transAxes)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=110)

@@ -7,10 +7,11 @@ phonopy's convention: an imaginary frequency is reported as a negative number (T
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 from ase import Atoms
+
+from aiida_ferromlip.analysis.plots import figure_png
 
 #: A mode is unstable below this frequency (THz; phonopy reports imaginary frequencies as negative numbers):
 #: a little below zero, so the numerical noise of the acoustic modes at Γ is not taken for an instability.
@@ -107,8 +108,4 @@ def overlay_png(reference: dict, model: dict, title: str, names=('reference', 'p
     axis.set_ylabel('frequency (THz; imaginary < 0)')
     axis.set_title(title)
     axis.legend(loc='upper right', fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=110)

@@ -10,6 +10,7 @@ import numpy as np
 from aiida import orm
 
 from aiida_ferromlip.analysis.errors import error_metrics, paired_labels, parity_plot_png
+from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.potential import NequipPotential
 from aiida_ferromlip.engines import nequip_train as engine
 from aiida_ferromlip.parsers.base import FerromlipParser
@@ -30,11 +31,7 @@ def learning_curve_png(curve: list[dict], title: str) -> bytes:
     axis.set_ylabel('loss (weighted sum)')
     axis.set_title(title)
     axis.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=100)
 
 
 class NequipTrainParser(FerromlipParser):

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
@@ -160,11 +161,8 @@ def learning_curve(**errors: orm.Dict) -> dict:
         axis.set_xlabel('training frames')
         axis.set_ylabel(label)
     figure.suptitle('out-of-sample errors on each new batch, before it joins the training set')
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
-    return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(buffer.getvalue()), filename='learning_curve.png')}
+    png = figure_png(figure, dpi=100)
+    return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(png), filename='learning_curve.png')}
 
 
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):

@@ -15,6 +15,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 from ase import Atoms
 
+from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.analysis.selection import (
     autocorrelation_time,
     decorrelated_indices,
@@ -155,8 +156,4 @@ def selection_plot(trajectories, summary, sources, picked, distances) -> bytes:
     right.set_xlabel('pick')
     right.set_ylabel('FPS distance to held/earlier points')
     right.set_title('farthest-point sampling')
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=100)

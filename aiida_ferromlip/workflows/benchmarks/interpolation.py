@@ -14,6 +14,7 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.errors import EV_A3_TO_KBAR, error_metrics
+from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
 from aiida_ferromlip.workflows.select import trajectory_frames
@@ -99,12 +100,9 @@ def error_histograms(potential: orm.SinglefileData, reference: TrainingSet, para
         axis.set_xlabel(name.replace('_', ' ').replace('meV per fu', 'meV/f.u.').replace('meV per A', 'meV/Å'))
         axis.set_ylabel('normalised count')
     figure.suptitle(f'errors on {len(reference)} frames picked from the trajectories')
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
+    png = figure_png(figure, dpi=100)
     return {'metrics': orm.Dict(metrics), 'histograms': histograms,
-            'plot': orm.SinglefileData(io.BytesIO(buffer.getvalue()), filename='interpolation_errors.png')}
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='interpolation_errors.png')}
 
 
 class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):

@@ -16,6 +16,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
+from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.workflows.benchmarks.common import merged_settings
@@ -144,11 +145,7 @@ def _bar_chart(table: list[dict], zero: str) -> bytes:
     axis.set_ylabel(f'E - E({zero}) (meV/f.u.)')
     axis.axhline(0, color='0.5', lw=0.5)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format='png', dpi=100)
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=100)
 
 
 class PolymorphRankingWorkChain(WorkChain):
