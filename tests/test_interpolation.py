@@ -21,7 +21,7 @@ def gap_trajectory(potential, phase: str, steps: int = 100) -> orm.TrajectoryDat
         positions.append(atoms.get_positions())
         cells.append(atoms.cell.array.copy())
     trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(atoms.get_chemical_symbols(), np.array(positions), cells=np.array(cells))
+    trajectory.set_trajectory(atoms.get_chemical_symbols(), np.array(positions), cells=np.array(cells), pbc=[True] * 3)
     return trajectory.store()
 
 
@@ -62,7 +62,7 @@ def test_gap_errors_on_md_frames(gap_potential, label_code, sevennet):
 
 def test_bad_interpolation_inputs(gap_potential, label_code):
     trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(['Sr', 'O'], np.zeros((2, 2, 3)) + [[0, 0, 0], [2, 2, 2]], cells=np.array([np.eye(3) * 4] * 2))
+    trajectory.set_trajectory(['Sr', 'O'], np.zeros((2, 2, 3)) + [[0, 0, 0], [2, 2, 2]], cells=np.array([np.eye(3) * 4] * 2), pbc=[True] * 3)
     with pytest.raises(ValueError, match='which the potential does not know'):
         run_get_node(InterpolationBenchmarkWorkChain.get_builder_from_protocol(
             gap_potential, label_code, trajectories={'x': trajectory.store()}))
