@@ -5,7 +5,11 @@ from __future__ import annotations
 from aiida import orm
 from aiida.common.links import LinkType
 
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
+
+#: Inputs of a TrainingSet-making calcfunction that are never labels, whichever CalcJob created them.
+NOT_LABELS = (orm.StructureData, *POTENTIAL_TYPES)
 
 
 def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
@@ -15,8 +19,9 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
     each other: a set created by a CalcJob is a leaf; a set created by a calcfunction (``merge_training_sets``)
     leads to the TrainingSets that calcfunction took as inputs, and a set a calcfunction built from calculation
     outputs (``training_set_from_pw``: the ``output_parameters``/``output_trajectory`` of each PwCalculation)
-    leads to the CalcJobs that created those inputs. Structures are what is labelled, not labels: a
-    StructureData input never counts, whoever created it.
+    leads to the CalcJobs that created those inputs. Structures are what is labelled, and a potential is what
+    predicts, not labels: StructureData and Potential inputs never count, whoever created them (the benchmarks'
+    ``potential_labels`` sets are predictions of a fitted potential, not labelling work).
 
     Why not one ``QueryBuilder`` with ``with_descendants``: in an active-learning loop the ancestors of the final
     set include every fit, MD run and selection, and the recursive query enumerates *paths*, which multiply with
@@ -41,7 +46,7 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
             for data in query.all(flat=True):
                 if isinstance(data, TrainingSet):
                     pending.append(data)
-                elif not isinstance(data, orm.StructureData) and isinstance(data.creator, orm.CalcJobNode):
+                elif not isinstance(data, NOT_LABELS) and isinstance(data.creator, orm.CalcJobNode):
                     found[data.creator.pk] = data.creator
     return [found[pk] for pk in sorted(found)]
 

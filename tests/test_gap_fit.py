@@ -16,6 +16,8 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import gap as engine
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.parsers.gap_fit import classify_failure
+from aiida_ferromlip.provenance import labelling_calculations
+from aiida_ferromlip.workflows.benchmarks.common import potential_labels
 
 from .conftest import executable
 
@@ -65,6 +67,12 @@ def test_fit_predicts_out_of_sample(gap_code, training_set, sevennet):
     f_ref, f_gap = reference.get_forces(), predicted.get_forces()
     assert np.sqrt(np.mean((f_gap - f_ref) ** 2)) < 0.5 * np.sqrt(np.mean(f_ref**2))
     assert predicted.get_stress().shape == (6,)
+
+    # Labels the fitted potential predicts are no labelling calculation's: the provenance walk must not name the
+    # GapFitCalculation that created the potential (it did before POTENTIAL_TYPES inputs were excluded).
+    predictions = potential_labels(potential, unseen=orm.StructureData(ase=unseen))
+    assert potential.creator.process_label == 'GapFitCalculation'
+    assert labelling_calculations(predictions) == []
 
 
 def test_identical_fits_have_the_same_content_hash(gap_code, training_set):

@@ -5,7 +5,8 @@ import pytest
 import spglib
 from ase import Atoms
 
-from aiida_ferromlip.materials import batio3_polymorphs, perovskite_polymorph
+from aiida_ferromlip.materials import batio3_polymorphs, glazer_perovskite, perovskite_polymorph, polymorphs, port_name
+from aiida_ferromlip.materials.perovskites import PSEUDOCUBIC_2x2x2
 from aiida_ferromlip.validation import min_interatomic_distance, structure_problems
 
 
@@ -42,3 +43,49 @@ def test_structure_checks():
     assert "species ['Ti'] are not supported" in structure_problems(good, supported_species={'Ba', 'O'})[0]
     assert structure_problems(Atoms()) == ['structure: contains no atoms']
     assert np.isinf(min_interatomic_distance(Atoms('Ba', cell=np.eye(3) * 10, pbc=False)))
+
+
+@pytest.mark.parametrize('material, kind, expected', [
+    ('PbZrO3', 'ranking', {'FiE': ('Ima2 (46)', 30), 'AFE80': ('Pnma (62)', 80), 'AFE40': ('Pbam (55)', 40),
+                           'FE': ('R3c (161)', 10), 'cubic': ('Pm-3m (221)', 5)}),
+    ('PbZrO3', 'training', {'R3c': ('R3c (161)', 40), 'Pnma': ('Pnma (62)', 40)}),
+    ('BiFeO3', 'ranking', {'R3c': ('R3c (161)', 10), 'Pnma': ('Pnma (62)', 20), 'cubic': ('Pm-3m (221)', 5)}),
+    ('BiFeO3', 'training', {'R3c': ('R3c (161)', 40), 'Pnma': ('Pnma (62)', 40)}),
+    ('HfO2', 'ranking', {'monoclinic': ('P2_1/c (14)', 12), 'tetragonal': ('P4_2/nmc (137)', 12),
+                         'oIII': ('Pca2_1 (29)', 12), 'oI': ('Pbca (61)', 24), 'cubic': ('Fm-3m (225)', 12)}),
+    ('HfO2', 'training', {'P2_1/c': ('P2_1/c (14)', 24), 'P4_2/nmc': ('P4_2/nmc (137)', 24)}),
+    ('BaTiO3', 'training', {'R3m': ('R3m (160)', 40), 'Amm2': ('Amm2 (38)', 40), 'P4mm': ('P4mm (99)', 40),
+                            'Pm-3m': ('Pm-3m (221)', 40)}),
+])
+def test_shipped_polymorphs_have_their_space_groups(material, kind, expected):
+    """Seed 000's phases (Tables I and II, and its training starts): spglib finds each space group, in the cell
+    size of the literature (AFE40 = 40 atoms, FiE = 30, AFE80 = 80; HfO2 training cells 24 atoms)."""
+    structures = polymorphs(material, kind)
+    assert sorted(structures) == sorted(expected)
+    for name, atoms in structures.items():
+        group, size = expected[name]
+        assert (space_group(atoms), len(atoms)) == (group, size), name
+        assert structure_problems(atoms) == [], name  # no atoms too close
+
+
+def test_glazer_builder_patterns():
+    # a0a0c+ and a0a0c- in a 2x2x2 cell: P4/mbm and I4/mcm, the textbook single-tilt perovskites
+    in_phase = glazer_perovskite('Sr', 'Ti', PSEUDOCUBIC_2x2x2, tilts=(0, 0, 6), senses=('-', '-', '+'))
+    antiphase = glazer_perovskite('Sr', 'Ti', PSEUDOCUBIC_2x2x2, tilts=(0, 0, 6))
+    assert space_group(in_phase) == 'P4/mbm (127)' and space_group(antiphase) == 'I4/mcm (140)'
+    # octahedra rotate rigidly to first order: the in-plane Ti-O bonds stretch only by the second-order factor
+    # sqrt(1 + theta^2), the apical ones not at all
+    distances = antiphase.get_all_distances(mic=True)
+    ti = [i for i, s in enumerate(antiphase.get_chemical_symbols()) if s == 'Ti']
+    bonds = np.sort(distances[ti][:, [i for i, s in enumerate(antiphase.get_chemical_symbols()) if s == 'O']])[:, :6]
+    theta = np.radians(6)
+    assert np.allclose(bonds[:, :2], 2.0) and np.allclose(bonds[:, 2:], 2.0 * np.sqrt(1 + theta ** 2))
+    with pytest.raises(ValueError, match='linearly dependent'):
+        glazer_perovskite('Sr', 'Ti', [[1, 0, 0], [2, 0, 0], [0, 0, 1]])
+    with pytest.raises(ValueError, match="rotation sense must be"):
+        glazer_perovskite('Sr', 'Ti', PSEUDOCUBIC_2x2x2, tilts=(0, 0, 6), senses=('-', '-', 'x'))
+    with pytest.raises(ValueError, match='unknown material `SrTiO3`'):
+        polymorphs('SrTiO3')
+    with pytest.raises(ValueError, match="kind must be 'ranking' or 'training'"):
+        polymorphs('HfO2', 'md')
+    assert port_name('P4_2/nmc') == 'P4_2_nmc' and port_name('Pm-3m') == 'Pm_3m'

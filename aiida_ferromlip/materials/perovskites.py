@@ -1,6 +1,14 @@
-"""ABO3 perovskite polymorphs built from the cubic cell by a polar distortion along one pseudocubic axis.
+"""ABO3 perovskite polymorphs built from the cubic cell by symmetry-breaking distortions.
 
-BaTiO3's sequence R3m -> Amm2 -> P4mm -> Pm-3m (seed 003; seed 000 starts its training from R3m) differs by
+Two builders. ``perovskite_polymorph``: a polar distortion along one pseudocubic axis (BaTiO3's phases).
+``glazer_perovskite``: any supercell of the cubic cell with octahedral rotations in Glazer's notation (in-phase
+``+``, antiphase ``-``, or a sense given per octahedron) and A/B-cation displacements given per site, which is what
+the tilted and antipolar phases of PbZrO3 and BiFeO3 need. Every phase shipped is checked by spglib in the tests
+(space group and cell size); the amplitudes are starting points, not refined structures: benchmarks and MD relax
+them.
+
+
+Polar phases: BaTiO3's sequence R3m -> Amm2 -> P4mm -> Pm-3m (seed 003; seed 000 starts its training from R3m) differs by
 the direction of the polarization: [111], [110], [001], none. Each polar phase is built the same way: the B
 cation moves by ``b_shift`` along the polar axis, the oxygen cage by ``o_shift`` (opposite sign), and the cell
 is strained by ``strain`` along that axis (cell' = cell (1 + strain p p^T)). The resulting space groups are
@@ -10,6 +18,9 @@ relax them anyway.
 """
 
 from __future__ import annotations
+
+import itertools
+from typing import Callable
 
 import numpy as np
 from ase import Atoms
@@ -59,3 +70,157 @@ def perovskite_polymorph(
 def batio3_polymorphs(supercell: tuple[int, int, int] = (2, 2, 2), **kwargs) -> dict[str, Atoms]:
     """BaTiO3's R3m, Amm2, P4mm and Pm-3m phases; the default 2x2x2 supercell has the papers' 40 atoms."""
     return {phase: perovskite_polymorph('Ba', 'Ti', phase, supercell=supercell, **kwargs) for phase in BATIO3_PHASES}
+
+
+def glazer_perovskite(
+    a_site: str,
+    b_site: str,
+    vectors,
+    *,
+    lattice: float = 4.0,
+    tilts: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    senses: tuple = ('-', '-', '-'),
+    a_shift: Callable[[int, int, int], np.ndarray] | None = None,
+    b_shift: Callable[[int, int, int], np.ndarray] | None = None,
+) -> Atoms:
+    """An ABO3 supercell of the cubic perovskite with octahedral rotations and cation displacements.
+
+    :param vectors: the supercell's lattice vectors (rows) in units of the cubic cell, integers.
+    :param lattice: the pseudocubic lattice parameter, Å.
+    :param tilts: rotation angle of the BO6 octahedra about x, y and z, degrees (linearised: each O moves by
+        angle x (axis x B-O bond), which keeps B-O bonds to first order and is exact in symmetry).
+    :param senses: per axis, ``'+'`` (in-phase: the same sense along that axis), ``'-'`` (antiphase), or a
+        function ``(i, j, k) -> +1 | -1`` of the octahedron's cubic-cell index giving the sense along that axis
+        (AFE80's ++-- rotation about c). Perpendicular to the axis the sense always alternates.
+    :param a_shift, b_shift: functions ``(i, j, k) -> displacement (Å)`` of the A and B cation of cell (i, j, k).
+    """
+    vectors = np.asarray(vectors, dtype=int)
+    size = int(round(abs(np.linalg.det(vectors))))
+    if size == 0:
+        raise ValueError(f'supercell vectors {vectors.tolist()} are linearly dependent')
+    cells = _cells_inside(vectors, size)
+    symbols, positions = [], []
+    for cell in cells:
+        a_position = cell.astype(float) + (a_shift(*cell) / lattice if a_shift else 0.0)
+        b_position = cell + 0.5
+        symbols += [a_site, b_site]
+        positions += [a_position, b_position + (b_shift(*cell) / lattice if b_shift else 0.0)]
+        for bond in 0.5 * np.eye(3):
+            rotation = np.zeros(3)
+            for axis in range(3):
+                if tilts[axis]:
+                    sense = _rotation_sense(cell, axis, senses[axis])
+                    rotation += np.radians(tilts[axis]) * sense * np.cross(np.eye(3)[axis], bond)
+            symbols.append('O')
+            positions.append(b_position + bond + rotation)
+    atoms = Atoms(symbols, positions=lattice * np.array(positions), cell=lattice * vectors, pbc=True)
+    atoms.wrap()
+    return atoms
+
+
+def _cells_inside(vectors: np.ndarray, size: int) -> list[np.ndarray]:
+    """The ``size`` cubic-cell indices whose origin lies inside the supercell spanned by ``vectors``."""
+    to_fractional = np.linalg.inv(vectors.T.astype(float))
+    reach = int(np.abs(vectors).sum(axis=0).max())
+    span = range(-reach, reach + 1)
+    inside = [np.array(ijk) for ijk in itertools.product(span, span, span)
+              if np.all((f := to_fractional @ np.array(ijk, dtype=float)) > -1e-9) and np.all(f < 1 - 1e-9)]
+    if len(inside) != size:  # cannot happen for integer vectors; guards the search range
+        raise RuntimeError(f'found {len(inside)} cells inside a supercell of {size}')
+    return inside
+
+
+def _rotation_sense(cell: np.ndarray, axis: int, sense) -> int:
+    """+1 or -1: the sense of rotation about ``axis`` of the octahedron of ``cell``. Neighbours perpendicular to
+    the axis always rotate oppositely (corner sharing); along the axis the sense is Glazer's + or -."""
+    i, j, k = (int(x) for x in cell)
+    others = sum(int(cell[d]) for d in range(3) if d != axis)
+    sign = (-1) ** others
+    if callable(sense):
+        return sign * sense(i, j, k)
+    if sense == '-':
+        return sign * (-1) ** int(cell[axis])
+    if sense == '+':
+        return sign
+    raise ValueError(f"rotation sense must be '+', '-' or a function, not {sense!r}")
+
+
+def _period(n: int, up: tuple[int, ...], period: int) -> int:
+    """+1 where ``n mod period`` is in ``up``, -1 elsewhere: the up/down sequence of an antipolar pattern."""
+    return 1 if n % period in up else -1
+
+
+#: The pseudocubic supercells (rows: lattice vectors in cubic cells) of the phases below.
+PSEUDOCUBIC_2x2x2 = ((2, 0, 0), (0, 2, 0), (0, 0, 2))
+_RHOMBOHEDRAL = ((0, 1, 1), (1, 0, 1), (1, 1, 0))
+_ORTHORHOMBIC_20 = ((1, 1, 0), (1, -1, 0), (0, 0, 2))
+_PBAM_40 = ((1, -1, 0), (2, 2, 0), (0, 0, 2))
+_IMA2_30 = ((1, -1, 0), (2, 1, 1), (0, 0, 2))
+_PNAM_80 = ((1, -1, 0), (2, 2, 0), (0, 0, 4))
+
+_111 = np.ones(3) / np.sqrt(3)
+_1M10 = np.array([1.0, -1.0, 0.0]) / np.sqrt(2)
+
+
+def r3c(a_site: str, b_site: str, vectors=_RHOMBOHEDRAL, *, lattice: float, tilt: float, a_shift: float,
+        b_shift: float) -> Atoms:
+    """R3c: a-a-a- antiphase rotations plus A and B displaced along [111] (BiFeO3's ground state, PbZrO3's FE)."""
+    return glazer_perovskite(a_site, b_site, vectors, lattice=lattice, tilts=(tilt, tilt, tilt),
+                             a_shift=lambda *_: a_shift * _111, b_shift=lambda *_: b_shift * _111)
+
+
+def pnma(a_site: str, b_site: str, vectors=_ORTHORHOMBIC_20, *, lattice: float, tilt: float,
+         in_phase_tilt: float) -> Atoms:
+    """Pnma: a-a-c+ rotations (the GdFeO3 pattern; non-polar)."""
+    return glazer_perovskite(a_site, b_site, vectors, lattice=lattice, tilts=(tilt, tilt, in_phase_tilt),
+                             senses=('-', '-', '+'))
+
+
+def pbzro3_polymorphs(kind: str = 'ranking', lattice: float = 4.12) -> dict[str, Atoms]:
+    """PbZrO3's low-energy phases (seed 000 Table I) or the phases its training starts from.
+
+    ``ranking``: FiE, AFE80, AFE40, FE (R3c) and cubic in their own cells (30, 80, 40, 10, 5 atoms).
+    ``training``: R3c and Pnma in the 40-atom 2x2x2 cell (seed 000 trains from these two, never seeing the AFE ones).
+
+    - AFE40, Pbam (Iniguez et al., PRB 90, 220103 (2014)): a-a-c0 antiphase rotations about [1-10] and Pb
+      displaced along [1-10] in an up-up-down-down sequence along [110] (the Sigma mode, q = (1/4, 1/4, 0)).
+    - FiE, Ima2, 30 atoms (Aramberri et al., npj Comput. Mater. 7, 196 (2021)): the same rotations with an
+      uncompensated up-up-down Pb sequence along [110].
+    - AFE80, Pnam (Baker et al., arXiv:2102.08856 (2021); Aramberri et al. 2021): AFE40 with the cell doubled along
+      c by an extra rotation about c whose sense runs ++-- along c (spglib: Pnma = Pnam in another setting).
+    Amplitudes (0.25 Å Pb shift, 8 deg rotations, 0.3 Å along [111] in R3c) are starting points.
+    """
+    common = {'lattice': lattice}
+    if kind == 'training':
+        return {'R3c': r3c('Pb', 'Zr', PSEUDOCUBIC_2x2x2, tilt=8, a_shift=0.3, b_shift=0.1, **common),
+                'Pnma': pnma('Pb', 'Zr', PSEUDOCUBIC_2x2x2, tilt=10, in_phase_tilt=8, **common)}
+    _check_kind(kind)
+    tilts = (8.0, -8.0, 0.0)   # a-a-c0 about [1-10]
+    sigma = {'a_shift': lambda i, j, k: 0.25 * _period(i + j, (0, 1), 4) * _1M10}
+    return {
+        'FiE': glazer_perovskite('Pb', 'Zr', _IMA2_30, tilts=tilts,
+                                 a_shift=lambda i, j, k: 0.25 * _period(i + j, (0, 1), 3) * _1M10, **common),
+        'AFE80': glazer_perovskite('Pb', 'Zr', _PNAM_80, tilts=(8.0, -8.0, 3.0),
+                                   senses=('-', '-', lambda i, j, k: _period(k, (0, 1), 4)), **sigma, **common),
+        'AFE40': glazer_perovskite('Pb', 'Zr', _PBAM_40, tilts=tilts, **sigma, **common),
+        'FE': r3c('Pb', 'Zr', tilt=8, a_shift=0.3, b_shift=0.1, **common),
+        'cubic': glazer_perovskite('Pb', 'Zr', np.eye(3, dtype=int), **common),
+    }
+
+
+def bifeo3_polymorphs(kind: str = 'ranking', lattice: float = 3.96) -> dict[str, Atoms]:
+    """BiFeO3's R3c ground state and Pnma phase (Dieguez et al., PRB 83, 094105 (2011)); ``training``: both in the
+    40-atom 2x2x2 cell (seed 000), ``ranking``: R3c (10 atoms), Pnma (20) and cubic (5). Magnetic order is not part
+    of the structure: DFT engines take it as an input (G-type for seed 000)."""
+    if kind == 'training':
+        return {'R3c': r3c('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=12, a_shift=0.45, b_shift=0.1),
+                'Pnma': pnma('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=11, in_phase_tilt=9)}
+    _check_kind(kind)
+    return {'R3c': r3c('Bi', 'Fe', lattice=lattice, tilt=12, a_shift=0.45, b_shift=0.1),
+            'Pnma': pnma('Bi', 'Fe', lattice=lattice, tilt=11, in_phase_tilt=9),
+            'cubic': glazer_perovskite('Bi', 'Fe', np.eye(3, dtype=int), lattice=lattice)}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in ('ranking', 'training'):
+        raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")

@@ -17,6 +17,7 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
@@ -29,7 +30,7 @@ from aiida_ferromlip.workflows.labellers import get_engine
 from aiida_ferromlip.workflows.select import merged_options, select_candidates
 
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
-MATERIALS = ('BaTiO3',)
+MATERIALS = tuple(materials.MATERIALS)
 
 LOOP_DEFAULTS = {
     'max_iterations': 5,
@@ -59,14 +60,14 @@ def loop_parameters(parameters: orm.Dict | None) -> dict:
 
 
 def start_structures(material: str | None, structures: dict) -> dict[str, orm.StructureData]:
-    """The structures MD starts from: the user's, or the named material's polymorphs in 40-atom cells."""
+    """The structures MD starts from: the user's, or the named material's polymorphs in the papers' training cells
+    (40-atom perovskites, 24-atom HfO2)."""
     if structures:
         return dict(structures)
     if material not in MATERIALS:
         raise ValueError(f'unknown material `{material}`; known: {", ".join(MATERIALS)} (or give `structures`)')
-    from aiida_ferromlip.materials import batio3_polymorphs
-
-    return {phase.replace('-', '_'): orm.StructureData(ase=atoms) for phase, atoms in batio3_polymorphs().items()}
+    return {materials.port_name(phase): orm.StructureData(ase=atoms)
+            for phase, atoms in materials.polymorphs(material, 'training').items()}
 
 
 def validate_inputs(inputs, namespace):

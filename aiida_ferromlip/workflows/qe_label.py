@@ -125,8 +125,9 @@ def training_set_from_pw(frames: orm.Dict, **outputs) -> TrainingSet:
     return TrainingSet(frames=atoms_list, origins=origins)
 
 
-def pw_builder(inputs, structure: orm.StructureData):
-    """The ``PwBaseWorkChain`` builder that labels ``structure`` with the QE ``inputs`` (the work chain's ports).
+def pw_protocol_arguments(inputs, structure: orm.StructureData) -> tuple[orm.StructureData, dict]:
+    """The structure pw.x sees and the ``get_builder_from_protocol`` arguments of the QE ``inputs`` (the work
+    chain's ports): family, protocol, overrides with Hubbard U, metallic smearing, spin and options.
 
     A G-type order first runs the ``magnetic_structure`` calcfunction, so the kinds pw.x sees have provenance.
     """
@@ -140,10 +141,31 @@ def pw_builder(inputs, structure: orm.StructureData):
         # pw.x 6.x syntax; aiida-quantumespresso maps kind names to Hubbard_U(i) indices.
         system = {'lda_plus_u': True, 'hubbard_u': hubbard}
         overrides = recursive_merge(overrides, {'pw': {'parameters': {'SYSTEM': system}}})
-    return PwBaseWorkChain.get_builder_from_protocol(
-        inputs['code'], structure, protocol=input_value(inputs, 'protocol', 'balanced'), overrides=overrides,
-        electronic_type=ElectronicType.METAL, spin_type=spin_type, initial_magnetic_moments=moments,
-        options=input_value(inputs, 'options', None))
+    return structure, {'protocol': input_value(inputs, 'protocol', 'balanced'), 'overrides': overrides,
+                       'electronic_type': ElectronicType.METAL, 'spin_type': spin_type,
+                       'initial_magnetic_moments': moments, 'options': input_value(inputs, 'options', None)}
+
+
+def pw_builder(inputs, structure: orm.StructureData):
+    """The ``PwBaseWorkChain`` builder that labels ``structure`` with the QE ``inputs``."""
+    structure, arguments = pw_protocol_arguments(inputs, structure)
+    return PwBaseWorkChain.get_builder_from_protocol(inputs['code'], structure, **arguments)
+
+
+def pw_relax_builder(inputs, structure: orm.StructureData):
+    """A ``PwRelaxWorkChain`` (vc-relax of cell and positions; pw.x keeps the space group) with the settings of the
+    labels: the QE ``inputs`` overrides apply to its pw.x runs. Its optional coarse initial relaxation is left out:
+    the benchmarks start from structures that are already near a minimum."""
+    from aiida_quantumespresso.common.types import RelaxType
+    from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
+
+    structure, arguments = pw_protocol_arguments(inputs, structure)
+    base = arguments.pop('overrides')
+    arguments['overrides'] = {'base_relax': base, 'base_init_relax': base}  # the latter is built, then dropped
+    builder = PwRelaxWorkChain.get_builder_from_protocol(inputs['code'], structure,
+                                                         relax_type=RelaxType.POSITIONS_CELL, **arguments)
+    builder.pop('base_init_relax', None)
+    return builder
 
 
 class QeLabelWorkChain(PerFrameLabelWorkChain):

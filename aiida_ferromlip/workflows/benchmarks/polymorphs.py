@@ -4,7 +4,10 @@ energies relative to a chosen phase and their lattice parameters (seed 000 Table
 Each polymorph keeps its space group while it relaxes (ASE's ``FixSymmetry``: without it a metastable polymorph
 such as Amm2 BaTiO3 slides into the ground state and the ranking says nothing), cell and positions together
 (``FrechetCellFilter``). A relaxation that does not converge is reported in its row; the rest of the table is
-still produced. The reference side is the reference labeller's model (SevenNet-0) relaxed the same way.
+still produced. The reference side is the reference labeller's model (SevenNet-0) relaxed the same way, or pw.x:
+a vc-relax ``PwRelaxWorkChain`` per polymorph with the labelling settings (pw.x keeps the space group of its
+input through its symmetry operations). Each side's relaxations are one calcfunction (or the pw.x work chains)
+whose result a tabulating calcfunction turns into the table, so the table's provenance shows both.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import io
 
 import numpy as np
 from aiida import orm
-from aiida.engine import WorkChain, calcfunction
+from aiida.engine import WorkChain, calcfunction, if_
 
+from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 
 DEFAULTS = {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'reference_phase': None, 'symprec': 1e-3}
 
@@ -64,37 +69,76 @@ def validate_inputs(inputs, _):
         missing = sorted(set(structure.get_ase().get_chemical_symbols()) - species)
         if missing:
             return f'polymorph `{key}` has {", ".join(missing)}, which the potential does not know'
+    if inputs.get('reference_qe', {}).get('code') is not None:
+        from aiida_ferromlip.workflows.qe_label import qe_input_problems
+
+        return qe_input_problems(inputs['reference_qe'], structures)
     return None
 
 
 @calcfunction
-def rank_polymorphs(potential: orm.SinglefileData, reference_model: orm.Str, parameters: orm.Dict,
-                    **structures: orm.StructureData) -> dict:
-    """Relax every polymorph with the potential and the reference model; the table, CSV and bar chart."""
-    from aiida_ferromlip.engines.reference import make_calculator
-
+def relax_polymorphs(model: orm.Data, parameters: orm.Dict, **structures: orm.StructureData) -> orm.Dict:
+    """Every polymorph relaxed in its space group by ``model``: a Potential node, or a Str naming the reference
+    labeller's model (e.g. '7net-0'). Per polymorph: energy per f.u. (eV), cell, convergence."""
     settings = ranking_parameters(parameters)
-    names = sorted(structures)
-    calculators = {'potential': potential.calculator(), 'reference': make_calculator(reference_model.value)}
-    rows = {name: {side: relax(structures[name].get_ase(), calculator, settings['fmax'], settings['max_steps'],
-                               settings['relax_cell'], settings['symprec'])
-                   for side, calculator in calculators.items()} for name in names}
-    zero = settings['reference_phase'] or min(names, key=lambda n: rows[n]['reference']['energy_per_fu_eV'])
+    if isinstance(model, orm.Str):
+        from aiida_ferromlip.engines.reference import make_calculator
+
+        calculator = make_calculator(model.value)
+    else:
+        calculator = model.calculator()
+    return orm.Dict({name: relax(structures[name].get_ase(), calculator, settings['fmax'], settings['max_steps'],
+                                 settings['relax_cell'], settings['symprec']) for name in sorted(structures)})
+
+
+@calcfunction
+def pw_relaxed_polymorphs(**outputs: orm.Data) -> orm.Dict:
+    """The rows of the pw.x side: ``outputs`` holds ``<name>__structure`` and ``<name>__parameters`` of each
+    finished ``PwRelaxWorkChain`` (pw.x's total energy, eV; the relaxed cell)."""
+    rows = {}
+    for key in outputs:
+        name, kind = key.rsplit('__', 1)
+        if kind != 'structure':
+            continue
+        atoms = outputs[key].get_ase()
+        parameters = outputs[f'{name}__parameters']
+        rows[name] = {'energy_per_fu_eV': float(parameters['energy']) / formula_units(atoms),
+                      'cell_lengths': [float(x) for x in atoms.cell.cellpar()[:3]],
+                      'cell_angles': [float(x) for x in atoms.cell.cellpar()[3:]],
+                      'volume_per_fu': float(atoms.get_volume() / formula_units(atoms)),
+                      'converged': True, 'steps': int(parameters.get('number_ionic_steps') or 0)}
+    return orm.Dict(rows)
+
+
+@calcfunction
+def tabulate_ranking(reference: orm.Dict, potential: orm.Dict, parameters: orm.Dict) -> dict:
+    """The table (energies relative to the zero phase, lattice parameters, deviations, both orders), CSV and bar
+    chart. A polymorph the reference could not relax (a failed pw.x relaxation) keeps a flagged row."""
+    settings = ranking_parameters(parameters)
+    rows = {'reference': reference.get_dict(), 'potential': potential.get_dict()}
+    names = sorted(rows['potential'])
+    failed = [name for name in names if name not in rows['reference']]
+    usable = [name for name in names if name not in failed]
+    zero = settings['reference_phase'] or min(usable, key=lambda n: rows['reference'][n]['energy_per_fu_eV'])
     table = []
     for name in names:
-        row = {'polymorph': name}
+        row = {'polymorph': name, 'reference_failed': name in failed}
         for side in ('reference', 'potential'):
-            relative = 1000 * (rows[name][side]['energy_per_fu_eV'] - rows[zero][side]['energy_per_fu_eV'])
-            row[f'{side}_meV_per_fu'] = relative
-            row[f'{side}_cell_lengths'] = rows[name][side]['cell_lengths']
-            row[f'{side}_converged'] = rows[name][side]['converged']
-        row['deviation_meV_per_fu'] = row['potential_meV_per_fu'] - row['reference_meV_per_fu']
-        row['lattice_deviation_percent'] = [100 * (p - r) / r for p, r in
-                                            zip(row['potential_cell_lengths'], row['reference_cell_lengths'])]
+            result = rows[side].get(name)
+            row[f'{side}_meV_per_fu'] = (1000 * (result['energy_per_fu_eV'] - rows[side][zero]['energy_per_fu_eV'])
+                                         if result else None)
+            row[f'{side}_cell_lengths'] = result['cell_lengths'] if result else None
+            row[f'{side}_converged'] = bool(result and result['converged'])
+        if name in failed:
+            row['deviation_meV_per_fu'], row['lattice_deviation_percent'] = None, None
+        else:
+            row['deviation_meV_per_fu'] = row['potential_meV_per_fu'] - row['reference_meV_per_fu']
+            row['lattice_deviation_percent'] = [100 * (p - r) / r for p, r in
+                                                zip(row['potential_cell_lengths'], row['reference_cell_lengths'])]
         table.append(row)
-    order = {side: sorted(names, key=lambda n, s=side: rows[n][s]['energy_per_fu_eV']) for side in calculators}
+    order = {side: sorted(usable, key=lambda n, s=side: rows[s][n]['energy_per_fu_eV']) for side in rows}
     summary = {'zero': zero, 'rows': table, 'order_reference': order['reference'], 'order_potential': order['potential'],
-               'same_order': order['reference'] == order['potential'],
+               'same_order': order['reference'] == order['potential'], 'reference_failed': failed,
                'not_converged': [f'{r["polymorph"]} ({side})' for r in table for side in ('reference', 'potential')
                                  if not r[f'{side}_converged']],
                'markdown': _markdown(table, zero)}
@@ -107,6 +151,10 @@ def _markdown(table: list[dict], zero: str) -> str:
     lines = [f'| polymorph | reference (meV/f.u.) | potential (meV/f.u.) | deviation | a, b, c reference (Å) | '
              f'a, b, c deviation (%) |', '|---|---|---|---|---|---|']
     for row in table:
+        if row['reference_failed']:
+            lines.append(f'| {row["polymorph"]} (reference relaxation failed) | - | {row["potential_meV_per_fu"]:+.1f} '
+                         f'| - | - | - |')
+            continue
         flags = '' if row['reference_converged'] and row['potential_converged'] else ' (not converged)'
         lines.append(f'| {row["polymorph"]}{flags} | {row["reference_meV_per_fu"]:+.1f} | '
                      f'{row["potential_meV_per_fu"]:+.1f} | {row["deviation_meV_per_fu"]:+.1f} | '
@@ -123,8 +171,9 @@ def _csv(table: list[dict]) -> str:
                      'reference_a', 'reference_b', 'reference_c', 'potential_a', 'potential_b', 'potential_c',
                      'reference_converged', 'potential_converged'])
     for row in table:
+        reference_cell = row['reference_cell_lengths'] or [None] * 3
         writer.writerow([row['polymorph'], row['reference_meV_per_fu'], row['potential_meV_per_fu'],
-                         row['deviation_meV_per_fu'], *row['reference_cell_lengths'], *row['potential_cell_lengths'],
+                         row['deviation_meV_per_fu'], *reference_cell, *row['potential_cell_lengths'],
                          row['reference_converged'], row['potential_converged']])
     return buffer.getvalue()
 
@@ -138,7 +187,7 @@ def _bar_chart(table: list[dict], zero: str) -> bytes:
     names = [row['polymorph'] for row in table]
     x = np.arange(len(names))
     figure, axis = plt.subplots(figsize=(max(4, 1.2 * len(names)), 3.4))
-    axis.bar(x - 0.2, [row['reference_meV_per_fu'] for row in table], 0.4, label='reference', color='0.3')
+    axis.bar(x - 0.2, [np.nan if row['reference_failed'] else row['reference_meV_per_fu'] for row in table], 0.4, label='reference', color='0.3')
     axis.bar(x + 0.2, [row['potential_meV_per_fu'] for row in table], 0.4, label='potential', color='tab:red')
     axis.set_xticks(x)
     axis.set_xticklabels(names)
@@ -149,26 +198,94 @@ def _bar_chart(table: list[dict], zero: str) -> bytes:
 
 
 class PolymorphRankingWorkChain(WorkChain):
-    """Polymorph energies and lattice parameters with a potential against the reference model."""
+    """Polymorph energies and lattice parameters with a potential against a reference: the reference labeller's
+    model (default) or pw.x (``reference_qe``: one vc-relax ``PwRelaxWorkChain`` per polymorph)."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
-                             help='The polymorphs, by name (e.g. the builders of aiida_ferromlip.materials).')
+                             help='The polymorphs, by name (e.g. `aiida_ferromlip.materials.polymorphs`).')
         spec.input('reference_model', valid_type=orm.Str, default=lambda: orm.Str('7net-0'),
-                   help='The reference labeller model the potential is compared with.')
+                   help='The reference labeller model the potential is compared with (unless `reference_qe`).')
+        spec.expose_inputs(QeLabelWorkChain, namespace='reference_qe', exclude=('structures', 'max_concurrent'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'pw.x as the reference: the labelling settings (code, family, '
+                                                      'protocol, overrides, magnetism, U) used for vc-relax.'})
         spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.rank)
+        spec.outline(
+            if_(cls.dft_reference)(cls.relax_with_pw, cls.collect_pw),
+            cls.rank,
+        )
         spec.output('table', valid_type=orm.Dict, help='Rows per polymorph, orders, non-converged relaxations, Markdown.')
         spec.output('csv', valid_type=orm.SinglefileData, help='The table as CSV.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Bar chart of the relative energies (PNG).')
+        spec.exit_code(410, 'ERROR_REFERENCE_PHASE_FAILED',
+                       message='the pw.x relaxation of the zero-of-energy phase `{phase}` failed; no table')
+        spec.exit_code(411, 'ERROR_TOO_FEW_REFERENCE_RELAXATIONS',
+                       message='fewer than two pw.x relaxations finished ({failed} failed); no table')
+
+    @classmethod
+    def get_builder_from_protocol(cls, potential, structures: dict, qe_code: orm.AbstractCode | None = None,
+                                  label_protocol: str = 'fast', parameters: dict | None = None):
+        """Builder ranking ``structures`` (name -> StructureData or ase.Atoms) with ``potential``; with ``qe_code``
+        the reference is pw.x with the `qe` settings of the label protocol ``label_protocol``."""
+        builder = cls.get_builder()
+        builder.potential = potential
+        builder.structures = {materials.port_name(name): s if isinstance(s, orm.StructureData)
+                              else orm.StructureData(ase=s) for name, s in structures.items()}
+        if qe_code is not None:
+            from aiida_ferromlip.workflows.label import LabelWorkChain
+
+            label = LabelWorkChain.get_builder_from_protocol(qe_code, {}, engine='qe', protocol=label_protocol)
+            builder.reference_qe = {key: value for key, value in label.qe.items() if key != 'max_concurrent'}
+        if parameters:
+            parameters = dict(parameters)
+            if parameters.get('reference_phase'):
+                parameters['reference_phase'] = materials.port_name(parameters['reference_phase'])
+            builder.parameters = orm.Dict(parameters)
+        return builder
+
+    def dft_reference(self):
+        return 'code' in self.inputs.get('reference_qe', {})
+
+    def relax_with_pw(self):
+        from aiida_ferromlip.workflows.qe_label import pw_relax_builder
+
+        inputs = self.exposed_inputs(QeLabelWorkChain, namespace='reference_qe')
+        for name, structure in sorted(self.inputs.structures.items()):
+            builder = pw_relax_builder(inputs, structure)
+            builder.metadata.call_link_label = f'pw_relax_{name}'
+            self.to_context(**{f'pw_{name}': self.submit(builder)})
+        self.report(f'pw.x vc-relax of {len(self.inputs.structures)} polymorph(s) submitted')
+
+    def collect_pw(self):
+        outputs, failed = {}, []
+        for name in sorted(self.inputs.structures):
+            node = self.ctx[f'pw_{name}']
+            if node.is_finished_ok and 'output_structure' in node.outputs:
+                outputs[f'{name}__structure'] = node.outputs.output_structure
+                outputs[f'{name}__parameters'] = node.outputs.output_parameters
+            else:
+                failed.append(name)
+                self.report(f'pw.x relaxation of {name} failed ({node.process_label}<{node.pk}>, exit '
+                            f'{node.exit_status}: {node.exit_message}); its row is kept and flagged')
+        zero = ranking_parameters(self.inputs.get('parameters')).get('reference_phase')
+        if zero in failed:
+            return self.exit_codes.ERROR_REFERENCE_PHASE_FAILED.format(phase=zero)
+        if len(self.inputs.structures) - len(failed) < 2:
+            return self.exit_codes.ERROR_TOO_FEW_REFERENCE_RELAXATIONS.format(failed=len(failed))
+        self.ctx.reference = pw_relaxed_polymorphs(**outputs)
+        return None
 
     def rank(self):
-        results = rank_polymorphs(self.inputs.potential, self.inputs.reference_model,
-                                  self.inputs.get('parameters', orm.Dict(DEFAULTS)), **self.inputs.structures)
+        parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
+        if 'reference' not in self.ctx:
+            self.ctx.reference = relax_polymorphs(self.inputs.reference_model, parameters, **self.inputs.structures)
+        potential = relax_polymorphs(self.inputs.potential, parameters, **self.inputs.structures)
+        results = tabulate_ranking(self.ctx.reference, potential, parameters)
         for key in ('table', 'csv', 'plot'):
             self.out(key, results[key])
         table = results['table'].get_dict()

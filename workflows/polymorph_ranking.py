@@ -1,0 +1,49 @@
+"""Polymorph ranking (seed 000 Tables I-II): a material's polymorphs relaxed in their space groups with a potential
+and with a reference (SevenNet-0 by default, pw.x with --qe); energies relative to one phase, lattice parameters.
+
+    verdi run workflows/polymorph_ranking.py --potential PK [--material BaTiO3|BiFeO3|PbZrO3|HfO2] [--qe]
+                                             [--phases R3m Pm-3m ...] [--save ranking.png]
+"""
+
+import argparse
+
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.materials import MATERIALS, RANKING_ZERO, polymorphs
+from aiida_ferromlip.workflows.benchmarks.polymorphs import PolymorphRankingWorkChain
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--potential', type=int, required=True)
+    parser.add_argument('--material', default='BaTiO3', choices=sorted(MATERIALS))
+    parser.add_argument('--phases', nargs='*', default=None, help='a subset of the material\'s ranking phases')
+    parser.add_argument('--qe', action='store_true', help='pw.x vc-relax as the reference (label protocol `fast`)')
+    parser.add_argument('--label-protocol', default='fast')
+    parser.add_argument('--save', default=None)
+    args = parser.parse_args()
+    structures = polymorphs(args.material, 'ranking')
+    if args.phases:
+        structures = {phase: structures[phase] for phase in args.phases}
+    zero = RANKING_ZERO[args.material] if RANKING_ZERO[args.material] in structures else None
+    builder = PolymorphRankingWorkChain.get_builder_from_protocol(
+        orm.load_node(args.potential), structures, qe_code=orm.load_code('pw@localhost') if args.qe else None,
+        label_protocol=args.label_protocol, parameters={'reference_phase': zero})
+    results, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise SystemExit(f'PolymorphRankingWorkChain<{node.pk}> failed: {node.exit_message}')
+    table = results['table'].get_dict()
+    print(f'\nPolymorphRankingWorkChain<{node.pk}> with {builder.potential.__class__.__name__}<{args.potential}>, '
+          f'reference {"pw.x" if args.qe else builder.reference_model.value}\n')
+    print(table['markdown'])
+    print(f'\norder (reference): {" < ".join(table["order_reference"])}')
+    print(f'order (potential): {" < ".join(table["order_potential"])}')
+    print(f'not converged: {table["not_converged"] or "none"}')
+    if args.save:
+        with open(args.save, 'wb') as handle:
+            handle.write(results['plot'].get_content('rb'))
+
+
+if __name__ == '__main__':
+    main()
