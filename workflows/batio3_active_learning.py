@@ -41,6 +41,10 @@ def main():
                       for phase, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items()}
         material, label_code = None, orm.load_code('pw@localhost')
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
+    if args.material == 'HfO2':
+        # Seed 000 trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
+        # sees its periodic images (physical in a crystal, but the fit refuses it unless told).
+        overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         label_code, orm.load_code('ferromlip-gap@localhost'), orm.load_code('ferromlip-md@localhost'),
         material=material, structures=structures, protocol=args.protocol, overrides=overrides or None,

@@ -31,6 +31,15 @@ def shortest_cell_height(training_set: TrainingSet) -> float:
     return min(cell_height(cell) for cell in training_set.get_array('cells'))
 
 
+def cutoff_problem(parameters: dict, height: float) -> str | None:
+    """A descriptor cutoff beyond half the thinnest cell height ``height`` (Å), unless explicitly allowed."""
+    cutoff = max(float(d['cutoff']) for d in parameters['descriptors'])
+    if cutoff > height / 2 and not parameters.get('allow_large_cutoff', False):
+        return (f'the descriptor cutoff {cutoff} Å exceeds half the shortest cell height ({height:.2f} Å): atoms see '
+                f'their own periodic images. Use larger cells, or set `allow_large_cutoff: true` if intended.')
+    return None
+
+
 def parameter_problems(parameters: dict) -> list[str]:
     problems = []
     descriptors = parameters.get('descriptors')
@@ -71,11 +80,9 @@ def validate_inputs(inputs, namespace):
     if parameters.get('multi_species', False) and len(species) < 2:
         return f'this preset is for multi-species materials but the TrainingSet holds only {species}'
 
-    cutoff = max(float(d['cutoff']) for d in parameters['descriptors'])
-    height = shortest_cell_height(training_set)
-    if cutoff > height / 2 and not parameters.get('allow_large_cutoff', False):
-        return (f'the descriptor cutoff {cutoff} Å exceeds half the shortest cell height ({height:.2f} Å): atoms see '
-                f'their own periodic images. Use larger cells, or set `allow_large_cutoff: true` if intended.')
+    problem = cutoff_problem(parameters, shortest_cell_height(training_set))
+    if problem:
+        return problem
 
     train, _ = split_indices(len(training_set), float(parameters.get('validation_fraction', 0.1)),
                              int(parameters.get('seed', 0)))

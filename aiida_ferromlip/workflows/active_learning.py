@@ -20,11 +20,12 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
-from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
+from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, cutoff_problem, split_indices
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
 from aiida_ferromlip.workflows.select import merged_options, select_candidates
@@ -99,6 +100,12 @@ def validate_inputs(inputs, namespace):
     namespace_name = MODELS[model][1]
     if 'code' not in inputs.get(namespace_name, {}):
         return f'model `{model}` needs the inputs of its fit in the `{namespace_name}` namespace (code, ...)'
+    if model == 'gap' and 'parameters' in inputs['fit']:
+        # the first fit would refuse these cells only after the seed labels were paid for: refuse them now
+        thinnest = min(cell_height(start.cell) for start in starts.values())
+        problem = cutoff_problem(inputs['fit']['parameters'].get_dict(), thinnest * (1 - 2 * loop['strain']))
+        if problem:
+            return f'start structures: {problem}'
     if model == 'nequip':
         species = {s for start in starts.values() for s in start.get_ase().get_chemical_symbols()}
         typed = set(inputs[namespace_name]['config'].get_dict().get('model_type_names', []))

@@ -1,0 +1,147 @@
+"""Order parameters of ABO3 perovskites: local dipoles, polarization and octahedral rotations (tilts).
+
+The papers characterise structures by the polarization P and by the in-phase (M-point) and antiphase (R-point)
+rotations of the O6 octahedra (seed 000 Fig. 1 and Fig. 5; seed 003 Figs. 5-6). Both are read from the positions
+alone, per B-centred cell:
+
+* **local dipole** of the cell around each B cation: Born effective charges times the displacements from the
+  cell's own centrosymmetric reference, p = Z_B (r_B - c) + sum over the 6 O of 1/2 Z_O (r_O - f), where c is the
+  centre of the 8 A cations of the cage and f the centre of the 4 A cations of the face the O sits on (an O on the
+  B-O-B axis d moves with Z_O|| along d and Z_O_perp across it). The A cations define the reference, so they
+  carry no dipole here: this is the Ti-centred local mode of effective Hamiltonians, stated as such. Why not a
+  library: ASE and pymatgen have no per-cell Born-charge dipole for perovskites, and the Berry-phase polarization
+  needs DFT.
+* **polarization** = sum of local dipoles / volume, in C/m^2.
+* **rotation of an octahedron** about axis a: the mean angle by which its four O perpendicular to a have turned
+  about a (atan of the sideways over the axial B-O component); the R and M amplitudes are the averages of these
+  angles weighted by the staggered signs of each pattern, in degrees.
+
+B cations are indexed by their pseudocubic cell (positions divided by the pseudocubic lattice parameter, rounded),
+which is what assigns the staggered signs; this assumes the cell's axes are the pseudocubic ones (true for the
+builders of this package and for the 2x2x2 cells of the papers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+#: Born effective charges (|e|) of cubic BaTiO3, LDA (Ghosez, Michenaud and Gonze, PRB 58, 6224 (1998)):
+#: A, B, and O along (||) and across (perp) its B-O-B bond.
+BORN_CHARGES = {'BaTiO3': {'A': 2.77, 'B': 7.25, 'O_par': -5.71, 'O_perp': -2.15}}
+
+#: e/Å^2 -> C/m^2
+E_PER_A2_TO_C_PER_M2 = 16.0217663
+
+
+def perovskite_sites(atoms: Atoms) -> tuple[list[int], list[int], list[int]]:
+    """Indices of the A cations, B cations and O anions of an ABO3 perovskite (B: the cation with 6 O nearest)."""
+    symbols = np.array(atoms.get_chemical_symbols())
+    cations = sorted(set(symbols) - {'O'})
+    if len(cations) != 2 or (symbols == 'O').sum() != 3 * (symbols == cations[0]).sum():
+        raise ValueError(f'{atoms.get_chemical_formula()} is not an ABO3 perovskite')
+    oxygens = np.flatnonzero(symbols == 'O')
+    # B-O bonds (~2 Å) are shorter than A-O ones (~2.8 Å): the cation nearest to any O is the B cation
+    nearest = {cation: atoms.get_distances(int(np.flatnonzero(symbols == cation)[0]), oxygens, mic=True).min()
+               for cation in cations}
+    b_site = min(cations, key=nearest.get)
+    a_site = next(c for c in cations if c != b_site)
+    return list(np.flatnonzero(symbols == a_site)), list(np.flatnonzero(symbols == b_site)), list(oxygens)
+
+
+def _neighbour_vectors(atoms: Atoms, centres: list[int], candidates: list[int], count: int) -> list[np.ndarray]:
+    """For each of ``centres``: the vectors to its ``count`` nearest ``candidates``, periodic images included
+    (a 5-atom cell's B has 8 A neighbours that are images of one atom, which minimum-image distances miss)."""
+    from ase.neighborlist import neighbor_list
+
+    lattice = (atoms.get_volume() / len(centres)) ** (1 / 3)
+    first, second, vectors = neighbor_list('ijD', atoms, 1.15 * lattice)  # A at 0.87 a, O at 0.5 a; next at 1.12 a
+    wanted = np.isin(second, candidates)
+    result = []
+    for centre in centres:
+        mine = vectors[(first == centre) & wanted]
+        if len(mine) < count:
+            raise ValueError(f'atom {centre} has {len(mine)} neighbours of the expected kind, not {count}: '
+                             f'not a perovskite network')
+        result.append(mine[np.argsort(np.linalg.norm(mine, axis=1))[:count]])
+    return result
+
+
+def local_dipoles(atoms: Atoms, charges: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per B-centred cell: the B positions and the local dipoles (e·Å), from ``charges`` (default BaTiO3's)."""
+    charges = charges or BORN_CHARGES['BaTiO3']
+    a_sites, b_sites, oxygens = perovskite_sites(atoms)
+    dipoles = []
+    for cage, bonds in zip(_neighbour_vectors(atoms, b_sites, a_sites, 8), _neighbour_vectors(atoms, b_sites, oxygens, 6)):
+        centre = cage.mean(axis=0)  # relative to the B atom
+        dipole = charges['B'] * (0.0 - centre)
+        for bond in bonds:
+            axis = int(np.argmax(np.abs(bond)))
+            # the 4 A of the face this O lies on: the cage atoms on the same side along the bond axis
+            face = cage[np.sign(cage[:, axis]) == np.sign(bond[axis])]
+            displacement = bond - face.mean(axis=0)
+            z = np.full(3, charges['O_perp'])
+            z[axis] = charges['O_par']
+            dipole = dipole + 0.5 * z * displacement
+        dipoles.append(dipole)
+    return atoms.positions[b_sites], np.array(dipoles)
+
+
+def polarization(atoms: Atoms, charges: dict | None = None) -> np.ndarray:
+    """The polarization (C/m^2) of the cell: the sum of the local dipoles over the volume."""
+    _, dipoles = local_dipoles(atoms, charges)
+    return dipoles.sum(axis=0) / atoms.get_volume() * E_PER_A2_TO_C_PER_M2
+
+
+def pseudocubic_indices(atoms: Atoms, positions: np.ndarray) -> np.ndarray:
+    """Integer pseudocubic cell index of each B position (B sits at the cell centre)."""
+    _, b_sites, _ = perovskite_sites(atoms)
+    lattice = (atoms.get_volume() / len(b_sites)) ** (1 / 3)
+    return np.floor(positions / lattice + 1e-6).astype(int)
+
+
+def octahedral_rotations(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Per octahedron: B positions and the rotation angles (degrees) about x, y and z."""
+    _, b_sites, oxygens = perovskite_sites(atoms)
+    angles = []
+    for bonds in _neighbour_vectors(atoms, b_sites, oxygens, 6):
+        rotation = np.zeros(3)
+        for axis in range(3):
+            turns = []
+            for bond in bonds:
+                along = int(np.argmax(np.abs(bond)))
+                if along == axis:
+                    continue
+                # right-handed rotation about `axis` turns a bond along `along` towards `across`
+                across = 3 - axis - along
+                sense = np.cross(np.eye(3)[axis], np.eye(3)[along])[across]
+                turns.append(np.degrees(np.arctan2(sense * bond[across], abs(bond[along]))) * np.sign(bond[along]))
+            rotation[axis] = np.mean(turns)
+        angles.append(rotation)
+    return atoms.positions[b_sites], np.array(angles)
+
+
+def tilt_amplitudes(atoms: Atoms) -> dict[str, list[float | None]]:
+    """The antiphase (R) and in-phase (M) rotation amplitudes about x, y, z in degrees, the papers' R and M.
+
+    The sign of each is that of the octahedron in the cell with the smallest indices, so a structure and its
+    tilt-reversed twin give opposite R (what the BiFeO3 switching path follows). A pattern the cell cannot hold
+    (the in-phase x rotation in the 20-atom Pnma cell, whose vector (1, 1, 0) flips its sign) has no amplitude in
+    that cell: None, rather than a projection on weights that do not repeat."""
+    positions, angles = octahedral_rotations(atoms)
+    cells = pseudocubic_indices(atoms, positions)
+    lattice = (atoms.get_volume() / len(positions)) ** (1 / 3)
+    vectors = np.rint(atoms.cell.array / lattice).astype(int)
+    origin = np.lexsort(cells.T[::-1])[0]
+    antiphase, in_phase = [], []
+    for axis in range(3):
+        perpendicular = [d for d in range(3) if d != axis]
+        in_plane = (-1.0) ** cells[:, perpendicular].sum(axis=1)
+        along = (-1.0) ** cells[:, axis]
+        patterns = ((in_plane * along, vectors.sum(axis=1), antiphase),
+                    (in_plane, vectors[:, perpendicular].sum(axis=1), in_phase))
+        for weights, parities, result in patterns:
+            commensurate = bool(np.all(parities % 2 == 0))
+            weights = weights * weights[origin]
+            result.append(float(np.mean(weights * angles[:, axis])) if commensurate else None)
+    return {'R': antiphase, 'M': in_phase}
