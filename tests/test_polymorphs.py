@@ -113,6 +113,11 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family):
     assert parameters['CONTROL']['calculation'] == 'vc-relax' and parameters['CELL']['cell_dofree'] == 'all'
     assert parameters['SYSTEM']['ecutwfc'] == 30 and not parameters['SYSTEM'].get('nosym')  # symmetry kept
     assert 'base_init_relax' not in relax
+    fixed = pw_relax_builder(builder.reference_qe, builder.structures['P4mm'], relax_cell=False)
+    assert fixed.base_relax.pw.parameters['CONTROL']['calculation'] == 'relax'
+    # a cell relaxation at the fast protocol's 30 Ry (below the family's recommendation) is refused before any job
+    with pytest.raises(ValueError, match='follows the Pulay stress of the basis'):
+        run_get_node(builder)
 
     bifeo3 = PolymorphRankingWorkChain.get_builder_from_protocol(
         gap_potential, {'R3c': materials.polymorphs('BaTiO3')['R3m']}, qe_code=pw_code)
@@ -122,12 +127,12 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family):
 
 
 @pytest.mark.slow
-def test_pw_vc_relax_reference(gap_potential, pw_code, pseudo_family):
-    """pw.x relaxes cubic and tetragonal BaTiO3 in their space groups (fast protocol, ~10 min on 2 cores): P4mm
+def test_pw_relax_reference(gap_potential, pw_code, pseudo_family):
+    """pw.x relaxes cubic and tetragonal BaTiO3 in their space groups (fast protocol, fixed cells, minutes): P4mm
     lies below Pm-3m and stays tetragonal, and the table's reference side comes from the PwRelaxWorkChains."""
     structures = {name: atoms for name, atoms in materials.polymorphs('BaTiO3').items() if name in ('P4mm', 'Pm-3m')}
-    builder = PolymorphRankingWorkChain.get_builder_from_protocol(gap_potential, structures, qe_code=pw_code,
-                                                                  parameters={'reference_phase': 'Pm-3m'})
+    builder = PolymorphRankingWorkChain.get_builder_from_protocol(
+        gap_potential, structures, qe_code=pw_code, parameters={'reference_phase': 'Pm-3m', 'relax_cell': False})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     rows = {row['polymorph']: row for row in results['table']['rows']}

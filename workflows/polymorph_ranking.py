@@ -2,7 +2,10 @@
 and with a reference (SevenNet-0 by default, pw.x with --qe); energies relative to one phase, lattice parameters.
 
     verdi run workflows/polymorph_ranking.py --potential PK [--material BaTiO3|BiFeO3|PbZrO3|HfO2] [--qe]
-                                             [--phases R3m Pm-3m ...] [--save ranking.png]
+                                             [--fixed-cell] [--phases R3m Pm-3m ...] [--save ranking.png]
+
+With --qe and the default `fast` label protocol (30/240 Ry) cell relaxations are refused (Pulay stress): add
+--fixed-cell, or --label-protocol moderate for the family's cutoffs (hours for the perovskites on a laptop).
 """
 
 import argparse
@@ -21,6 +24,7 @@ def main():
     parser.add_argument('--phases', nargs='*', default=None, help='a subset of the material\'s ranking phases')
     parser.add_argument('--qe', action='store_true', help='pw.x vc-relax as the reference (label protocol `fast`)')
     parser.add_argument('--label-protocol', default='fast')
+    parser.add_argument('--fixed-cell', action='store_true', help='relax positions only, both sides')
     parser.add_argument('--save', default=None)
     args = parser.parse_args()
     structures = polymorphs(args.material, 'ranking')
@@ -29,13 +33,13 @@ def main():
     zero = RANKING_ZERO[args.material] if RANKING_ZERO[args.material] in structures else None
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
         orm.load_node(args.potential), structures, qe_code=orm.load_code('pw@localhost') if args.qe else None,
-        label_protocol=args.label_protocol, parameters={'reference_phase': zero})
+        label_protocol=args.label_protocol, parameters={'reference_phase': zero, 'relax_cell': not args.fixed_cell})
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
         raise SystemExit(f'PolymorphRankingWorkChain<{node.pk}> failed: {node.exit_message}')
     table = results['table'].get_dict()
     print(f'\nPolymorphRankingWorkChain<{node.pk}> with {builder.potential.__class__.__name__}<{args.potential}>, '
-          f'reference {"pw.x" if args.qe else builder.reference_model.value}\n')
+          f'reference {"pw.x" if args.qe else node.inputs.reference_model.value}\n')
     print(table['markdown'])
     print(f'\norder (reference): {" < ".join(table["order_reference"])}')
     print(f'order (potential): {" < ".join(table["order_potential"])}')

@@ -7,7 +7,7 @@ import re
 from ase import Atoms
 
 from .fluorites import hfo2_polymorphs
-from .perovskites import (BATIO3_PHASES, batio3_polymorphs, bifeo3_polymorphs, glazer_perovskite,
+from .perovskites import (BATIO3_PHASES, batio3_polymorphs, bifeo3_polymorphs, glazer_perovskite, switching_endpoints,
                           pbzro3_polymorphs, perovskite_polymorph)
 from .perturb import rattled_strained
 
@@ -41,4 +41,4 @@ def port_name(phase: str) -> str:
 
 __all__ = ('BATIO3_PHASES', 'MATERIALS', 'RANKING_ZERO', 'batio3_polymorphs', 'bifeo3_polymorphs',
            'glazer_perovskite', 'hfo2_polymorphs', 'pbzro3_polymorphs', 'perovskite_polymorph', 'polymorphs',
-           'port_name', 'rattled_strained')
+           'port_name', 'rattled_strained', 'switching_endpoints')

@@ -30,6 +30,22 @@ from ase import Atoms
 #: A, B, and O along (||) and across (perp) its B-O-B bond.
 BORN_CHARGES = {'BaTiO3': {'A': 2.77, 'B': 7.25, 'O_par': -5.71, 'O_perp': -2.15}}
 
+#: Formal oxidation states, for nominal charges where no Born charges are tabulated (stated as nominal).
+OXIDATION_STATES = {'Ba': 2, 'Sr': 2, 'Pb': 2, 'Ca': 2, 'Bi': 3, 'La': 3, 'Ti': 4, 'Zr': 4, 'Hf': 4, 'Fe': 3,
+                    'Mn': 3, 'Al': 3}
+
+
+def nominal_charges(atoms: Atoms) -> dict:
+    """The formal charges of an ABO3 perovskite in the form ``local_dipoles`` takes (O: -2 in every direction)."""
+    a_sites, b_sites, _ = perovskite_sites(atoms)
+    symbols = atoms.get_chemical_symbols()
+    a, b = symbols[a_sites[0]], symbols[b_sites[0]]
+    missing = [s for s in (a, b) if s not in OXIDATION_STATES]
+    if missing:
+        raise ValueError(f'no formal oxidation state known for {", ".join(missing)}; give the charges explicitly')
+    return {'A': OXIDATION_STATES[a], 'B': OXIDATION_STATES[b], 'O_par': -2.0, 'O_perp': -2.0}
+
+
 #: e/Å^2 -> C/m^2
 E_PER_A2_TO_C_PER_M2 = 16.0217663
 

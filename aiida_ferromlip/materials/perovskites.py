@@ -221,6 +221,19 @@ def bifeo3_polymorphs(kind: str = 'ranking', lattice: float = 3.96) -> dict[str,
             'cubic': glazer_perovskite('Bi', 'Fe', np.eye(3, dtype=int), lattice=lattice)}
 
 
+def switching_endpoints(a_site: str = 'Bi', b_site: str = 'Fe', *, lattice: float = 3.96, tilt: float = 12,
+                        a_shift: float = 0.45, b_shift: float = 0.1) -> tuple[Atoms, Atoms]:
+    """Two R3c variants in the same cubic 40-atom cell that differ by the sign of P_z and of the antiphase
+    rotation R_z (seed 000 Fig. 5, BiFeO3): P along [111] with rotations (t, t, t), and along [11-1] with
+    (t, t, -t). Mirror images through z = 0, so the path between them is symmetric."""
+    def variant(sign: int) -> Atoms:
+        axis = np.array([1.0, 1.0, sign]) / np.sqrt(3)
+        return glazer_perovskite(a_site, b_site, PSEUDOCUBIC_2x2x2, lattice=lattice, tilts=(tilt, tilt, sign * tilt),
+                                 a_shift=lambda *_: a_shift * axis, b_shift=lambda *_: b_shift * axis)
+
+    return variant(1), variant(-1)
+
+
 def _check_kind(kind: str) -> None:
     if kind not in ('ranking', 'training'):
         raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")

@@ -70,9 +70,12 @@ def validate_inputs(inputs, _):
         if missing:
             return f'polymorph `{key}` has {", ".join(missing)}, which the potential does not know'
     if inputs.get('reference_qe', {}).get('code') is not None:
-        from aiida_ferromlip.workflows.qe_label import qe_input_problems
+        from aiida_ferromlip.workflows.qe_label import cell_relaxation_problems, qe_input_problems
 
-        return qe_input_problems(inputs['reference_qe'], structures)
+        problem = qe_input_problems(inputs['reference_qe'], structures)
+        if not problem and settings['relax_cell']:
+            problem = cell_relaxation_problems(inputs['reference_qe'], structures)
+        return problem
     return None
 
 
@@ -255,11 +258,13 @@ class PolymorphRankingWorkChain(WorkChain):
         from aiida_ferromlip.workflows.qe_label import pw_relax_builder
 
         inputs = self.exposed_inputs(QeLabelWorkChain, namespace='reference_qe')
+        relax_cell = ranking_parameters(self.inputs.get('parameters'))['relax_cell']
         for name, structure in sorted(self.inputs.structures.items()):
-            builder = pw_relax_builder(inputs, structure)
+            builder = pw_relax_builder(inputs, structure, relax_cell)
             builder.metadata.call_link_label = f'pw_relax_{name}'
             self.to_context(**{f'pw_{name}': self.submit(builder)})
-        self.report(f'pw.x vc-relax of {len(self.inputs.structures)} polymorph(s) submitted')
+        self.report(f'pw.x {"vc-relax" if relax_cell else "relax (fixed cell)"} of {len(self.inputs.structures)} '
+                    f'polymorph(s) submitted')
 
     def collect_pw(self):
         outputs, failed = {}, []

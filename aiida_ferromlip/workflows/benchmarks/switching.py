@@ -1,0 +1,192 @@
+"""``SwitchingPathWorkChain``: the minimum-energy path between two ferroelectric variants (seed 000 Fig. 5).
+
+The potential relaxes both end points (positions, fixed cell), then a climbing-image nudged elastic band (ASE's
+``NEB``, images started by IDPP interpolation, FIRE) finds the path. Per image: energy (meV/f.u. relative to the
+lower end point), polarization (local dipoles of ``materials.order_parameters``; Born charges of BaTiO3 for Ba/Ti
+perovskites, formal charges otherwise, stated in the output) and the antiphase rotation amplitudes R_x, R_y, R_z.
+The reference engine then labels the potential's images: its energies along the same path show whether the
+potential's barrier is the reference's. (This is the reference on the potential's path, not a reference NEB: a
+DFT NEB is a different, much more expensive calculation; a pw.x NEB through aiida-quantumespresso is not wired.)
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction
+
+from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.data.training_set import TrainingSet, formula_units
+from aiida_ferromlip.materials import order_parameters
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
+
+DEFAULTS = {'images': 7, 'fmax': 0.05, 'max_steps': 400, 'endpoint_fmax': 0.02, 'climb': True, 'spring': 0.1}
+
+
+def switching_parameters(parameters: orm.Dict | None) -> dict:
+    merged = merged_settings(parameters, DEFAULTS, 'switching path')
+    if merged['images'] < 1:
+        raise ValueError(f'`images` (intermediate images) must be at least 1, got {merged["images"]}')
+    return merged
+
+
+def validate_inputs(inputs, _):
+    if 'potential' not in inputs or 'initial' not in inputs or 'final' not in inputs:
+        return None
+    try:
+        switching_parameters(inputs.get('parameters'))
+    except ValueError as exception:
+        return str(exception)
+    initial, final = inputs['initial'].get_ase(), inputs['final'].get_ase()
+    if initial.get_chemical_symbols() != final.get_chemical_symbols():
+        return 'the end points must hold the same atoms in the same order'
+    if not np.allclose(initial.cell.array, final.cell.array, atol=1e-6):
+        return 'the end points must share one cell (the path is computed at fixed cell)'
+    missing = sorted(set(initial.get_chemical_symbols()) - set(inputs['potential'].species))
+    if missing:
+        return f'the end points have {", ".join(missing)}, which the potential does not know'
+    try:
+        order_parameters.perovskite_sites(initial)
+    except ValueError as exception:
+        return f'{exception}: the polarization and rotations of the path are defined for perovskites'
+    return None
+
+
+def charges_for(atoms) -> tuple[dict, str]:
+    """BaTiO3's Born charges for a Ba/Ti perovskite, formal charges otherwise; and which were used."""
+    if {'Ba', 'Ti'} <= set(atoms.get_chemical_symbols()):
+        return order_parameters.BORN_CHARGES['BaTiO3'], 'Born effective charges of BaTiO3 (Ghosez et al. 1998)'
+    return order_parameters.nominal_charges(atoms), 'formal (nominal) charges'
+
+
+def _observables(images) -> dict:
+    charges, _ = charges_for(images[0])
+    return {'polarization_C_per_m2': np.array([order_parameters.polarization(a, charges) for a in images]),
+            'rotation_R_deg': np.array([order_parameters.tilt_amplitudes(a)['R'] for a in images], dtype=float)}
+
+
+@calcfunction
+def nudged_elastic_band(potential: orm.SinglefileData, initial: orm.StructureData, final: orm.StructureData,
+                        parameters: orm.Dict) -> dict:
+    """End points relaxed, then the climbing-image NEB with ``potential``: the images and the profile."""
+    from ase.mep import NEB
+    from ase.optimize import BFGS, FIRE
+
+    settings = switching_parameters(parameters)
+    calculator = potential.calculator()
+    ends = []
+    for structure in (initial, final):
+        atoms = structure.get_ase()
+        atoms.calc = calculator
+        BFGS(atoms, logfile=None).run(fmax=settings['endpoint_fmax'], steps=settings['max_steps'])
+        ends.append(atoms)
+    images = [ends[0]] + [ends[0].copy() for _ in range(settings['images'])] + [ends[1]]
+    for image in images:
+        image.calc = calculator
+    band = NEB(images, k=settings['spring'], climb=settings['climb'], method='improvedtangent',
+               allow_shared_calculator=True)
+    band.interpolate('idpp', mic=True)
+    optimizer = FIRE(band, logfile=None)
+    converged = bool(optimizer.run(fmax=settings['fmax'], steps=settings['max_steps']))
+    energies = np.array([image.get_potential_energy() for image in images])
+    per_fu = 1000 * (energies - energies[[0, -1]].min()) / formula_units(images[0])
+    profile = orm.ArrayData()
+    profile.set_array('energy_meV_per_fu', per_fu)
+    for name, values in _observables(images).items():
+        profile.set_array(name, values)
+    path = orm.TrajectoryData([orm.StructureData(ase=image) for image in images])
+    summary = {'barrier_meV_per_fu': float(per_fu.max()), 'converged': converged, 'neb_steps': int(optimizer.nsteps),
+               'charges': charges_for(images[0])[1], 'images': len(images)}
+    return {'path': path, 'profile': profile, 'summary': orm.Dict(summary)}
+
+
+@calcfunction
+def switching_comparison(profile: orm.ArrayData, summary: orm.Dict, reference: TrainingSet) -> dict:
+    """The reference's energies on the potential's images, the two barriers, and the three-panel figure."""
+    order = np.argsort([int(o['frame_key'].split('_')[-1]) for o in reference.origins])
+    frames = [reference.get_frame(int(i)) for i in order]
+    energies = np.array([frame.get_potential_energy() for frame in frames])
+    reference_per_fu = 1000 * (energies - energies[[0, -1]].min()) / formula_units(frames[0])
+    potential_per_fu = profile.get_array('energy_meV_per_fu')
+    result = dict(summary.get_dict())
+    complete = len(reference_per_fu) == len(potential_per_fu)
+    result.update({'reference_barrier_meV_per_fu': float(reference_per_fu.max()), 'reference_complete': complete})
+    if complete:
+        result['barrier_deviation_meV_per_fu'] = result['barrier_meV_per_fu'] - result['reference_barrier_meV_per_fu']
+        result['path_energy_rmse_meV_per_fu'] = float(np.sqrt(np.mean((potential_per_fu - reference_per_fu) ** 2)))
+    png = _figure(potential_per_fu, reference_per_fu if complete else None, profile, result['charges'])
+    return {'summary': orm.Dict(result),
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='switching_path.png')}
+
+
+def _figure(potential, reference, profile, charges) -> bytes:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    images = np.arange(len(potential))
+    polarization = profile.get_array('polarization_C_per_m2')
+    rotations = profile.get_array('rotation_R_deg')
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    axes[0].plot(polarization[:, 2], potential, 'o-', color='tab:red', label='potential')
+    if reference is not None:
+        axes[0].plot(polarization[:, 2], reference, 's--', color='0.3', label='reference on the same images')
+    axes[0].set_xlabel('P$_z$ (C/m$^2$)')
+    axes[0].set_ylabel('E - E$_{GS}$ (meV/f.u.)')
+    axes[0].legend(fontsize=8)
+    for index, name in enumerate('xyz'):
+        axes[1].plot(images, polarization[:, index], 'o-', label=f'P$_{name}$')
+        axes[2].plot(images, rotations[:, index], 'o-', label=f'R$_{name}$')
+    axes[1].set_ylabel(f'P (C/m$^2$, {charges.split(" (")[0]})', fontsize=8)
+    axes[2].set_ylabel('antiphase rotation R (deg)')
+    for axis in axes[1:]:
+        axis.set_xlabel('image')
+        axis.axhline(0, color='0.6', lw=0.5)
+        axis.legend(fontsize=8)
+    return figure_png(figure, dpi=100)
+
+
+class SwitchingPathWorkChain(ReferenceMixin, WorkChain):
+    """Climbing-image NEB between two ferroelectric variants with a potential; the reference on its images."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        cls.define_benchmark(spec, DEFAULTS)
+        spec.input('initial', valid_type=orm.StructureData, help='First variant (e.g. materials.switching_endpoints).')
+        spec.input('final', valid_type=orm.StructureData, help='Second variant: same atoms, same order, same cell.')
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.band, cls.label, cls.compare)
+        spec.output('path', valid_type=orm.TrajectoryData, help='The images of the converged band.')
+        spec.output('profile', valid_type=orm.ArrayData, help='Energy, polarization and R per image.')
+        spec.output('summary', valid_type=orm.Dict, help='Barriers (potential, reference), NEB convergence.')
+        spec.output('plot', valid_type=orm.SinglefileData, help='Energy vs P_z, P and R per image (PNG).')
+        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='The reference could not label the images: {detail}')
+
+    def band(self):
+        parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
+        self.ctx.neb = nudged_elastic_band(self.inputs.potential, self.inputs.initial, self.inputs.final, parameters)
+        summary = self.ctx.neb['summary'].get_dict()
+        self.report(f'NEB with the potential: barrier {summary["barrier_meV_per_fu"]:.1f} meV/f.u. over '
+                    f'{summary["images"]} images, {"converged" if summary["converged"] else "NOT converged"} in '
+                    f'{summary["neb_steps"]} steps')
+
+    def label(self):
+        images = self.ctx.neb['path']
+        return self.submit_reference({f'image_{i:03d}': images.get_step_structure(i) for i in range(images.numsteps)})
+
+    def compare(self):
+        node = self.ctx.reference
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=node.exit_message)
+        results = switching_comparison(self.ctx.neb['profile'], self.ctx.neb['summary'], node.outputs.training_set)
+        self.out('path', self.ctx.neb['path'])
+        self.out('profile', self.ctx.neb['profile'])
+        self.out('summary', results['summary'])
+        self.out('plot', results['plot'])
+        summary = results['summary'].get_dict()
+        self.report(f'reference on the same images: barrier {summary["reference_barrier_meV_per_fu"]:.1f} meV/f.u.')
+        return None
