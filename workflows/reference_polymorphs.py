@@ -1,0 +1,34 @@
+"""A material's ranking polymorphs relaxed in their space groups by the reference labeller's model alone: the
+check that the shipped builders are the phases they are named after (seed 000 Tables I-II).
+
+    verdi run workflows/reference_polymorphs.py [--material PbZrO3|HfO2|BiFeO3|BaTiO3] [--model 7net-0]
+"""
+
+import argparse
+
+from aiida import orm
+
+from aiida_ferromlip import materials
+from aiida_ferromlip.workflows.benchmarks.polymorphs import relax_polymorphs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--material', default='PbZrO3', choices=sorted(materials.MATERIALS))
+    parser.add_argument('--model', default='7net-0')
+    parser.add_argument('--fmax', type=float, default=0.01)
+    args = parser.parse_args()
+    structures = {materials.port_name(name): orm.StructureData(ase=atoms)
+                  for name, atoms in materials.polymorphs(args.material, 'ranking').items()}
+    rows, node = relax_polymorphs.run_get_node(orm.Str(args.model), orm.Dict({'fmax': args.fmax}), **structures)
+    rows = rows.get_dict()
+    zero = materials.port_name(materials.RANKING_ZERO[args.material])
+    print(f'relax_polymorphs<{node.pk}> ({args.model}), {args.material}, energies relative to {zero}:')
+    for name, row in rows.items():
+        relative = 1000 * (row['energy_per_fu_eV'] - rows[zero]['energy_per_fu_eV'])
+        print(f'{name:10s} {relative:+8.1f} meV/f.u.  a,b,c {", ".join(f"{x:.3f}" for x in row["cell_lengths"])}  '
+              f'converged {row["converged"]} ({row["steps"]} steps)')
+
+
+if __name__ == '__main__':
+    main()
