@@ -7,8 +7,8 @@ import re
 from ase import Atoms
 
 from .fluorites import hfo2_polymorphs
-from .perovskites import (BATIO3_PHASES, batio3_polymorphs, bifeo3_polymorphs, glazer_perovskite, switching_endpoints,
-                          pbzro3_polymorphs, perovskite_polymorph)
+from .perovskites import (BATIO3_PHASES, batio3_polymorphs, bifeo3_polymorphs, dipole_texture, glazer_perovskite,
+                          pbzro3_polymorphs, perovskite_polymorph, switching_endpoints)
 from .perturb import rattled_strained
 
 
@@ -39,6 +39,6 @@ def port_name(phase: str) -> str:
     return re.sub(r'\W', '_', phase)
 
 
-__all__ = ('BATIO3_PHASES', 'MATERIALS', 'RANKING_ZERO', 'batio3_polymorphs', 'bifeo3_polymorphs',
+__all__ = ('BATIO3_PHASES', 'MATERIALS', 'RANKING_ZERO', 'batio3_polymorphs', 'bifeo3_polymorphs', 'dipole_texture',
            'glazer_perovskite', 'hfo2_polymorphs', 'pbzro3_polymorphs', 'perovskite_polymorph', 'polymorphs',
            'port_name', 'rattled_strained', 'switching_endpoints')

@@ -161,3 +161,31 @@ def tilt_amplitudes(atoms: Atoms) -> dict[str, list[float | None]]:
             weights = weights * weights[origin]
             result.append(float(np.mean(weights * angles[:, axis])) if commensurate else None)
     return {'R': antiphase, 'M': in_phase}
+
+
+def dipole_map(atoms: Atoms, charges: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Local dipoles averaged over the layers along z: the in-plane grid indices (n, 2) and dipoles (n, 3)."""
+    positions, dipoles = local_dipoles(atoms, charges)
+    cells = pseudocubic_indices(atoms, positions)
+    columns = {}
+    for (i, j, _), dipole in zip(cells, dipoles):
+        columns.setdefault((int(i), int(j)), []).append(dipole)
+    keys = sorted(columns)
+    return np.array(keys), np.array([np.mean(columns[key], axis=0) for key in keys])
+
+
+def winding_numbers(grid: np.ndarray, dipoles: np.ndarray) -> np.ndarray:
+    """Winding number of the in-plane dipole direction around every plaquette of a periodic square grid: +1 for a
+    vortex, -1 for an antivortex, 0 elsewhere (sum of the wrapped angle steps around the plaquette over 2 pi)."""
+    size_i, size_j = grid[:, 0].max() - grid[:, 0].min() + 1, grid[:, 1].max() - grid[:, 1].min() + 1
+    angle = np.full((size_i, size_j), np.nan)
+    for (i, j), dipole in zip(grid - grid.min(axis=0), dipoles):
+        angle[i, j] = np.arctan2(dipole[1], dipole[0])
+    if np.isnan(angle).any():
+        raise ValueError('the dipoles do not fill a square grid')
+    corners = [angle, np.roll(angle, -1, axis=0), np.roll(np.roll(angle, -1, axis=0), -1, axis=1),
+               np.roll(angle, -1, axis=1)]
+    total = np.zeros_like(angle)
+    for first, second in zip(corners, corners[1:] + corners[:1]):
+        total += (second - first + np.pi) % (2 * np.pi) - np.pi
+    return np.rint(total / (2 * np.pi)).astype(int)

@@ -234,6 +234,30 @@ def switching_endpoints(a_site: str = 'Bi', b_site: str = 'Fe', *, lattice: floa
     return variant(1), variant(-1)
 
 
+def dipole_texture(a_site: str = 'Ba', b_site: str = 'Ti', *, size: int = 4, layers: int = 1, lattice: float = 4.0,
+                   amplitude: float = 0.1, kind: str = 'vortex') -> Atoms:
+    """A size x size x layers supercell whose B cations carry an in-plane displacement field (seed 000 Fig. 4).
+
+    ``vortex``: u = amplitude (-sin(k y), sin(k x)), k = 2 pi / size, evaluated at each B: a square lattice with
+    two vortices (around (0, 0) and (size/2, size/2), opposite circulation) and two antivortices (around
+    (0, size/2) and (size/2, 0)) per cell. ``homogeneous``: every B displaced by ``amplitude`` along [110], the
+    competing uniform in-plane state.
+    """
+    if size < 2 or size % 2:
+        raise ValueError(f'a vortex-antivortex lattice needs an even size >= 2, got {size}')
+    wave = 2 * np.pi / size
+    if kind == 'vortex':
+        def shift(i, j, k):
+            return amplitude * np.array([-np.sin(wave * (j + 0.5)), np.sin(wave * (i + 0.5)), 0.0])
+    elif kind == 'homogeneous':
+        def shift(i, j, k):
+            return amplitude * np.array([1.0, 1.0, 0.0]) / np.sqrt(2)
+    else:
+        raise ValueError(f"kind must be 'vortex' or 'homogeneous', not {kind!r}")
+    return glazer_perovskite(a_site, b_site, ((size, 0, 0), (0, size, 0), (0, 0, layers)), lattice=lattice,
+                             b_shift=shift)
+
+
 def _check_kind(kind: str) -> None:
     if kind not in ('ranking', 'training'):
         raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")

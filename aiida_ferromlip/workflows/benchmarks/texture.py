@@ -1,0 +1,166 @@
+"""``VortexTextureWorkChain``: does a polar vortex-antivortex texture survive relaxation with the potential, and
+what does it cost against the homogeneous in-plane state (seed 000 Fig. 4; DFT there: 9 meV/f.u.)?
+
+Both structures (e.g. ``materials.dipole_texture(kind='vortex' | 'homogeneous')``) are relaxed with the potential
+(positions, and the cell when ``relax_cell``; no symmetry constraint, so the texture may unwind). Reported: the
+energy of the texture above the homogeneous state in meV/f.u., the winding numbers of the local-dipole field
+before and after (vortex +1, antivortex -1 per plaquette, ``materials.order_parameters.winding_numbers``), whether
+the texture survives (the same vortices and antivortices after relaxation, and dipoles that did not vanish), and
+maps of the local dipoles (in-plane arrows, out-of-plane colour) as PNG.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction
+
+from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.data.training_set import formula_units
+from aiida_ferromlip.materials import order_parameters
+from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+
+DEFAULTS = {'fmax': 0.02, 'max_steps': 500, 'relax_cell': False, 'min_dipole_fraction': 0.25}
+
+
+def texture_parameters(parameters: orm.Dict | None) -> dict:
+    return merged_settings(parameters, DEFAULTS, 'texture')
+
+
+def validate_inputs(inputs, _):
+    if 'potential' not in inputs or 'texture' not in inputs or 'homogeneous' not in inputs:
+        return None
+    try:
+        texture_parameters(inputs.get('parameters'))
+    except ValueError as exception:
+        return str(exception)
+    texture, homogeneous = inputs['texture'].get_ase(), inputs['homogeneous'].get_ase()
+    if texture.get_chemical_formula() != homogeneous.get_chemical_formula():
+        return 'the texture and the homogeneous state must have the same composition'
+    missing = sorted(set(texture.get_chemical_symbols()) - set(inputs['potential'].species))
+    if missing:
+        return f'the structures have {", ".join(missing)}, which the potential does not know'
+    try:
+        grid, dipoles = order_parameters.dipole_map(texture)
+        if not np.abs(order_parameters.winding_numbers(grid, dipoles)).any():
+            return 'the `texture` structure carries no vortex or antivortex in its local dipoles'
+    except ValueError as exception:
+        return f'texture: {exception}'
+    return None
+
+
+def _relax(atoms, calculator, settings) -> tuple:
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    optimizer = FIRE(FrechetCellFilter(atoms) if settings['relax_cell'] else atoms, logfile=None)
+    converged = bool(optimizer.run(fmax=settings['fmax'], steps=settings['max_steps']))
+    return atoms, converged, int(optimizer.nsteps)
+
+
+@calcfunction
+def relax_textures(potential: orm.SinglefileData, texture: orm.StructureData, homogeneous: orm.StructureData,
+                   parameters: orm.Dict) -> dict:
+    """Both states relaxed by ``potential``; energies, winding numbers before/after, dipole maps and their plot."""
+    settings = texture_parameters(parameters)
+    calculator = potential.calculator()
+    charges = order_parameters.BORN_CHARGES['BaTiO3'] if {'Ba', 'Ti'} <= set(texture.get_ase().get_chemical_symbols()) \
+        else None
+    states, maps, summary = {}, orm.ArrayData(), {}
+    for name, structure in (('texture', texture), ('homogeneous', homogeneous)):
+        start = structure.get_ase()
+        if charges is None:
+            charges = order_parameters.nominal_charges(start)
+        relaxed, converged, steps = _relax(start, calculator, settings)
+        grid, before = order_parameters.dipole_map(start, charges)
+        _, after = order_parameters.dipole_map(relaxed, charges)
+        maps.set_array(f'{name}_grid', grid)
+        maps.set_array(f'{name}_dipoles_initial', before)
+        maps.set_array(f'{name}_dipoles_relaxed', after)
+        winding = {'initial': order_parameters.winding_numbers(grid, before),
+                   'relaxed': order_parameters.winding_numbers(grid, after)}
+        maps.set_array(f'{name}_winding_relaxed', winding['relaxed'])
+        strength = float(np.linalg.norm(after[:, :2], axis=1).mean() / np.linalg.norm(before[:, :2], axis=1).mean())
+        summary[name] = {'energy_per_fu_eV': float(relaxed.get_potential_energy() / formula_units(relaxed)),
+                         'converged': converged, 'steps': steps,
+                         'vortices': int((winding['relaxed'] == 1).sum()),
+                         'antivortices': int((winding['relaxed'] == -1).sum()),
+                         'same_windings': bool(np.array_equal(winding['initial'], winding['relaxed'])),
+                         'in_plane_dipole_ratio': strength}
+        states[name] = orm.StructureData(ase=relaxed)
+    texture_row = summary['texture']
+    summary['energy_difference_meV_per_fu'] = 1000 * (texture_row['energy_per_fu_eV']
+                                                      - summary['homogeneous']['energy_per_fu_eV'])
+    summary['texture_survives'] = bool(texture_row['same_windings']
+                                       and texture_row['in_plane_dipole_ratio'] > settings['min_dipole_fraction'])
+    png = _maps_figure(maps, summary)
+    return {'summary': orm.Dict(summary), 'dipole_maps': maps, 'relaxed_texture': states['texture'],
+            'relaxed_homogeneous': states['homogeneous'],
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='vortex_texture.png')}
+
+
+def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(12.5, 4))
+    panels = (('texture', 'initial', 'texture, start'), ('texture', 'relaxed', 'texture, relaxed'),
+              ('homogeneous', 'relaxed', 'homogeneous, relaxed'))
+    every = np.concatenate([maps.get_array(f'{name}_dipoles_{stage}') for name, stage, _ in panels])
+    # one symmetric colour scale for p_z in all panels, never narrower than a tenth of the in-plane dipoles (so
+    # numerical noise around p_z = 0 stays white)
+    limit = max(np.abs(every[:, 2]).max(), 0.1 * np.linalg.norm(every[:, :2], axis=1).max(), 1e-6)
+    for axis, (name, stage, title) in zip(axes, panels):
+        grid = maps.get_array(f'{name}_grid')
+        dipoles = maps.get_array(f'{name}_dipoles_{stage}')
+        arrows = axis.quiver(grid[:, 0], grid[:, 1], dipoles[:, 0], dipoles[:, 1], dipoles[:, 2], cmap='coolwarm',
+                             pivot='middle', clim=(-limit, limit), edgecolor='k', linewidth=0.5)
+        axis.set_aspect('equal')
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel('cell i')
+        axis.set_ylabel('cell j')
+    figure.colorbar(arrows, ax=axes[-1], label='p$_z$ (e·Å)', shrink=0.8)
+    survives = 'survives' if summary['texture_survives'] else 'does not survive'
+    figure.suptitle(f'texture {survives}; E(texture) - E(homogeneous) = '
+                    f'{summary["energy_difference_meV_per_fu"]:.1f} meV/f.u.')
+    return figure_png(figure, dpi=100)
+
+
+class VortexTextureWorkChain(WorkChain):
+    """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('texture', valid_type=orm.StructureData, help='A structure carrying vortices/antivortices.')
+        spec.input('homogeneous', valid_type=orm.StructureData, help='The competing homogeneous state.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.relax)
+        spec.output('summary', valid_type=orm.Dict, help='Energies, winding numbers, survival, convergence.')
+        spec.output('dipole_maps', valid_type=orm.ArrayData, help='Local dipoles per column, before and after.')
+        spec.output('relaxed_texture', valid_type=orm.StructureData)
+        spec.output('relaxed_homogeneous', valid_type=orm.StructureData)
+        spec.output('plot', valid_type=orm.SinglefileData, help='Dipole maps (PNG).')
+
+    def relax(self):
+        results = relax_textures(self.inputs.potential, self.inputs.texture, self.inputs.homogeneous,
+                                 self.inputs.get('parameters', orm.Dict(DEFAULTS)))
+        for key, node in results.items():
+            self.out(key, node)
+        summary = results['summary'].get_dict()
+        self.report(f'texture {"survives" if summary["texture_survives"] else "does not survive"} '
+                    f'({summary["texture"]["vortices"]} vortices, {summary["texture"]["antivortices"]} antivortices '
+                    f'after relaxation); E(texture) - E(homogeneous) = '
+                    f'{summary["energy_difference_meV_per_fu"]:.2f} meV/f.u.')
+        for name in ('texture', 'homogeneous'):
+            if not summary[name]['converged']:
+                self.report(f'the {name} relaxation did not converge in {summary[name]["steps"]} steps')
