@@ -88,7 +88,7 @@ def cell_relaxation_problems(inputs, structures) -> str | None:
     family = load_family(input_value(inputs, 'pseudo_family', DEFAULT_FAMILY))
     try:
         symbols = sorted({s for structure in structures.values() for s in structure.get_ase().get_chemical_symbols()})
-        recommended, _ = family.get_recommended_cutoffs(elements=symbols, unit='Ry')
+        recommended, _ = family.get_recommended_cutoffs(elements=tuple(symbols), unit='Ry')
     except (AttributeError, ValueError):
         return None
     if float(system['ecutwfc']) < recommended:
