@@ -35,7 +35,7 @@ def test_batio3_polarization_switching_path(gap_potential, label_code):
     # this GAP and SevenNet-0 put within a few meV/f.u. of R3m: a small barrier is the physics of these models)
     middle = len(energy) // 2
     assert abs(polarization[middle, 2]) < 0.3 * polarization[0, 2]
-    assert summary['barrier_meV_per_fu'] >= energy[middle] >= 0
+    assert summary['barrier_meV_per_fu'] >= energy[middle] - 1e-9 and energy[middle] >= 0  # JSON-rounded max
     assert summary['charges'].startswith('Born effective charges of BaTiO3')
     # the reference labelled every image; its barrier is on the same images
     assert summary['reference_complete'] and summary['reference_barrier_meV_per_fu'] > 0
