@@ -8,13 +8,12 @@ from ase import Atoms
 
 from .fluorites import hfo2_polymorphs
 from .perovskites import (BATIO3_PHASES, batio3_polymorphs, bifeo3_polymorphs, dipole_texture, glazer_perovskite,
-                          pbzro3_polymorphs, perovskite_polymorph, switching_endpoints)
+                          check_kind, pbzro3_polymorphs, perovskite_polymorph, switching_endpoints)
 from .perturb import rattled_strained
 
 
 def _batio3(kind: str = 'ranking') -> dict[str, Atoms]:
-    if kind not in ('ranking', 'training'):
-        raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")
+    check_kind(kind)
     # Seed 003 samples all four phases in 40-atom cells; the ranking uses the 5-atom cells.
     return batio3_polymorphs(supercell=(2, 2, 2) if kind == 'training' else (1, 1, 1))
 

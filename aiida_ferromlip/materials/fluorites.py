@@ -22,6 +22,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.spacegroup import crystal
 
+from .perovskites import check_kind
+
 
 def fluorite(metal: str = 'Hf', lattice: float = 5.07) -> Atoms:
     """The cubic fluorite (Fm-3m) MO2 in its conventional 12-atom cell."""
@@ -51,8 +53,7 @@ def hfo2_polymorphs(kind: str = 'ranking') -> dict[str, Atoms]:
                          spacegroup=14, cellpar=[5.117, 5.175, 5.291, 90, 99.22, 90])
     if kind == 'training':
         return {'P2_1/c': monoclinic.repeat((2, 1, 1)), 'P4_2/nmc': tetragonal_fluorite().repeat((2, 1, 1))}
-    if kind != 'ranking':
-        raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")
+    check_kind(kind)
     return {
         'monoclinic': monoclinic,
         'tetragonal': tetragonal_fluorite(),

@@ -46,6 +46,14 @@ def nominal_charges(atoms: Atoms) -> dict:
     return {'A': OXIDATION_STATES[a], 'B': OXIDATION_STATES[b], 'O_par': -2.0, 'O_perp': -2.0}
 
 
+def default_charges(atoms: Atoms) -> tuple[dict, str]:
+    """The charges the benchmarks use, and which they are: BaTiO3's Born charges for a Ba/Ti perovskite, formal
+    charges otherwise."""
+    if {'Ba', 'Ti'} <= set(atoms.get_chemical_symbols()):
+        return BORN_CHARGES['BaTiO3'], 'Born effective charges of BaTiO3 (Ghosez et al. 1998)'
+    return nominal_charges(atoms), 'formal (nominal) charges'
+
+
 #: e/Å^2 -> C/m^2
 E_PER_A2_TO_C_PER_M2 = 16.0217663
 
@@ -110,10 +118,13 @@ def polarization(atoms: Atoms, charges: dict | None = None) -> np.ndarray:
 
 
 def pseudocubic_indices(atoms: Atoms, positions: np.ndarray) -> np.ndarray:
-    """Integer pseudocubic cell index of each B position (B sits at the cell centre)."""
-    _, b_sites, _ = perovskite_sites(atoms)
-    lattice = (atoms.get_volume() / len(b_sites)) ** (1 / 3)
-    return np.floor(positions / lattice + 1e-6).astype(int)
+    """Integer pseudocubic cell index of each of the cell's B ``positions`` (B sits at the cell centre)."""
+    return np.floor(positions / _pseudocubic_lattice(atoms, positions) + 1e-6).astype(int)
+
+
+def _pseudocubic_lattice(atoms: Atoms, b_positions: np.ndarray) -> float:
+    """The pseudocubic lattice parameter: the cube root of the volume per B cation."""
+    return (atoms.get_volume() / len(b_positions)) ** (1 / 3)
 
 
 def octahedral_rotations(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +157,7 @@ def tilt_amplitudes(atoms: Atoms) -> dict[str, list[float | None]]:
     that cell: None, rather than a projection on weights that do not repeat."""
     positions, angles = octahedral_rotations(atoms)
     cells = pseudocubic_indices(atoms, positions)
-    lattice = (atoms.get_volume() / len(positions)) ** (1 / 3)
-    vectors = np.rint(atoms.cell.array / lattice).astype(int)
+    vectors = np.rint(atoms.cell.array / _pseudocubic_lattice(atoms, positions)).astype(int)
     origin = np.lexsort(cells.T[::-1])[0]
     antiphase, in_phase = [], []
     for axis in range(3):

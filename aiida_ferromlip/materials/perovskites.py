@@ -194,7 +194,7 @@ def pbzro3_polymorphs(kind: str = 'ranking', lattice: float = 4.12) -> dict[str,
     if kind == 'training':
         return {'R3c': r3c('Pb', 'Zr', PSEUDOCUBIC_2x2x2, tilt=8, a_shift=0.3, b_shift=0.1, **common),
                 'Pnma': pnma('Pb', 'Zr', PSEUDOCUBIC_2x2x2, tilt=10, in_phase_tilt=8, **common)}
-    _check_kind(kind)
+    check_kind(kind)
     tilts = (8.0, -8.0, 0.0)   # a-a-c0 about [1-10]
     sigma = {'a_shift': lambda i, j, k: 0.25 * _period(i + j, (0, 1), 4) * _1M10}
     return {
@@ -215,7 +215,7 @@ def bifeo3_polymorphs(kind: str = 'ranking', lattice: float = 3.96) -> dict[str,
     if kind == 'training':
         return {'R3c': r3c('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=12, a_shift=0.45, b_shift=0.1),
                 'Pnma': pnma('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=11, in_phase_tilt=9)}
-    _check_kind(kind)
+    check_kind(kind)
     return {'R3c': r3c('Bi', 'Fe', lattice=lattice, tilt=12, a_shift=0.45, b_shift=0.1),
             'Pnma': pnma('Bi', 'Fe', lattice=lattice, tilt=11, in_phase_tilt=9),
             'cubic': glazer_perovskite('Bi', 'Fe', np.eye(3, dtype=int), lattice=lattice)}
@@ -258,6 +258,7 @@ def dipole_texture(a_site: str = 'Ba', b_site: str = 'Ti', *, size: int = 4, lay
                              b_shift=shift)
 
 
-def _check_kind(kind: str) -> None:
+def check_kind(kind: str) -> None:
+    """The two kinds of polymorph set every material's builder offers (``materials.polymorphs``)."""
     if kind not in ('ranking', 'training'):
         raise ValueError(f"kind must be 'ranking' or 'training', not {kind!r}")

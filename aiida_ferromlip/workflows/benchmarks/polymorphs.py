@@ -45,11 +45,18 @@ def relax(atoms, calculator, fmax: float, max_steps: int, relax_cell: bool, symp
     target = FrechetCellFilter(atoms) if relax_cell else atoms
     optimizer = BFGS(target, logfile=None)
     converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
-    return {'energy_per_fu_eV': float(atoms.get_potential_energy() / formula_units(atoms)),
+    return relaxed_row(atoms, atoms.get_potential_energy(), converged, optimizer.nsteps)
+
+
+def relaxed_row(atoms, energy: float, converged: bool, steps: int) -> dict:
+    """One side's row for a relaxed polymorph, whichever program relaxed it: energy per formula unit (eV), cell
+    lengths and angles, volume per formula unit, convergence."""
+    units = formula_units(atoms)
+    return {'energy_per_fu_eV': float(energy) / units,
             'cell_lengths': [float(x) for x in atoms.cell.cellpar()[:3]],
             'cell_angles': [float(x) for x in atoms.cell.cellpar()[3:]],
-            'volume_per_fu': float(atoms.get_volume() / formula_units(atoms)),
-            'converged': converged, 'steps': int(optimizer.nsteps)}
+            'volume_per_fu': float(atoms.get_volume() / units),
+            'converged': converged, 'steps': int(steps)}
 
 
 def validate_inputs(inputs, _):
@@ -103,13 +110,9 @@ def pw_relaxed_polymorphs(**outputs: orm.Data) -> orm.Dict:
         name, kind = key.rsplit('__', 1)
         if kind != 'structure':
             continue
-        atoms = outputs[key].get_ase()
         parameters = outputs[f'{name}__parameters']
-        rows[name] = {'energy_per_fu_eV': float(parameters['energy']) / formula_units(atoms),
-                      'cell_lengths': [float(x) for x in atoms.cell.cellpar()[:3]],
-                      'cell_angles': [float(x) for x in atoms.cell.cellpar()[3:]],
-                      'volume_per_fu': float(atoms.get_volume() / formula_units(atoms)),
-                      'converged': True, 'steps': int(parameters.get('number_ionic_steps') or 0)}
+        rows[name] = relaxed_row(outputs[key].get_ase(), parameters['energy'], True,
+                                 parameters.get('number_ionic_steps') or 0)
     return orm.Dict(rows)
 
 

@@ -54,15 +54,7 @@ def validate_inputs(inputs, _):
     return None
 
 
-def charges_for(atoms) -> tuple[dict, str]:
-    """BaTiO3's Born charges for a Ba/Ti perovskite, formal charges otherwise; and which were used."""
-    if {'Ba', 'Ti'} <= set(atoms.get_chemical_symbols()):
-        return order_parameters.BORN_CHARGES['BaTiO3'], 'Born effective charges of BaTiO3 (Ghosez et al. 1998)'
-    return order_parameters.nominal_charges(atoms), 'formal (nominal) charges'
-
-
-def _observables(images) -> dict:
-    charges, _ = charges_for(images[0])
+def _observables(images, charges: dict) -> dict:
     return {'polarization_C_per_m2': np.array([order_parameters.polarization(a, charges) for a in images]),
             'rotation_R_deg': np.array([order_parameters.tilt_amplitudes(a)['R'] for a in images], dtype=float)}
 
@@ -94,11 +86,12 @@ def nudged_elastic_band(potential: orm.SinglefileData, initial: orm.StructureDat
     per_fu = 1000 * (energies - energies[[0, -1]].min()) / formula_units(images[0])
     profile = orm.ArrayData()
     profile.set_array('energy_meV_per_fu', per_fu)
-    for name, values in _observables(images).items():
+    charges, which = order_parameters.default_charges(images[0])
+    for name, values in _observables(images, charges).items():
         profile.set_array(name, values)
     path = orm.TrajectoryData([orm.StructureData(ase=image) for image in images])
     summary = {'barrier_meV_per_fu': float(per_fu.max()), 'converged': converged, 'neb_steps': int(optimizer.nsteps),
-               'charges': charges_for(images[0])[1], 'images': len(images)}
+               'charges': which, 'images': len(images)}
     return {'path': path, 'profile': profile, 'summary': orm.Dict(summary)}
 
 

@@ -69,13 +69,10 @@ def relax_textures(potential: orm.SinglefileData, texture: orm.StructureData, ho
     """Both states relaxed by ``potential``; energies, winding numbers before/after, dipole maps and their plot."""
     settings = texture_parameters(parameters)
     calculator = potential.calculator()
-    charges = order_parameters.BORN_CHARGES['BaTiO3'] if {'Ba', 'Ti'} <= set(texture.get_ase().get_chemical_symbols()) \
-        else None
+    charges, _ = order_parameters.default_charges(texture.get_ase())
     states, maps, summary = {}, orm.ArrayData(), {}
     for name, structure in (('texture', texture), ('homogeneous', homogeneous)):
         start = structure.get_ase()
-        if charges is None:
-            charges = order_parameters.nominal_charges(start)
         relaxed, converged, steps = _relax(start, calculator, settings)
         grid, before = order_parameters.dipole_map(start, charges)
         _, after = order_parameters.dipole_map(relaxed, charges)
