@@ -33,8 +33,14 @@ def parameter_problems(parameters: dict, potential) -> list[str]:
         problems.append(f'the {ensemble.upper()} ensemble needs stress, which this potential does not give')
     if mode == 'remd':
         temperatures = parameters.get('temperatures', [])
-        if len(temperatures) < 2:
-            problems.append('a replica-exchange temperature ladder needs at least two rungs')
+        exchange = parameters.get('exchange', True)
+        if not isinstance(exchange, bool):
+            problems.append(f'`exchange` must be true or false, got `{exchange}`')
+        if not temperatures:
+            problems.append('`temperatures` must list at least one temperature')
+        elif exchange and len(temperatures) < 2:
+            problems.append('a replica-exchange temperature ladder needs at least two rungs '
+                            '(or `exchange: false` for independent runs)')
         elif any(b <= a for a, b in zip(temperatures, temperatures[1:])) or temperatures[0] <= 0:
             problems.append(f'the temperature ladder must be positive and strictly increasing, got {temperatures}')
     else:
@@ -74,6 +80,7 @@ class SampleCalculation(FerromlipCalcJob):
         spec.input('structure', valid_type=orm.StructureData, help='Starting configuration (every replica).')
         spec.input('parameters', valid_type=orm.Dict,
                    help='mode (remd | ramp), ensemble (nvt | npt | nst), temperatures (remd ladder, K), '
+                        'exchange (remd: swap ensembles, default true; false = independent runs per temperature), '
                         't_start/t_end (ramp, K), pressure_gpa, timestep_fs, steps, stride, exchange_stride, '
                         'thermostat_tau_fs, barostat_tau_fs, num_clients, seed.')
         spec.inputs.validator = validate_inputs

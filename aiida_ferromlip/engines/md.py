@@ -3,7 +3,8 @@
 Two modes, chosen by ``parameters.json``:
 
 * ``remd`` — replica-exchange MD with i-PI (seed 003): a ``<system_template>`` makes one system per temperature,
-  ``<smotion mode='remd'>`` swaps their ensembles, and ASE socket clients (``ferromlip-md client``) evaluate the
+  ``<smotion mode='remd'>`` swaps their ensembles (``exchange: false`` leaves it out: independent runs, one per
+  temperature, as the phase-sequence benchmark uses), and ASE socket clients (``ferromlip-md client``) evaluate the
   potential. i-PI writes one trajectory per *system*; each system's ensemble temperature is logged with every
   frame, so frames are regrouped here into one trajectory per *temperature*. Exchange attempts and acceptances
   are read from i-PI's log and reported per pair of temperatures.
@@ -58,6 +59,9 @@ def ipi_input(parameters: dict, address: str) -> str:
                         f"<h0 units='angstrom'>CELL</h0></barostat>" if barostat == 'anisotropic' else
                         f"<barostat mode='{barostat}'><tau units='femtosecond'>{tau_p}</tau>"
                         f"<thermostat mode='langevin'><tau units='femtosecond'>{tau_t}</tau></thermostat></barostat>")
+    # without exchanges the systems of the template run side by side as independent MD, one per temperature
+    smotion = (f"  <smotion mode='remd'><remd><stride>{parameters.get('exchange_stride', 10)}</stride></remd></smotion>\n"
+               if parameters.get('exchange', True) else '')
     instances = '\n'.join(f'    <instance>[ R{k}, {t} ]</instance>' for k, t in enumerate(temperatures))
     properties = ('[ step, time{picosecond}, temperature{kelvin}, potential{electronvolt}, '
                   'ensemble_temperature{kelvin}, volume{angstrom3} ]')
@@ -91,8 +95,7 @@ def ipi_input(parameters: dict, address: str) -> str:
       </system>
     </template>
   </system_template>
-  <smotion mode='remd'><remd><stride>{parameters.get('exchange_stride', 10)}</stride></remd></smotion>
-</simulation>
+{smotion}</simulation>
 """
 
 
@@ -167,7 +170,7 @@ def run_remd(parameters: dict, report: dict) -> list[list]:
     if returncode != 0 or 'I-PI reports success' not in log:
         raise RuntimeError(f'i-PI failed (return code {returncode}); see {IPI_LOG}')
     report['num_clients'] = num_clients
-    report['exchange'] = exchange_statistics(log, len(temperatures))
+    report['exchange'] = exchange_statistics(log, len(temperatures)) if parameters.get('exchange', True) else None
 
     per_temperature = [[] for _ in temperatures]
     for system in range(len(temperatures)):

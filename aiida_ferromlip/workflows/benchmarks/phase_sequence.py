@@ -1,0 +1,288 @@
+"""``PhaseSequenceWorkChain``: the finite-temperature phase sequence of a perovskite ferroelectric with a potential
+(seed 003 Figs. 1, 5, 6: BaTiO3's R -> O -> T -> C on heating).
+
+Fully flexible-cell (NST) MD at every temperature of a list, all started from one supercell (by default BaTiO3
+R3m 4x4x4, a heating run), through ``SampleCalculation`` (i-PI; independent runs by default, replica exchange
+between the temperatures on request). After discarding an equilibration part, per temperature:
+
+* the pseudocubic lattice parameters (cell lengths over the number of perovskite cells along each vector) and the
+  cell angles, each frame's sorted (lengths largest first, angles farthest from 90 degrees first), mean and spread;
+* the polarization of every frame and the unit-cell polarizations of every B-centred cell, from the local dipoles
+  of ``materials.order_parameters`` (Born effective charges x displacements for BaTiO3: an estimate, stated as
+  such in the outputs; seed 003 used its machine-learned polarization model);
+* the phase, from the direction of the polarization: the three |P| components of each frame sorted, averaged
+  over the frames; the largest below ``polar_threshold_c_m2`` is cubic (C), otherwise the number of components
+  above ``component_fraction`` of the largest gives T (one: <100>), O (two: <110>) or R (three: <111>). Sorting
+  per frame first makes this blind to the polarization hopping between symmetry-equivalent directions, which a
+  finite cell does;
+* the transition temperatures: half way between neighbouring temperatures of different phases.
+
+Outputs: the trajectories, a ``summary`` Dict, the per-frame order parameters (ArrayData) and one PNG (lattice
+parameters, angles and |P| components vs T; histograms of the unit-cell polarization per temperature).
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from ase import Atoms
+
+from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.sample import SampleCalculation, parameter_problems
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.materials import order_parameters
+from aiida_ferromlip.validation import structure_problems
+from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+
+ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'polar_threshold_c_m2': 0.05, 'component_fraction': 0.5}
+#: phase by the number of ordered polarization components
+PHASES = {0: 'C', 1: 'T', 2: 'O', 3: 'R'}
+
+
+def analysis_parameters(parameters: orm.Dict | None) -> dict:
+    settings = merged_settings(parameters, ANALYSIS_DEFAULTS, 'phase-sequence analysis')
+    if not 0 <= settings['equilibration_fraction'] < 1:
+        raise ValueError(f'`equilibration_fraction` must be in [0, 1), got {settings["equilibration_fraction"]}')
+    if settings['polar_threshold_c_m2'] <= 0:
+        raise ValueError('`polar_threshold_c_m2` must be positive')
+    if not 0 < settings['component_fraction'] < 1:
+        raise ValueError('`component_fraction` must be between 0 and 1')
+    return settings
+
+
+def classify(components, threshold: float, fraction: float) -> str:
+    """R/O/T/C from the mean sorted |P| components (largest first), C/m^2."""
+    largest = float(components[0])
+    if largest < threshold:
+        return 'C'
+    return PHASES[int(sum(float(c) >= fraction * largest for c in components))]
+
+
+def pseudocubic_cell(atoms: Atoms, num_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudocubic lattice parameters (the cell lengths over the number of perovskite cells along each vector) and
+    the cell angles (degrees)."""
+    parameters = atoms.cell.cellpar()
+    spacing = (atoms.get_volume() / num_cells) ** (1 / 3)
+    repeats = np.maximum(np.rint(parameters[:3] / spacing), 1)
+    return parameters[:3] / repeats, parameters[3:]
+
+
+def sorted_cell(lattice: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice parameters largest first and angles by their distance from 90 degrees, largest first: like the
+    sorted |P|, blind to which axis the distortion chose (a finite cell's polar axis hops in MD)."""
+    return np.sort(lattice)[::-1], angles[np.argsort(-np.abs(angles - 90.0), kind='stable')]
+
+
+def frame_order_parameters(atoms: Atoms, charges: dict) -> dict:
+    """Polarization (C/m^2), unit-cell polarizations (C/m^2, one per B-centred cell) and the pseudocubic cell."""
+    _, dipoles = order_parameters.local_dipoles(atoms, charges)
+    unit_cells = dipoles / (atoms.get_volume() / len(dipoles)) * order_parameters.E_PER_A2_TO_C_PER_M2
+    lattice, angles = sorted_cell(*pseudocubic_cell(atoms, len(dipoles)))
+    return {'polarization': unit_cells.mean(axis=0), 'unit_cells': unit_cells, 'lattice': lattice, 'angles': angles}
+
+
+def transitions(temperatures, phases) -> list[dict]:
+    """Where the phase changes between neighbouring temperatures: both phases, the bracket and its midpoint."""
+    found = []
+    for (t_low, low), (t_high, high) in zip(zip(temperatures, phases), list(zip(temperatures, phases))[1:]):
+        if low != high:
+            found.append({'from': low, 'to': high, 'between_K': [float(t_low), float(t_high)],
+                          'temperature_K': 0.5 * (float(t_low) + float(t_high))})
+    return found
+
+
+def trajectory_frames(trajectory: orm.TrajectoryData, skip_fraction: float) -> list[Atoms]:
+    """The frames after the first ``skip_fraction`` of the trajectory (always at least the last frame)."""
+    positions, cells = trajectory.get_positions(), trajectory.get_cells()
+    symbols = trajectory.symbols
+    first = min(int(np.floor(skip_fraction * len(positions))), len(positions) - 1)
+    return [Atoms(symbols, positions=positions[i], cell=cells[i], pbc=True) for i in range(first, len(positions))]
+
+
+@calcfunction
+def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> dict:
+    """Lattice parameters, polarization and phase per temperature; transition temperatures; the plot."""
+    settings = analysis_parameters(analysis)
+    by_temperature = sorted(trajectories.values(),
+                            key=lambda t: float(np.mean(t.get_array('target_temperatures'))))
+    first = trajectory_frames(by_temperature[0], 0.0)[0]
+    charges, charge_source = order_parameters.default_charges(first)
+    arrays, rows = orm.ArrayData(), []
+    for trajectory in by_temperature:
+        temperature = float(np.mean(trajectory.get_array('target_temperatures')))
+        frames = [frame_order_parameters(atoms, charges)
+                  for atoms in trajectory_frames(trajectory, settings['equilibration_fraction'])]
+        polarization = np.array([f['polarization'] for f in frames])
+        lattice, angles = np.array([f['lattice'] for f in frames]), np.array([f['angles'] for f in frames])
+        components = np.sort(np.abs(polarization), axis=1)[:, ::-1].mean(axis=0)
+        key = f'T_{int(round(temperature)):04d}K'
+        arrays.set_array(f'{key}_polarization', polarization)
+        arrays.set_array(f'{key}_unit_cell_polarization', np.concatenate([f['unit_cells'] for f in frames]))
+        arrays.set_array(f'{key}_lattice', lattice)
+        arrays.set_array(f'{key}_angles', angles)
+        rows.append({'key': key, 'temperature_K': temperature, 'frames_analysed': len(frames),
+                     'phase': classify(components, settings['polar_threshold_c_m2'], settings['component_fraction']),
+                     'sorted_abs_polarization_c_m2': components.tolist(),
+                     'mean_polarization_c_m2': polarization.mean(axis=0).tolist(),
+                     'lattice_A': lattice.mean(axis=0).tolist(), 'lattice_std_A': lattice.std(axis=0).tolist(),
+                     'angles_deg': angles.mean(axis=0).tolist(), 'angles_std_deg': angles.std(axis=0).tolist(),
+                     'mean_kinetic_temperature_K': float(np.mean(trajectory.get_array('temperatures')))})
+    summary = {'temperatures': rows, 'sequence': [row['phase'] for row in rows],
+               'transitions': transitions([r['temperature_K'] for r in rows], [r['phase'] for r in rows]),
+               'polarization_from': f'local dipoles with {charge_source} (an estimate, not a Berry-phase or '
+                                    f'machine-learned polarization)',
+               'charges': charges, 'atoms': len(first), 'analysis': settings}
+    png = _figure(summary, arrays)
+    return {'summary': orm.Dict(summary), 'order_parameters': arrays,
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='phase_sequence.png')}
+
+
+def _figure(summary: dict, arrays: orm.ArrayData) -> bytes:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = summary['temperatures']
+    temperatures = [row['temperature_K'] for row in rows]
+    figure = plt.figure(figsize=(max(12, 2.4 * len(rows)), 7.5))
+    grid = figure.add_gridspec(2, 1, height_ratios=[1.1, 1])
+    top = grid[0].subgridspec(1, 3, wspace=0.3).subplots()
+    bottom = grid[1].subgridspec(1, len(rows), wspace=0.15).subplots(sharex=True, sharey=True)
+    bottom = np.atleast_1d(bottom)
+    panels = ((top[0], 'lattice_A', 'lattice_std_A', ('a₁', 'a₂', 'a₃'), 'pseudocubic lattice, sorted (Å)'),
+              (top[1], 'angles_deg', 'angles_std_deg', ('1st', '2nd', '3rd'), 'cell angles, by |90° − angle| (°)'),
+              (top[2], 'sorted_abs_polarization_c_m2', None, ('|P|₁', '|P|₂', '|P|₃'), '|P| components, sorted (C/m²)'))
+    for axis, key, spread, labels, ylabel in panels:
+        values = np.array([row[key] for row in rows])
+        errors = np.array([row[spread] for row in rows]) if spread else np.zeros_like(values)
+        for k, label in enumerate(labels):
+            axis.errorbar(temperatures, values[:, k], yerr=errors[:, k], marker='o', ms=4, capsize=2, label=label)
+        for transition in summary['transitions']:
+            axis.axvline(transition['temperature_K'], color='grey', ls='--', lw=0.8)
+        axis.set_xlabel('T (K)')
+        axis.set_ylabel(ylabel)
+        axis.legend(fontsize=8)
+    top[2].axhline(summary['analysis']['polar_threshold_c_m2'], color='k', lw=0.6, ls=':')
+    for row in rows:
+        top[2].annotate(row['phase'], (row['temperature_K'], row['sorted_abs_polarization_c_m2'][0]),
+                        textcoords='offset points', xytext=(0, 8), ha='center', fontweight='bold')
+    for axis, row in zip(bottom, rows):
+        cells = arrays.get_array(f'{row["key"]}_unit_cell_polarization')
+        for k, label in enumerate(('P$_x$', 'P$_y$', 'P$_z$')):
+            axis.hist(cells[:, k], bins=40, histtype='step', density=True, label=label)
+        axis.set_title(f'{row["temperature_K"]:.0f} K: {row["phase"]}', fontsize=9)
+        axis.set_xlabel('unit-cell P (C/m²)')
+    bottom[0].set_ylabel('density')
+    bottom[0].legend(fontsize=8)
+    sequence = ' → '.join(f'{t["from"]}→{t["to"]} at {t["temperature_K"]:.0f} K' for t in summary['transitions'])
+    figure.suptitle(f'{summary["atoms"]}-atom NST MD; transitions: {sequence or "none in this range"}', fontsize=10)
+    return figure_png(figure, dpi=90)
+
+
+def validate_inputs(inputs, _):
+    if 'potential' not in inputs or 'structure' not in inputs or 'sample' not in inputs:
+        return None
+    try:
+        analysis_parameters(inputs.get('analysis'))
+    except ValueError as exception:
+        return str(exception)
+    potential, atoms = inputs['potential'], inputs['structure'].get_ase()
+    parameters = inputs['sample']['parameters'].get_dict()
+    problems = parameter_problems(parameters, potential)
+    if parameters.get('mode') != 'remd' or parameters.get('ensemble') != 'nst':
+        problems.append('the phase sequence needs MD per temperature in a fully flexible cell (`mode: remd`, '
+                        '`ensemble: nst`): a fixed cell shape cannot follow the R/O/T/C distortions')
+    problems += structure_problems(atoms, label='the start structure', supported_species=set(potential.species),
+                                   labeller='the potential')
+    try:
+        order_parameters.local_dipoles(atoms)
+    except ValueError as exception:
+        problems.append(f'the start structure has no perovskite local dipoles: {exception}')
+    return '\n'.join(problems) if problems else None
+
+
+class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
+    """NST MD of a perovskite supercell at a list of temperatures; lattice, polarization, phases, transitions."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('structure', valid_type=orm.StructureData,
+                   help='The supercell every temperature starts from (an ABO3 perovskite, axes pseudocubic).')
+        spec.input('analysis', valid_type=orm.Dict, required=False,
+                   help=f'Settings of the analysis: {sorted(ANALYSIS_DEFAULTS)}.')
+        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'),
+                           namespace_options={'help': 'The MD: code, parameters (remd mode, nst), options.'})
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.run_md, cls.inspect_md, cls.analyse)
+        spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
+                              help='The MD trajectory at every temperature.')
+        spec.output('summary', valid_type=orm.Dict, help='Per temperature: phase, lattice, polarization; transitions.')
+        spec.output('order_parameters', valid_type=orm.ArrayData, help='Per frame: P, unit-cell P, lattice, angles.')
+        spec.output('plot', valid_type=orm.SinglefileData, help='Lattice/angles/|P| vs T and P histograms (PNG).')
+        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOLS / 'phase_sequence.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, potential, structure: orm.StructureData | None = None,
+                                  protocol: str | None = None, overrides: dict | None = None, options=None):
+        """Builder (protocols fast | seed003); without ``structure``, the protocol's BaTiO3 ``start_phase`` in its
+        ``supercell``. ``overrides`` (``{'sample': {'parameters': ...}, 'analysis': ...}``) merged without
+        mutation."""
+        from aiida_ferromlip.materials import perovskite_polymorph
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        if structure is None:
+            if not {'Ba', 'Ti', 'O'} <= set(potential.species):
+                raise ValueError(f'the default start structure is BaTiO3, which a potential for '
+                                 f'{", ".join(potential.species)} cannot run: give `structure`')
+            structure = orm.StructureData(ase=perovskite_polymorph('Ba', 'Ti', inputs['start_phase'],
+                                                                   supercell=tuple(inputs['supercell'])))
+        builder = cls.get_builder()
+        builder.potential = potential
+        builder.structure = structure
+        builder.analysis = orm.Dict(inputs['analysis'])
+        builder.sample = {'code': code, 'parameters': orm.Dict(inputs['sample']['parameters']),
+                          'metadata': {'options': {**inputs['sample']['metadata']['options'], **(options or {})}}}
+        return builder
+
+    def run_md(self):
+        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=self.inputs.potential, structure=self.inputs.structure)
+        temperatures = inputs['parameters']['temperatures']
+        exchange = 'with replica exchange' if inputs['parameters'].get('exchange', True) else 'independent runs'
+        node = self.submit(SampleCalculation, **inputs)
+        self.report(f'NST MD of {len(self.inputs.structure.sites)} atoms at {temperatures} K ({exchange}): '
+                    f'{node.process_label}<{node.pk}>')
+        return ToContext(md=node)
+
+    def inspect_md(self):
+        node = self.ctx.md
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
+        self.out('trajectories', dict(node.outputs.trajectories))
+        return None
+
+    def analyse(self):
+        results = phase_sequence(self.inputs.get('analysis', orm.Dict(ANALYSIS_DEFAULTS)),
+                                 **dict(self.ctx.md.outputs.trajectories))
+        for key, node in results.items():
+            self.out(key, node)
+        summary = results['summary'].get_dict()
+        for row in summary['temperatures']:
+            p = ', '.join(f'{x:.3f}' for x in row['sorted_abs_polarization_c_m2'])
+            a = ', '.join(f'{x:.3f}' for x in row['lattice_A'])
+            self.report(f'{row["temperature_K"]:.0f} K: {row["phase"]} (sorted |P| {p} C/m²; sorted lattice {a} Å)')
+        found = '; '.join(f'{t["from"]} -> {t["to"]} at {t["temperature_K"]:.0f} K' for t in summary['transitions'])
+        self.report(f'phase sequence {"-".join(summary["sequence"])}; transitions: {found or "none"}')
