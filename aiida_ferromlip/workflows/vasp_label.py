@@ -88,12 +88,36 @@ def gamma_mesh(structure: orm.StructureData, kpoints_distance: float) -> orm.Kpo
     return gamma
 
 
+@calcfunction
+def sites_grouped_by_kind(structure: orm.StructureData) -> orm.StructureData:
+    """``structure`` with its sites grouped by kind (kinds in order of first appearance, sites in order within)."""
+    names = [site.kind_name for site in structure.sites]
+    first = {name: names.index(name) for name in names}
+    result = orm.StructureData(cell=structure.cell, pbc=structure.pbc)
+    for kind in structure.kinds:
+        result.append_kind(kind)
+    for index in sorted(range(len(names)), key=lambda i: (first[names[i]], i)):
+        result.append_site(structure.sites[index])
+    return result
+
+
+def grouped_by_kind(structure: orm.StructureData) -> orm.StructureData:
+    """aiida-vasp writes one POSCAR block (and POTCAR) per run of equal kinds in site order: an interleaved
+    40-atom cell becomes 24 blocks, and VASP's per-species tags (LDAU*, LANGEVIN_GAMMA) and machine-learning
+    types would follow those blocks. Grouped sites give one block per kind (through a calcfunction, so the
+    reordering has provenance); an already grouped structure is returned as it is."""
+    names = [site.kind_name for site in structure.sites]
+    blocks = 1 + sum(a != b for a, b in zip(names, names[1:]))
+    return structure if blocks == len(set(names)) else sites_grouped_by_kind(structure)
+
+
 def vasp_inputs(inputs, structure: orm.StructureData) -> dict:
     """The ``VaspWorkChain`` inputs that label ``structure`` (INCAR with U and MAGMOM already in site order)."""
     from aiida_vasp.utils.ldau import get_ldau_keys
 
     incar = {**SEED000_INCAR, **{k.lower(): v for k, v in (input_value(inputs, 'incar', {}) or {}).items()}}
     structure, moments = magnetic_setup(inputs, structure)
+    structure = grouped_by_kind(structure)
     if moments is not None:
         incar['ispin'] = 2
         incar['magmom'] = [moments[site.kind_name] for site in structure.sites]
@@ -129,8 +153,11 @@ def input_files(inputs: dict) -> dict[str, str]:
     from aiida_vasp.parsers.content_parsers.poscar import PoscarParser
 
     files = {}
+    settings = inputs['settings'].get_dict() if 'settings' in inputs else {}
+    validate = not settings.get('skip_parameters_validation', False)  # as aiida-vasp's own INCAR writer decides
     with tempfile.TemporaryDirectory() as directory:
-        for name, parser in (('INCAR', IncarParser(data=orm.Dict(inputs['parameters']['incar']))),
+        for name, parser in (('INCAR', IncarParser(data=orm.Dict(inputs['parameters']['incar']),
+                                                   validate_tags=validate)),
                              ('KPOINTS', KpointsParser(data=inputs['kpoints'])),
                              ('POSCAR', PoscarParser(data=inputs['structure'], precision=10))):
             path = f'{directory}/{name}'
