@@ -84,6 +84,20 @@ def test_analysis_finds_r_o_t_c_and_the_transitions_between():
     assert arrays.get_array('T_0100K_unit_cell_polarization').shape == (3 * 27, 3)  # half of 6 frames kept
     assert arrays.get_array('T_0200K_lattice').shape == (3, 3)
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
+    # a temperature where the potential broke the crystal is labelled, not classified nor part of a transition
+    exploded = trajectory('Pm-3m', 400)
+    cells = exploded.get_cells()
+    rng = np.random.default_rng(1)   # atoms scattered at random through the cell: no B-centred cages left
+    positions = rng.uniform(size=exploded.get_positions().shape) @ cells[0]
+    broken = orm.TrajectoryData()
+    broken.set_trajectory(symbols=exploded.symbols, positions=positions, cells=cells, pbc=[True] * 3)
+    for name in ('target_temperatures', 'temperatures'):
+        broken.set_array(name, exploded.get_array(name))
+    with_broken = phase_sequence(orm.Dict({}), T_0300K=trajectories['T_0300K'], T_0400K=broken,
+                                 T_0200K=trajectories['T_0200K'])['summary']
+    assert with_broken['sequence'] == ['T', 'C', 'broken'] and with_broken['broken_at_K'] == [400.0]
+    assert [t['to'] for t in with_broken['transitions']] == ['C']
+    assert with_broken['temperatures'][2]['broken_frames'] == 3
     # the analysis could have said otherwise: a threshold above the polarization calls every phase cubic
     everything_cubic = phase_sequence(orm.Dict({'polar_threshold_c_m2': 5.0}), **trajectories)
     assert everything_cubic['summary']['sequence'] == ['C'] * 4 and not everything_cubic['summary']['transitions']

@@ -25,6 +25,8 @@ def main():
     parser.add_argument('--exchange', action='store_true', help='replica exchange between the temperatures')
     parser.add_argument('--clients', type=int, default=None, help='socket clients evaluating the potential')
     parser.add_argument('--save', default=None)
+    parser.add_argument('--reuse-md', action='store_true',
+                        help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
     args = parser.parse_args()
 
     md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
@@ -38,7 +40,13 @@ def main():
     builder = PhaseSequenceWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-md@localhost'),
                                                                orm.load_node(args.potential), protocol=args.protocol,
                                                                overrides=overrides)
-    results, node = run_get_node(builder)
+    if args.reuse_md:
+        from aiida.manage.caching import enable_caching
+
+        with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
+            results, node = run_get_node(builder)
+    else:
+        results, node = run_get_node(builder)
     if not node.is_finished_ok:
         print(f'PhaseSequenceWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
         return
@@ -50,6 +58,10 @@ def main():
     print(f'polarization from {summary["polarization_from"]}')
     print('   T (K)  phase  frames  sorted |P| (C/m2)       sorted a (A)              angles (deg)          T_kin (K)')
     for row in summary['temperatures']:
+        if row['phase'] == 'broken':
+            print(f'{row["temperature_K"]:8.0f}  broken: the perovskite network was lost in {row["broken_frames"]} of '
+                  f'{row["frames_analysed"]} analysed frames')
+            continue
         p = ' '.join(f'{x:.3f}' for x in row['sorted_abs_polarization_c_m2'])
         a = ' '.join(f'{x:.4f}' for x in row['lattice_A'])
         g = ' '.join(f'{x:.2f}' for x in row['angles_deg'])

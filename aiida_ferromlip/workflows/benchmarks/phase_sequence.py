@@ -15,7 +15,10 @@ between the temperatures on request). After discarding an equilibration part, pe
   above ``component_fraction`` of the largest gives T (one: <100>), O (two: <110>) or R (three: <111>). Sorting
   per frame first makes this blind to the polarization hopping between symmetry-equivalent directions, which a
   finite cell does;
-* the transition temperatures: half way between neighbouring temperatures of different phases.
+* the transition temperatures: half way between neighbouring temperatures of different phases;
+* a temperature at which any analysed frame lost the perovskite network (a B cation without its 8 A and 6 O
+  neighbours: the potential extrapolated into nonsense) is labelled ``broken``, counted, and left out of the
+  transitions, rather than classified.
 
 Outputs: the trajectories, a ``summary`` Dict, the per-frame order parameters (ArrayData) and one PNG (lattice
 parameters, angles and |P| components vs T; histograms of the unit-cell polarization per temperature).
@@ -43,6 +46,8 @@ from aiida_ferromlip.workflows.benchmarks.common import merged_settings
 ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'polar_threshold_c_m2': 0.05, 'component_fraction': 0.5}
 #: phase by the number of ordered polarization components
 PHASES = {0: 'C', 1: 'T', 2: 'O', 3: 'R'}
+#: the label of a temperature at which the MD lost the perovskite network (a potential extrapolating badly)
+BROKEN = 'broken'
 
 
 def analysis_parameters(parameters: orm.Dict | None) -> dict:
@@ -116,12 +121,21 @@ def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> di
     arrays, rows = orm.ArrayData(), []
     for trajectory in by_temperature:
         temperature = float(np.mean(trajectory.get_array('target_temperatures')))
-        frames = [frame_order_parameters(atoms, charges)
-                  for atoms in trajectory_frames(trajectory, settings['equilibration_fraction'])]
+        key = f'T_{int(round(temperature)):04d}K'
+        frames, broken = [], 0
+        for atoms in trajectory_frames(trajectory, settings['equilibration_fraction']):
+            try:
+                frames.append(frame_order_parameters(atoms, charges))
+            except ValueError:  # a B cation without its 8 A and 6 O neighbours: the potential broke the crystal
+                broken += 1
+        if broken:
+            rows.append({'key': key, 'temperature_K': temperature, 'phase': BROKEN, 'broken_frames': broken,
+                         'frames_analysed': broken + len(frames),
+                         'mean_kinetic_temperature_K': float(np.mean(trajectory.get_array('temperatures')))})
+            continue
         polarization = np.array([f['polarization'] for f in frames])
         lattice, angles = np.array([f['lattice'] for f in frames]), np.array([f['angles'] for f in frames])
         components = np.sort(np.abs(polarization), axis=1)[:, ::-1].mean(axis=0)
-        key = f'T_{int(round(temperature)):04d}K'
         arrays.set_array(f'{key}_polarization', polarization)
         arrays.set_array(f'{key}_unit_cell_polarization', np.concatenate([f['unit_cells'] for f in frames]))
         arrays.set_array(f'{key}_lattice', lattice)
@@ -133,8 +147,10 @@ def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> di
                      'lattice_A': lattice.mean(axis=0).tolist(), 'lattice_std_A': lattice.std(axis=0).tolist(),
                      'angles_deg': angles.mean(axis=0).tolist(), 'angles_std_deg': angles.std(axis=0).tolist(),
                      'mean_kinetic_temperature_K': float(np.mean(trajectory.get_array('temperatures')))})
+    intact = [row for row in rows if row['phase'] != BROKEN]
     summary = {'temperatures': rows, 'sequence': [row['phase'] for row in rows],
-               'transitions': transitions([r['temperature_K'] for r in rows], [r['phase'] for r in rows]),
+               'transitions': transitions([r['temperature_K'] for r in intact], [r['phase'] for r in intact]),
+               'broken_at_K': [row['temperature_K'] for row in rows if row['phase'] == BROKEN],
                'polarization_from': f'local dipoles with {charge_source} (an estimate, not a Berry-phase or '
                                     f'machine-learned polarization)',
                'charges': charges, 'atoms': len(first), 'analysis': settings}
@@ -149,12 +165,13 @@ def _figure(summary: dict, arrays: orm.ArrayData) -> bytes:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    rows = summary['temperatures']
+    every = summary['temperatures']
+    rows = [row for row in every if row['phase'] != BROKEN]
     temperatures = [row['temperature_K'] for row in rows]
-    figure = plt.figure(figsize=(max(12, 2.4 * len(rows)), 7.5))
+    figure = plt.figure(figsize=(max(12, 2.4 * len(every)), 7.5))
     grid = figure.add_gridspec(2, 1, height_ratios=[1.1, 1])
     top = grid[0].subgridspec(1, 3, wspace=0.3).subplots()
-    bottom = grid[1].subgridspec(1, len(rows), wspace=0.15).subplots(sharex=True, sharey=True)
+    bottom = grid[1].subgridspec(1, len(every), wspace=0.15).subplots(sharex=True, sharey=True)
     bottom = np.atleast_1d(bottom)
     panels = ((top[0], 'lattice_A', 'lattice_std_A', ('a₁', 'a₂', 'a₃'), 'pseudocubic lattice, sorted (Å)'),
               (top[1], 'angles_deg', 'angles_std_deg', ('1st', '2nd', '3rd'), 'cell angles, by |90° − angle| (°)'),
@@ -173,7 +190,12 @@ def _figure(summary: dict, arrays: orm.ArrayData) -> bytes:
     for row in rows:
         top[2].annotate(row['phase'], (row['temperature_K'], row['sorted_abs_polarization_c_m2'][0]),
                         textcoords='offset points', xytext=(0, 8), ha='center', fontweight='bold')
-    for axis, row in zip(bottom, rows):
+    for axis, row in zip(bottom, every):
+        if row['phase'] == BROKEN:
+            axis.text(0.5, 0.5, f'perovskite network lost\nin {row["broken_frames"]} of\n{row["frames_analysed"]} frames',
+                      transform=axis.transAxes, ha='center', va='center', color='firebrick')
+            axis.set_title(f'{row["temperature_K"]:.0f} K: broken', fontsize=9)
+            continue
         cells = arrays.get_array(f'{row["key"]}_unit_cell_polarization')
         for k, label in enumerate(('P$_x$', 'P$_y$', 'P$_z$')):
             axis.hist(cells[:, k], bins=40, histtype='step', density=True, label=label)
@@ -181,8 +203,11 @@ def _figure(summary: dict, arrays: orm.ArrayData) -> bytes:
         axis.set_xlabel('unit-cell P (C/m²)')
     bottom[0].set_ylabel('density')
     bottom[0].legend(fontsize=8)
-    sequence = ' → '.join(f'{t["from"]}→{t["to"]} at {t["temperature_K"]:.0f} K' for t in summary['transitions'])
-    figure.suptitle(f'{summary["atoms"]}-atom NST MD; transitions: {sequence or "none in this range"}', fontsize=10)
+    sequence = ', '.join(f'{t["from"]}→{t["to"]} at {t["temperature_K"]:.0f} K' for t in summary['transitions'])
+    broken = (f'; crystal broken at {", ".join(f"{t:.0f}" for t in summary["broken_at_K"])} K'
+              if summary['broken_at_K'] else '')
+    figure.suptitle(f'{summary["atoms"]}-atom NST MD; transitions: {sequence or "none in this range"}{broken}',
+                    fontsize=10)
     return figure_png(figure, dpi=90)
 
 
@@ -281,6 +306,10 @@ class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
             self.out(key, node)
         summary = results['summary'].get_dict()
         for row in summary['temperatures']:
+            if row['phase'] == BROKEN:
+                self.report(f'{row["temperature_K"]:.0f} K: the perovskite network was lost in {row["broken_frames"]} '
+                            f'of {row["frames_analysed"]} analysed frames (the potential fails here)')
+                continue
             p = ', '.join(f'{x:.3f}' for x in row['sorted_abs_polarization_c_m2'])
             a = ', '.join(f'{x:.3f}' for x in row['lattice_A'])
             self.report(f'{row["temperature_K"]:.0f} K: {row["phase"]} (sorted |P| {p} C/m²; sorted lattice {a} Å)')
