@@ -48,7 +48,8 @@ def ensure_profile(name: str) -> None:
     subprocess.run([verdi, '-p', name, 'config', 'set', 'daemon.timeout', '30'], check=True, stdout=subprocess.DEVNULL)
 
 
-def ensure_codes(profile: str) -> None:
+def ensure_codes(profile: str, computer_label: str = 'localhost') -> None:
+    """The plugin's codes on ``computer_label`` (labels ``<code>@<computer>``), executables from this venv."""
     from aiida import load_profile, orm
     from aiida.common.exceptions import NotExistent
 
@@ -56,30 +57,30 @@ def ensure_codes(profile: str) -> None:
 
     prepend = {'pw': PW_PREPEND_TEXT}  # lines run before the executable (see the constant for why)
     load_profile(profile, allow_switch=True)
-    computer = orm.load_computer('localhost')
+    computer = orm.load_computer(computer_label)
     bindir = pathlib.Path(sys.executable).parent
     for label, (executable, plugin) in CODES.items():
         path = bindir / executable
         if not path.exists():
             found = shutil.which(executable)
             if found is None:
-                print(f'code {label}@localhost not set up: `{executable}` is not installed', file=sys.stderr)
+                print(f'code {label}@{computer_label} not set up: `{executable}` is not installed', file=sys.stderr)
                 continue
             path = pathlib.Path(found)
         try:
-            code = orm.load_code(f'{label}@localhost')
+            code = orm.load_code(f'{label}@{computer_label}')
         except NotExistent:
             code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
                                      default_calc_job_plugin=plugin, prepend_text=prepend.get(label, ''),
                                      description=f'{executable} from {path.parent}').store()
-            print(f'code {label}@localhost created (pk {code.pk}) -> {path}')
+            print(f'code {label}@{computer_label} created (pk {code.pk}) -> {path}')
             continue
         if str(code.filepath_executable) != str(path):
             # Codes are immutable once stored: a moved checkout gets a clear message, not a silent mismatch.
-            print(f'WARNING: {label}@localhost points to {code.filepath_executable}, this environment has {path}; '
+            print(f'WARNING: {label}@{computer_label} points to {code.filepath_executable}, this environment has {path}; '
                   f'remove the profile (rm -rf $AIIDA_PATH) and run this script again', file=sys.stderr)
         else:
-            print(f'code {label}@localhost exists (pk {code.pk})')
+            print(f'code {label}@{computer_label} exists (pk {code.pk})')
 
 
 def ensure_pseudopotentials(profile: str) -> None:
