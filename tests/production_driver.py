@@ -56,17 +56,16 @@ def loop_builder(seed: int):
                    'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}}})
 
 
-def daemon_pids(profile: str) -> list[int]:
-    """The circus daemon and its workers: every process whose command line runs this profile's daemon."""
-    found = subprocess.run(['pgrep', '-f', f'-p {profile} daemon'], capture_output=True, text=True).stdout.split()
-    found += subprocess.run(['pgrep', '-f', f'--profile={profile}'], capture_output=True, text=True).stdout.split()
-    found += subprocess.run(['pgrep', '-f', f'circus.*{profile}'], capture_output=True, text=True).stdout.split()
-    return sorted({int(pid) for pid in found} - {os.getpid()})
+def daemon_pids(profile: str, role: str = '') -> list[int]:
+    """Processes of this profile's daemon: the circus arbiter (``daemon start-circus``) and its workers
+    (``daemon worker``); ``role`` narrows to one of them."""
+    pattern = f'-p {profile} daemon {role}'.strip()
+    found = subprocess.run(['pgrep', '-f', '--', pattern], capture_output=True, text=True).stdout.split()
+    return sorted(int(pid) for pid in found if int(pid) != os.getpid())
 
 
 def worker_count(profile: str) -> int:
-    return len(subprocess.run(['pgrep', '-f', f'verdi -p {profile} daemon worker'], capture_output=True,
-                              text=True).stdout.split())
+    return len(daemon_pids(profile, 'worker'))
 
 
 def sacct_states() -> dict[str, list[str]]:
@@ -102,7 +101,7 @@ def kill_scenario(profile: str) -> dict:
 
     wait_for(job_in_slurm, 900, 'a CalcJob of the loop to be in SLURM')
     in_flight = [c.pk for c in node.called_descendants if isinstance(c, orm.CalcJobNode) and not c.is_terminated]
-    workers = worker_count(profile)
+    workers = daemon_pids(profile, 'worker')
     killed = daemon_pids(profile)
     for pid in killed:
         try:
@@ -116,8 +115,8 @@ def kill_scenario(profile: str) -> dict:
         wait_for(lambda: node.is_terminated, 1800, 'the loop to finish after the daemon was killed')
     finally:
         verdi('daemon', 'stop', check=False)
-    return summary([node], started, profile, {'killed_pids': killed, 'survivors': survivors,
-                                              'in_flight_when_killed': in_flight, 'workers': workers})
+    return summary([node], started, profile, {'killed_pids': killed, 'worker_pids': workers, 'survivors': survivors,
+                                              'in_flight_when_killed': in_flight, 'workers': len(workers)})
 
 
 def loops_scenario(profile: str, count: int) -> dict:
