@@ -4,11 +4,11 @@ and a SLURM computer with the plugin's codes.
 
 Needs the services of ``setup_profiles/services.sh`` (or your own PostgreSQL/RabbitMQ/SLURM). The database is
 created here with the C.UTF-8 locale — ``verdi presto --use-postgres`` asks for en_US.UTF-8, which a minimal Debian
-does not have — owned by the role services.sh made. The computer is this machine seen through SLURM: transport
-``core.local`` (see docs/production.md for ``core.ssh``), scheduler ``core.slurm``, work directory under
-``$AIIDA_PATH``. On a real cluster use the YAML templates next to this script instead of ``--computer``.
+does not have — owned by the role services.sh made. The computer is this machine seen through SLURM: scheduler
+``core.slurm``, transport ``core.ssh_async`` to localhost (as a real cluster is reached; ``--transport local`` for
+``core.local``), work directory under ``$AIIDA_PATH``. On a real cluster use the YAML templates in ``cluster/``.
 
-Usage:  AIIDA_PATH=$PWD/.aiida python setup_profiles/production.py [--profile ferromlip-prod] [--workers 2]
+Usage:  AIIDA_PATH=$PWD/.aiida python setup_profiles/production.py [--profile ferromlip-prod] [--transport ssh]
 """
 
 from __future__ import annotations
@@ -76,38 +76,46 @@ def ensure_profile(name: str) -> None:
     print(f'profile `{name}` created: PostgreSQL + RabbitMQ, repository {repository}')
 
 
-def ensure_computer(profile: str, cpus: int) -> None:
+TRANSPORTS = {'ssh': 'core.ssh_async', 'local': 'core.local'}
+
+
+def ensure_computer(profile: str, cpus: int, transport: str) -> None:
     from aiida import load_profile, orm
     from aiida.common.exceptions import NotExistent
 
     load_profile(profile, allow_switch=True)
     try:
         computer = orm.load_computer(COMPUTER)
-        print(f'computer `{COMPUTER}` exists')
+        print(f'computer `{COMPUTER}` exists ({computer.transport_type})')
     except NotExistent:
         workdir = pathlib.Path(os.environ['AIIDA_PATH']) / 'scratch-slurm' / '{username}'
-        computer = orm.Computer(label=COMPUTER, hostname='localhost', transport_type='core.local',
+        computer = orm.Computer(label=COMPUTER, hostname='localhost', transport_type=TRANSPORTS[transport],
                                 scheduler_type='core.slurm', workdir=str(workdir),
                                 description='this machine through its SLURM (setup_profiles/services.sh)').store()
         computer.set_default_mpiprocs_per_machine(cpus)
         computer.set_mpirun_command(['mpirun', '-np', '{tot_num_mpiprocs}'])
-        print(f'computer `{COMPUTER}` created (core.local + core.slurm, {cpus} cores)')
-    if not computer.is_user_configured(orm.User.collection.get_default()):
-        computer.configure(safe_interval=0.5)
+        print(f'computer `{COMPUTER}` created ({TRANSPORTS[transport]} + core.slurm, {cpus} cores)')
+    user = orm.User.collection.get_default()
+    if not computer.is_user_configured(user):
+        # ssh_async connects like `ssh localhost` (key and known host set up by services.sh)
+        settings = {'host': 'localhost', 'safe_interval': 0.5} if transport == 'ssh' else {'safe_interval': 0.5}
+        computer.configure(user, **settings)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--profile', default='ferromlip-prod')
     parser.add_argument('--cpus', type=int, default=os.cpu_count())
+    parser.add_argument('--transport', choices=sorted(TRANSPORTS), default='ssh')
     args = parser.parse_args()
     if 'AIIDA_PATH' not in os.environ:
         print('AIIDA_PATH is not set: refusing to touch the user-wide ~/.aiida', file=sys.stderr)
         return 2
     ensure_profile(args.profile)
-    ensure_computer(args.profile, args.cpus)
+    ensure_computer(args.profile, args.cpus, args.transport)
     ensure_codes(args.profile, COMPUTER)
     ensure_pseudopotentials(args.profile)
+    verdi('-p', args.profile, 'computer', 'test', COMPUTER)
     verdi('-p', args.profile, 'status', check=False)
     return 0
 

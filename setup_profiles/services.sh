@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Production-style services on one Debian 12 machine, as root: PostgreSQL 15, RabbitMQ 3.10, and a single-node
-# SLURM cluster (munge, MariaDB + slurmdbd for `sacct`, slurmctld, slurmd). Idempotent: installs what is missing,
+# Production-style services on one Debian 12 machine, as root: PostgreSQL 15, RabbitMQ 3.10, a single-node
+# SLURM cluster (munge, MariaDB + slurmdbd for `sacct`, slurmctld, slurmd), and an sshd with a key for root so
+# AiiDA reaches that cluster over SSH as it would a real one. Idempotent: installs what is missing,
 # writes configuration only where it differs, starts what is not running. No systemd is needed (containers).
 #
 #   bash setup_profiles/services.sh          # install, configure, start
@@ -20,7 +21,8 @@ MEMORY_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 log() { echo "[services] $*"; }
 
 install_packages() {
-  local packages=(postgresql rabbitmq-server slurm-wlm slurmdbd munge mariadb-server) missing=()
+  local packages=(postgresql rabbitmq-server slurm-wlm slurmdbd munge mariadb-server openssh-server openssh-client)
+  local missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
@@ -149,6 +151,16 @@ start_slurm() {
   sinfo -h -o '%P %T %D %c' | head -1
 }
 
+start_sshd() {
+  # AiiDA's core.ssh_async transport connects like `ssh localhost`: a key without passphrase, the host key known
+  mkdir -p /run/sshd ~/.ssh && chmod 700 ~/.ssh
+  pgrep -x sshd >/dev/null || { log "starting sshd"; /usr/sbin/sshd; }
+  [ -f ~/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519
+  touch ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys
+  grep -qF "$(cat ~/.ssh/id_ed25519.pub)" ~/.ssh/authorized_keys || cat ~/.ssh/id_ed25519.pub >> ~/.ssh/authorized_keys
+  ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new localhost true
+}
+
 status() {
   pg_lsclusters -h | grep "^$PG_VERSION main" || true
   rabbitmqctl -q status >/dev/null 2>&1 && echo "rabbitmq: running" || echo "rabbitmq: down"
@@ -156,6 +168,7 @@ status() {
   for daemon in munged slurmdbd slurmctld slurmd; do
     pgrep -x "$daemon" >/dev/null && echo "$daemon: running" || echo "$daemon: down"
   done
+  pgrep -x sshd >/dev/null && echo "sshd: running" || echo "sshd: down"
   sinfo 2>/dev/null || true
 }
 
@@ -168,4 +181,5 @@ start_munge
 start_mariadb
 configure_slurm
 start_slurm
-log "PostgreSQL, RabbitMQ and SLURM are up"
+start_sshd
+log "PostgreSQL, RabbitMQ, SLURM and sshd are up"
