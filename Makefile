@@ -10,7 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 # One thread per process: the 2-core machines run several CalcJobs side by side.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup venv profile demo test test-slow clean
+.PHONY: setup venv profile demo test test-slow production clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/pytest -m slow
+
+# PostgreSQL + RabbitMQ + a local SLURM (as root), and a profile `ferromlip-prod` on them (docs/production.md)
+production: setup
+	bash setup_profiles/services.sh
+	$(PY) setup_profiles/production.py --profile ferromlip-prod
 
 clean:
 	rm -rf $(AIIDA_PATH)

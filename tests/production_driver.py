@@ -64,6 +64,19 @@ def daemon_pids(profile: str, role: str = '') -> list[int]:
     return sorted(int(pid) for pid in found if int(pid) != os.getpid())
 
 
+def process_tree(pids: list[int]) -> list[int]:
+    """``pids`` and all their descendants (the circus arbiter's workers and its stats process)."""
+    tree, frontier = set(pids), list(pids)
+    while frontier:
+        children = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(frontier.pop())], capture_output=True,
+                                  text=True).stdout.split()
+        for child in map(int, children):
+            if child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sorted(tree)
+
+
 def worker_count(profile: str) -> int:
     return len(daemon_pids(profile, 'worker'))
 
@@ -102,7 +115,7 @@ def kill_scenario(profile: str) -> dict:
     wait_for(job_in_slurm, 900, 'a CalcJob of the loop to be in SLURM')
     in_flight = [c.pk for c in node.called_descendants if isinstance(c, orm.CalcJobNode) and not c.is_terminated]
     workers = daemon_pids(profile, 'worker')
-    killed = daemon_pids(profile)
+    killed = process_tree(daemon_pids(profile))  # what a crash of the daemon's machine takes down
     for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
