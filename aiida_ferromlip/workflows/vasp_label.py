@@ -192,6 +192,16 @@ def training_set_from_vasp(frames: orm.Dict, **retrieved) -> TrainingSet:
     return TrainingSet(frames=atoms_list, origins=origins)
 
 
+def define_vasp_ports(spec) -> None:
+    """The ports every VASP work chain of the plugin has: code (optional, so its absence is explained by the
+    validator rather than by a bare 'required'), POTCAR family and mapping."""
+    spec.input('code', valid_type=orm.AbstractCode, required=False, help='A `vasp.vasp` code (VASP >= 6.3 for ML).')
+    spec.input('potential_family', valid_type=orm.Str, required=False,
+               help='aiida-vasp POTCAR family (VASP\'s PAW set is licensed: upload your own).')
+    spec.input('potential_mapping', valid_type=orm.Dict, default=lambda: orm.Dict(SEED000_POTCARS),
+               help='POTCAR per element (default: seed 000\'s valences).')
+
+
 class VaspLabelWorkChain(PerFrameLabelWorkChain):
     """Label structures with VASP (one aiida-vasp ``VaspWorkChain`` each) and return one TrainingSet."""
 
@@ -201,11 +211,7 @@ class VaspLabelWorkChain(PerFrameLabelWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('code', valid_type=orm.AbstractCode, required=False, help='A `vasp.vasp` code.')
-        spec.input('potential_family', valid_type=orm.Str, required=False,
-                   help='aiida-vasp POTCAR family (VASP\'s PAW set is licensed: upload your own).')
-        spec.input('potential_mapping', valid_type=orm.Dict, default=lambda: orm.Dict(SEED000_POTCARS),
-                   help='POTCAR per element (default: seed 000\'s valences).')
+        define_vasp_ports(spec)
         spec.input('incar', valid_type=orm.Dict, required=False, help='INCAR tags over seed 000\'s.')
         spec.input('kpoints_distance', valid_type=orm.Float, default=lambda: orm.Float(0.3),
                    help='Γ-centred mesh density, Å⁻¹ with 2π (0.3: 3x3x3 on a 40-atom perovskite).')

@@ -34,7 +34,7 @@ from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.workflows.per_frame import input_value
-from aiida_ferromlip.workflows.vasp_label import SEED000_POTCARS, input_files, vasp_input_problems, vasp_inputs
+from aiida_ferromlip.workflows.vasp_label import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
 
 #: Seed 000's stages per material (the first starts the training set, the next ones continue it), k-point meshes
 #: of its 40-atom (24 for HfO2) cells, and the BiFeO3 extras.
@@ -126,11 +126,7 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('code', valid_type=orm.AbstractCode, required=False, help='A `vasp.vasp` code (VASP >= 6.3).')
-        spec.input('potential_family', valid_type=orm.Str, required=False,
-                   help='aiida-vasp POTCAR family (VASP\'s PAW set is licensed: upload your own).')
-        spec.input('potential_mapping', valid_type=orm.Dict, default=lambda: orm.Dict(SEED000_POTCARS),
-                   help='POTCAR per element (default: seed 000\'s valences).')
+        define_vasp_ports(spec)
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
                              help='One start structure per stage; stages run in key order (stage_0_..., ...).')
         spec.input('incar', valid_type=orm.Dict, help='ML and MD tags over seed 000\'s labelling INCAR '
