@@ -4,8 +4,8 @@ process on a PostgreSQL + RabbitMQ profile whose codes sit on a SLURM computer (
     python tests/production_driver.py PROFILE kill      # one fast loop; the daemon is SIGKILLed mid-way
     python tests/production_driver.py PROFILE loops N   # N fast loops submitted at once
 
-Prints one JSON line: the loops' states and exit codes, every CalcJob's SLURM job id and what ``sacct`` says of it,
-the daemon's worker count and the wall time.
+Prints one JSON line: the loops' states and exit codes, every CalcJob's SLURM job id and what ``sacct`` recorded in
+its working directory, the daemon's worker count and the wall time.
 """
 
 from __future__ import annotations
@@ -82,13 +82,15 @@ def worker_count(profile: str) -> int:
 
 
 def sacct_states() -> dict[str, list[str]]:
-    """SLURM accounting: job name -> states of every allocation under that name (a name twice = submitted twice)."""
-    out = subprocess.run(['sacct', '-a', '-X', '-n', '-P', '-S', 'now-1days', '-o', 'JobID,JobName,State'],
+    """SLURM accounting: working directory -> ``jobid:state`` of every allocation that ran there. Each CalcJob has
+    its own directory, so two allocations under one directory mean the CalcJob was submitted twice (job names,
+    ``aiida-<pk>``, repeat across profiles and are no key)."""
+    out = subprocess.run(['sacct', '-a', '-X', '-n', '-P', '-S', 'now-1days', '-o', 'JobID,State,WorkDir'],
                          capture_output=True, text=True, check=True).stdout
     jobs: dict[str, list[str]] = {}
     for line in out.splitlines():
-        job_id, name, state = line.split('|')
-        jobs.setdefault(name, []).append(f'{job_id}:{state}')
+        job_id, state, workdir = line.split('|', 2)
+        jobs.setdefault(os.path.normpath(workdir), []).append(f'{job_id}:{state}')
     return jobs
 
 
@@ -96,7 +98,7 @@ def summary(nodes, started: float, profile: str, extra: dict) -> dict:
     jobs = sacct_states()
     calcs = [c for node in nodes for c in node.called_descendants if isinstance(c, orm.CalcJobNode)]
     rows = [{'pk': c.pk, 'job_id': c.get_job_id(), 'exit_status': c.exit_status,
-             'sacct': jobs.get(f'aiida-{c.pk}', [])} for c in calcs]
+             'sacct': jobs.get(os.path.normpath(c.get_remote_workdir() or '?'), [])} for c in calcs]
     unterminated = [p.pk for node in nodes for p in [node, *node.called_descendants] if not p.is_terminated]
     return {'loops': [{'pk': n.pk, 'state': n.process_state.value, 'exit_status': n.exit_status} for n in nodes],
             'calcjobs': rows, 'unterminated': unterminated, 'wall_time_s': time.time() - started,
