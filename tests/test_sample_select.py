@@ -181,3 +181,20 @@ def test_select_candidates_calcfunction(reference_frames):
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
     with pytest.raises(ValueError, match='unknown selection parameter'):
         select_candidates(parameters=orm.Dict({'n_select': 3}), md=trajectory)
+
+
+def test_independent_runs_leave_out_the_exchange_move():
+    from aiida_ferromlip.engines.md import ipi_input
+
+    base = {'mode': 'remd', 'temperatures': [100, 200], 'steps': 10, 'ensemble': 'nst'}
+    assert "<smotion mode='remd'>" in ipi_input(base, 'socket')
+    independent = ipi_input({**base, 'exchange': False}, 'socket')
+    assert '<smotion' not in independent and independent.count('<instance>') == 2
+    from aiida_ferromlip.calculations.sample import parameter_problems
+
+    class Stress:
+        gives_stress = True
+
+    assert parameter_problems({**base, 'temperatures': [300], 'exchange': False}, Stress()) == []
+    assert 'at least two rungs' in parameter_problems({**base, 'temperatures': [300]}, Stress())[0]
+    assert 'true or false' in parameter_problems({**base, 'exchange': 'no'}, Stress())[0]
