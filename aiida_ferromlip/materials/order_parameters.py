@@ -73,9 +73,9 @@ def perovskite_sites(atoms: Atoms) -> tuple[list[int], list[int], list[int]]:
     return list(np.flatnonzero(symbols == a_site)), list(np.flatnonzero(symbols == b_site)), list(oxygens)
 
 
-def _neighbour_vectors(atoms: Atoms, centres: list[int], candidates: list[int], count: int) -> list[np.ndarray]:
-    """For each of ``centres``: the vectors to its ``count`` nearest ``candidates``, periodic images included
-    (a 5-atom cell's B has 8 A neighbours that are images of one atom, which minimum-image distances miss)."""
+def _neighbours(atoms: Atoms, centres: list[int], candidates: list[int], count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each of ``centres``: the indices of and vectors to its ``count`` nearest ``candidates``, periodic images
+    included (a 5-atom cell's B has 8 A neighbours that are images of one atom, which minimum-image distances miss)."""
     from ase.neighborlist import neighbor_list
 
     lattice = (atoms.get_volume() / len(centres)) ** (1 / 3)
@@ -83,12 +83,17 @@ def _neighbour_vectors(atoms: Atoms, centres: list[int], candidates: list[int], 
     wanted = np.isin(second, candidates)
     result = []
     for centre in centres:
-        mine = vectors[(first == centre) & wanted]
-        if len(mine) < count:
-            raise ValueError(f'atom {centre} has {len(mine)} neighbours of the expected kind, not {count}: '
+        mine = (first == centre) & wanted
+        if mine.sum() < count:
+            raise ValueError(f'atom {centre} has {mine.sum()} neighbours of the expected kind, not {count}: '
                              f'not a perovskite network')
-        result.append(mine[np.argsort(np.linalg.norm(mine, axis=1))[:count]])
+        order = np.argsort(np.linalg.norm(vectors[mine], axis=1))[:count]
+        result.append((second[mine][order], vectors[mine][order]))
     return result
+
+
+def _neighbour_vectors(atoms: Atoms, centres: list[int], candidates: list[int], count: int) -> list[np.ndarray]:
+    return [vectors for _, vectors in _neighbours(atoms, centres, candidates, count)]
 
 
 def local_dipoles(atoms: Atoms, charges: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +114,22 @@ def local_dipoles(atoms: Atoms, charges: dict | None = None) -> tuple[np.ndarray
             dipole = dipole + 0.5 * z * displacement
         dipoles.append(dipole)
     return atoms.positions[b_sites], np.array(dipoles)
+
+
+def cell_dipoles_from_partials(atoms: Atoms, partial_dipoles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B-centred unit-cell dipoles from atom-resolved partial dipoles (seed 003): each B's own, plus 1/2 of each of
+    its 6 O and 1/8 of each of its 8 A, so every atom is shared out exactly once and the cell dipoles sum to the total
+    dipole. Returns the B positions and the cell dipoles (units of ``partial_dipoles``)."""
+    partial_dipoles = np.asarray(partial_dipoles, dtype=float)
+    if partial_dipoles.shape != (len(atoms), 3):
+        raise ValueError(f'expected one partial dipole per atom, shape ({len(atoms)}, 3), got {partial_dipoles.shape}')
+    a_sites, b_sites, oxygens = perovskite_sites(atoms)
+    cells = partial_dipoles[b_sites].copy()
+    for shares, weight in ((_neighbours(atoms, b_sites, oxygens, 6), 1 / 2),
+                           (_neighbours(atoms, b_sites, a_sites, 8), 1 / 8)):
+        for cell, (indices, _) in zip(cells, shares):
+            cell += weight * partial_dipoles[indices].sum(axis=0)
+    return atoms.positions[b_sites], cells
 
 
 def polarization(atoms: Atoms, charges: dict | None = None) -> np.ndarray:
