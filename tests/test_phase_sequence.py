@@ -137,3 +137,25 @@ def test_bad_phase_sequence_inputs_fail_before_md(md_code, gap_potential):  # no
     with pytest.raises(ValueError, match='not an ABO3 perovskite'):
         run_get_node(builder)
     assert orm.QueryBuilder().append(orm.CalcJobNode).count() == jobs_before
+
+
+def test_analysis_with_a_polarization_model_uses_its_partial_dipoles():
+    """A model trained on Born-charge dipoles reads the same phases from its Ti-centred cell dipoles."""
+    from aiida_ferromlip.analysis.polarization_model import SparseDipoleModel
+    from aiida_ferromlip.analysis.soap import soap_hypers
+    from aiida_ferromlip.data.polarization import PolarizationModel
+    from aiida_ferromlip.materials.order_parameters import local_dipoles
+
+    rng = np.random.default_rng(4)
+    cells = []
+    for _ in range(40):
+        atoms = perovskite_polymorph('Ba', 'Ti', 'Pm-3m')
+        atoms.positions += rng.normal(scale=0.08, size=atoms.positions.shape)
+        cells.append(atoms)
+    model = SparseDipoleModel(soap_hypers(4.5, 4, 3), [8, 22, 56], zeta=2).fit(
+        cells, np.array([local_dipoles(a)[1].sum(axis=0) for a in cells]), 30, 1e-4)
+    node = PolarizationModel.from_model(model).store()
+    trajectories = {'T_0010K': trajectory('R3m', 10, frames=2), 'T_0300K': trajectory('Pm-3m', 300, frames=2)}
+    summary = phase_sequence(orm.Dict({'equilibration_fraction': 0.0}), polarization_model=node,
+                             **trajectories)['summary']
+    assert summary['sequence'] == ['R', 'C'] and f'PolarizationModel<{node.pk}>' in summary['polarization_from']

@@ -9,7 +9,8 @@ between the temperatures on request). After discarding an equilibration part, pe
   cell angles, each frame's sorted (lengths largest first, angles farthest from 90 degrees first), mean and spread;
 * the polarization of every frame and the unit-cell polarizations of every B-centred cell, from the local dipoles
   of ``materials.order_parameters`` (Born effective charges x displacements for BaTiO3: an estimate, stated as
-  such in the outputs; seed 003 used its machine-learned polarization model);
+  such in the outputs) or, given a ``polarization_model`` (seed 003's route), from the Ti-centred sums of the
+  model's partial dipoles (Ti + 1/2 of each O + 1/8 of each Ba);
 * the phase, from the direction of the polarization: the three |P| components of each frame sorted, averaged
   over the frames; the largest below ``polar_threshold_c_m2`` is cubic (C), otherwise the number of components
   above ``component_fraction`` of the largest gives T (one: <100>), O (two: <110>) or R (three: <111>). Sorting
@@ -38,6 +39,7 @@ from ase import Atoms
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.sample import SampleCalculation, parameter_problems
+from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.validation import structure_problems
@@ -84,9 +86,14 @@ def sorted_cell(lattice: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np
     return np.sort(lattice)[::-1], angles[np.argsort(-np.abs(angles - 90.0), kind='stable')]
 
 
-def frame_order_parameters(atoms: Atoms, charges: dict) -> dict:
-    """Polarization (C/m^2), unit-cell polarizations (C/m^2, one per B-centred cell) and the pseudocubic cell."""
-    _, dipoles = order_parameters.local_dipoles(atoms, charges)
+def frame_order_parameters(atoms: Atoms, charges: dict, model=None) -> dict:
+    """Polarization (C/m^2), unit-cell polarizations (C/m^2, one per B-centred cell) and the pseudocubic cell.
+    The cell dipoles are Born-charge local dipoles, or — with a polarization ``model`` — the Ti-centred sums of the
+    model's partial dipoles (seed 003)."""
+    if model is None:
+        _, dipoles = order_parameters.local_dipoles(atoms, charges)
+    else:
+        _, dipoles = order_parameters.cell_dipoles_from_partials(atoms, model.predict(atoms)[1])
     unit_cells = dipoles / (atoms.get_volume() / len(dipoles)) * order_parameters.E_PER_A2_TO_C_PER_M2
     lattice, angles = sorted_cell(*pseudocubic_cell(atoms, len(dipoles)))
     return {'polarization': unit_cells.mean(axis=0), 'unit_cells': unit_cells, 'lattice': lattice, 'angles': angles}
@@ -111,13 +118,18 @@ def trajectory_frames(trajectory: orm.TrajectoryData, skip_fraction: float) -> l
 
 
 @calcfunction
-def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> dict:
+def phase_sequence(analysis: orm.Dict, polarization_model: orm.ArrayData | None = None,
+                   **trajectories: orm.TrajectoryData) -> dict:
     """Lattice parameters, polarization and phase per temperature; transition temperatures; the plot."""
     settings = analysis_parameters(analysis)
     by_temperature = sorted(trajectories.values(),
                             key=lambda t: float(np.mean(t.get_array('target_temperatures'))))
     first = trajectory_frames(by_temperature[0], 0.0)[0]
     charges, charge_source = order_parameters.default_charges(first)
+    model = polarization_model.model() if polarization_model is not None else None
+    source = (f'Ti-centred sums of the partial dipoles of PolarizationModel<{polarization_model.pk}>'
+              if model is not None else
+              f'local dipoles with {charge_source} (an estimate, not a Berry-phase or machine-learned polarization)')
     arrays, rows = orm.ArrayData(), []
     for trajectory in by_temperature:
         temperature = float(np.mean(trajectory.get_array('target_temperatures')))
@@ -125,7 +137,7 @@ def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> di
         frames, broken = [], 0
         for atoms in trajectory_frames(trajectory, settings['equilibration_fraction']):
             try:
-                frames.append(frame_order_parameters(atoms, charges))
+                frames.append(frame_order_parameters(atoms, charges, model))
             except ValueError:  # a B cation without its 8 A and 6 O neighbours: the potential broke the crystal
                 broken += 1
         if broken:
@@ -151,8 +163,7 @@ def phase_sequence(analysis: orm.Dict, **trajectories: orm.TrajectoryData) -> di
     summary = {'temperatures': rows, 'sequence': [row['phase'] for row in rows],
                'transitions': transitions([r['temperature_K'] for r in intact], [r['phase'] for r in intact]),
                'broken_at_K': [row['temperature_K'] for row in rows if row['phase'] == BROKEN],
-               'polarization_from': f'local dipoles with {charge_source} (an estimate, not a Berry-phase or '
-                                    f'machine-learned polarization)',
+               'polarization_from': source,
                'charges': charges, 'atoms': len(first), 'analysis': settings}
     png = _figure(summary, arrays)
     return {'summary': orm.Dict(summary), 'order_parameters': arrays,
@@ -244,6 +255,8 @@ class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
                    help='The supercell every temperature starts from (an ABO3 perovskite, axes pseudocubic).')
         spec.input('analysis', valid_type=orm.Dict, required=False,
                    help=f'Settings of the analysis: {sorted(ANALYSIS_DEFAULTS)}.')
+        spec.input('polarization_model', valid_type=PolarizationModel, required=False,
+                   help='A dipole model: unit-cell dipoles from its partial dipoles instead of Born charges.')
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'),
                            namespace_options={'help': 'The MD: code, parameters (remd mode, nst), options.'})
         spec.inputs.validator = validate_inputs
@@ -300,7 +313,8 @@ class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def analyse(self):
-        results = phase_sequence(self.inputs.get('analysis', orm.Dict(ANALYSIS_DEFAULTS)),
+        extra = {'polarization_model': self.inputs.polarization_model} if 'polarization_model' in self.inputs else {}
+        results = phase_sequence(self.inputs.get('analysis', orm.Dict(ANALYSIS_DEFAULTS)), **extra,
                                  **dict(self.ctx.md.outputs.trajectories))
         for key, node in results.items():
             self.out(key, node)
