@@ -1,0 +1,208 @@
+"""``DielectricResponseWorkChain``: static and frequency-dependent dielectric response from MD with a potential and a
+polarization model (seed 003 Sec. 2.5, eqs. 4-6).
+
+MD at each temperature of a list (``SampleCalculation``; NVT or NpT, independent runs by default) of a supercell;
+the model's cell dipole for every frame after the equilibration part; per temperature the static dielectric tensor
+from the dipole fluctuations (``analysis.dielectric``), its isotropic part and principal values; a Curie-Weiss fit
+of the isotropic constant over the temperatures at or above ``curie_weiss_from_K`` (the cubic branch: choose it
+above the transition); the susceptibility spectrum at ``spectrum_temperature_K`` from the dipole autocorrelation.
+The supercell size is part of the summary, since these fluctuations converge slowly with it (seed 003 compares
+4x4x4 and 5x5x5).
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_ferromlip.analysis import dielectric
+from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.sample import SampleCalculation, parameter_problems
+from aiida_ferromlip.data.polarization import PolarizationModel
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.validation import structure_problems
+from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.workflows.benchmarks.phase_sequence import trajectory_frames
+
+ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'eps_inf': 1.0, 'curie_weiss_from_K': None,
+                     'spectrum_temperature_K': None, 'max_lag_fraction': 0.25}
+
+
+def analysis_parameters(parameters: orm.Dict | None) -> dict:
+    settings = merged_settings(parameters, ANALYSIS_DEFAULTS, 'dielectric analysis')
+    if not 0 <= settings['equilibration_fraction'] < 1:
+        raise ValueError('`equilibration_fraction` must be in [0, 1)')
+    if not 0 < settings['max_lag_fraction'] <= 0.5:
+        raise ValueError('`max_lag_fraction` must be in (0, 0.5]: the autocorrelation needs lags averaged many times')
+    return settings
+
+
+@calcfunction
+def dielectric_response(polarization_model: PolarizationModel, analysis: orm.Dict,
+                        **trajectories: orm.TrajectoryData) -> dict:
+    """Static dielectric tensor per temperature, Curie-Weiss fit, susceptibility spectrum, and their plot."""
+    settings = analysis_parameters(analysis)
+    model = polarization_model.model()
+    rows, arrays, series = [], orm.ArrayData(), {}
+    for trajectory in sorted(trajectories.values(), key=lambda t: float(np.mean(t.get_array('target_temperatures')))):
+        temperature = float(np.mean(trajectory.get_array('target_temperatures')))
+        frames = trajectory_frames(trajectory, settings['equilibration_fraction'])
+        dipoles = np.array([model.predict(atoms)[0] for atoms in frames])
+        volume = float(np.mean([atoms.get_volume() for atoms in frames]))
+        tensor = dielectric.static_dielectric_tensor(dipoles, volume, temperature, settings['eps_inf'])
+        key = f'T_{int(round(temperature)):04d}K'
+        arrays.set_array(f'{key}_dipoles', dipoles)
+        series[temperature] = (dipoles, trajectory)
+        rows.append({'key': key, 'temperature_K': temperature, 'frames': len(frames), 'volume_A3': volume,
+                     'eps_isotropic': float(np.trace(tensor) / 3), 'eps_principal': np.linalg.eigvalsh(tensor).tolist(),
+                     'eps_tensor': tensor.tolist(), 'mean_dipole_e_A': dipoles.mean(axis=0).tolist()})
+    summary = {'temperatures': rows, 'atoms': len(frames[0]), 'analysis': settings,
+               'dipoles_from': f'PolarizationModel<{polarization_model.pk}>'}
+    start = settings['curie_weiss_from_K']
+    branch = [row for row in rows if start is not None and row['temperature_K'] >= start]
+    if len(branch) >= 4:
+        try:
+            summary['curie_weiss'] = dielectric.curie_weiss_fit([r['temperature_K'] for r in branch],
+                                                                [r['eps_isotropic'] for r in branch])
+        except (ValueError, RuntimeError) as exception:
+            summary['curie_weiss_failed'] = str(exception)
+    elif start is not None:
+        summary['curie_weiss_failed'] = f'{len(branch)} temperatures at or above {start} K; the fit needs 4'
+    spectrum_t = settings['spectrum_temperature_K'] or max(series)
+    nearest = min(series, key=lambda t: abs(t - spectrum_t))
+    dipoles, trajectory = series[nearest]
+    steps = np.diff(trajectory.get_stepids()).mean() if len(trajectory.get_stepids()) > 1 else 1
+    timestep_fs = float(np.diff(trajectory.get_times()).mean() * 1000) if len(dipoles) > 1 else 1.0
+    eps = next(row['eps_isotropic'] for row in rows if row['temperature_K'] == nearest)
+    frequencies, chi = dielectric.susceptibility_spectrum(dipoles, timestep_fs, eps,
+                                                          max(1, int(settings['max_lag_fraction'] * len(dipoles))))
+    arrays.set_array('spectrum_frequency_thz', frequencies)
+    arrays.set_array('spectrum_chi', np.stack([chi.real, chi.imag], axis=1))
+    summary['spectrum'] = {'temperature_K': nearest, 'frame_spacing_fs': timestep_fs, 'md_steps_per_frame': float(steps)}
+    png = _figure(summary, frequencies, chi)
+    return {'summary': orm.Dict(summary), 'arrays': arrays,
+            'plot': orm.SinglefileData(io.BytesIO(png), filename='dielectric.png')}
+
+
+def _figure(summary, frequencies, chi) -> bytes:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = summary['temperatures']
+    temperatures = np.array([row['temperature_K'] for row in rows])
+    figure, (static, inverse, spectrum) = plt.subplots(1, 3, figsize=(13, 4))
+    static.plot(temperatures, [row['eps_isotropic'] for row in rows], 'o-', label='ε (trace/3)')
+    principal = np.array([row['eps_principal'] for row in rows])
+    for k in range(3):
+        static.plot(temperatures, principal[:, k], '.', alpha=0.6, label='principal values' if k == 0 else None)
+    inverse.plot(temperatures, [1 / row['eps_isotropic'] for row in rows], 'o', label='1/ε')
+    fit = summary.get('curie_weiss')
+    if fit:
+        grid = np.linspace(max(fit['Tc_K'] + 1, temperatures.min()), temperatures.max(), 200)
+        law = fit['C_K'] / (grid - fit['Tc_K']) + fit['eps_T_inf']
+        static.plot(grid, law, 'k--', lw=0.8, label=f'Curie–Weiss, Tc = {fit["Tc_K"]:.0f} K')
+        inverse.plot(grid, 1 / law, 'k--', lw=0.8)
+    static.set_yscale('log')
+    for axis in (static, inverse):
+        axis.set_xlabel('T (K)')
+        axis.legend(fontsize=8)
+    static.set_ylabel('static ε')
+    inverse.set_ylabel('1/ε')
+    spectrum.plot(frequencies, chi.real, label="χ'")
+    spectrum.plot(frequencies, -chi.imag, label="χ'' (−Im)")
+    spectrum.set_xlabel('frequency (THz)')
+    spectrum.set_title(f'{summary["spectrum"]["temperature_K"]:.0f} K', fontsize=9)
+    spectrum.legend(fontsize=8)
+    figure.suptitle(f'{summary["atoms"]}-atom supercell; dipoles from {summary["dipoles_from"]}', fontsize=10)
+    return figure_png(figure, dpi=90)
+
+
+def validate_inputs(inputs, _):
+    if any(port not in inputs for port in ('potential', 'structure', 'sample', 'polarization_model')):
+        return None
+    try:
+        analysis_parameters(inputs.get('analysis'))
+    except ValueError as exception:
+        return str(exception)
+    potential, atoms = inputs['potential'], inputs['structure'].get_ase()
+    problems = parameter_problems(inputs['sample']['parameters'].get_dict(), potential)
+    problems += structure_problems(atoms, label='the structure', supported_species=set(potential.species),
+                                   labeller='the potential')
+    missing = sorted(set(atoms.numbers.tolist()) - set(inputs['polarization_model'].base.attributes.get('species')))
+    if missing:
+        problems.append(f'the polarization model has no environments of atomic number(s) {missing}')
+    return '\n'.join(problems) if problems else None
+
+
+class DielectricResponseWorkChain(ProtocolMixin, WorkChain):
+    """MD per temperature with a potential; dielectric tensor, Curie-Weiss fit and spectrum from a dipole model."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES)
+        spec.input('polarization_model', valid_type=PolarizationModel, help='Gives each frame its cell dipole.')
+        spec.input('structure', valid_type=orm.StructureData, help='The supercell (its size is reported).')
+        spec.input('analysis', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(ANALYSIS_DEFAULTS)}.')
+        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
+        spec.inputs.validator = validate_inputs
+        spec.outline(cls.run_md, cls.analyse)
+        spec.output('summary', valid_type=orm.Dict, help='Per temperature ε tensor; Curie-Weiss fit; spectrum info.')
+        spec.output('arrays', valid_type=orm.ArrayData, help='Dipoles per frame and temperature; χ(ω).')
+        spec.output('plot', valid_type=orm.SinglefileData)
+        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOLS / 'dielectric.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, potential, polarization_model, structure=None, protocol=None,
+                                  overrides=None):
+        """Builder (protocols fast | seed003); without ``structure`` a cubic BaTiO3 supercell of the protocol's
+        ``supercell``."""
+        from aiida_ferromlip.materials import perovskite_polymorph
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.potential, builder.polarization_model = potential, polarization_model
+        builder.structure = structure or orm.StructureData(
+            ase=perovskite_polymorph('Ba', 'Ti', 'Pm-3m', supercell=tuple(inputs['supercell'])))
+        builder.analysis = orm.Dict(inputs['analysis'])
+        builder.sample = {'code': code, 'parameters': orm.Dict(inputs['sample']['parameters']),
+                          'metadata': {'options': inputs['sample']['metadata']['options']}}
+        return builder
+
+    def run_md(self):
+        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=self.inputs.potential, structure=self.inputs.structure)
+        node = self.submit(SampleCalculation, **inputs)
+        self.report(f'MD of {len(self.inputs.structure.sites)} atoms at {inputs["parameters"]["temperatures"]} K: '
+                    f'{node.process_label}<{node.pk}>')
+        return ToContext(md=node)
+
+    def analyse(self):
+        node = self.ctx.md
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
+        results = dielectric_response(self.inputs.polarization_model,
+                                      self.inputs.get('analysis', orm.Dict(ANALYSIS_DEFAULTS)),
+                                      **dict(node.outputs.trajectories))
+        for key, output in results.items():
+            self.out(key, output)
+        summary = results['summary'].get_dict()
+        for row in summary['temperatures']:
+            self.report(f'{row["temperature_K"]:.0f} K: ε = {row["eps_isotropic"]:.1f} (principal '
+                        f'{", ".join(f"{e:.1f}" for e in row["eps_principal"])}) from {row["frames"]} frames')
+        if 'curie_weiss' in summary:
+            fit = summary['curie_weiss']
+            self.report(f'Curie-Weiss: C = {fit["C_K"]:.0f} K, Tc = {fit["Tc_K"]:.1f} ± {fit["Tc_K_error"]:.1f} K')
+        return None
