@@ -69,3 +69,61 @@ class ReferenceMixin:
         for key, value in inputs.items():
             builder[key] = value
         return builder
+
+
+class MolecularDynamicsMixin:
+    """What the finite-temperature benchmarks share: a potential and a supercell, a ``sample`` namespace exposing
+    ``SampleCalculation`` (one MD job for every temperature), its validation, builder, launch and failure check."""
+
+    @classmethod
+    def define_md(cls, spec, structure_help: str) -> None:
+        from aiida_ferromlip.calculations.sample import SampleCalculation
+
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('structure', valid_type=orm.StructureData, help=structure_help)
+        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'),
+                           namespace_options={'help': 'The MD: code, parameters (remd mode), options.'})
+        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
+
+    @staticmethod
+    def md_problems(inputs) -> list[str]:
+        """The sampler's own checks on the MD parameters and the structure, before any job."""
+        from aiida_ferromlip.calculations.sample import parameter_problems
+        from aiida_ferromlip.validation import structure_problems
+
+        potential = inputs['potential']
+        problems = parameter_problems(inputs['sample']['parameters'].get_dict(), potential)
+        return problems + structure_problems(inputs['structure'].get_ase(), label='the structure',
+                                             supported_species=set(potential.species), labeller='the potential')
+
+    @classmethod
+    def md_builder(cls, code, potential, structure: orm.StructureData, inputs: dict, options: dict | None = None):
+        """A builder with the potential, the structure, ``analysis`` and the ``sample`` namespace from protocol
+        ``inputs`` (as ``get_protocol_inputs`` returns them)."""
+        builder = cls.get_builder()
+        builder.potential, builder.structure = potential, structure
+        builder.analysis = orm.Dict(inputs['analysis'])
+        builder.sample = {'code': code, 'parameters': orm.Dict(inputs['sample']['parameters']),
+                          'metadata': {'options': {**inputs['sample']['metadata']['options'], **(options or {})}}}
+        return builder
+
+    def run_md(self):
+        from aiida.engine import ToContext
+
+        from aiida_ferromlip.calculations.sample import SampleCalculation
+
+        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=self.inputs.potential, structure=self.inputs.structure)
+        parameters = inputs['parameters']
+        exchange = 'with replica exchange' if parameters.get('exchange', True) else 'independent runs'
+        node = self.submit(SampleCalculation, **inputs)
+        self.report(f'{parameters.get("ensemble", "nvt").upper()} MD of {len(self.inputs.structure.sites)} atoms at '
+                    f'{parameters["temperatures"]} K ({exchange}): {node.process_label}<{node.pk}>')
+        return ToContext(md=node)
+
+    def md_failed(self):
+        """The exit code when the MD job failed, else None."""
+        node = self.ctx.md
+        if node.is_finished_ok:
+            return None
+        return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)

@@ -17,17 +17,14 @@ import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import WorkChain, calcfunction
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip.analysis import dielectric
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
-from aiida_ferromlip.calculations.sample import SampleCalculation, parameter_problems
 from aiida_ferromlip.data.polarization import PolarizationModel
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-from aiida_ferromlip.validation import structure_problems
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import trajectory_frames
 
 ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'eps_inf': 1.0, 'curie_weiss_from_K': None,
@@ -132,33 +129,28 @@ def validate_inputs(inputs, _):
         analysis_parameters(inputs.get('analysis'))
     except ValueError as exception:
         return str(exception)
-    potential, atoms = inputs['potential'], inputs['structure'].get_ase()
-    problems = parameter_problems(inputs['sample']['parameters'].get_dict(), potential)
-    problems += structure_problems(atoms, label='the structure', supported_species=set(potential.species),
-                                   labeller='the potential')
+    atoms = inputs['structure'].get_ase()
+    problems = DielectricResponseWorkChain.md_problems(inputs)
     missing = sorted(set(atoms.numbers.tolist()) - set(inputs['polarization_model'].base.attributes.get('species')))
     if missing:
         problems.append(f'the polarization model has no environments of atomic number(s) {missing}')
     return '\n'.join(problems) if problems else None
 
 
-class DielectricResponseWorkChain(ProtocolMixin, WorkChain):
+class DielectricResponseWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkChain):
     """MD per temperature with a potential; dielectric tensor, Curie-Weiss fit and spectrum from a dipole model."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES)
+        cls.define_md(spec, 'The supercell (its size is reported).')
         spec.input('polarization_model', valid_type=PolarizationModel, help='Gives each frame its cell dipole.')
-        spec.input('structure', valid_type=orm.StructureData, help='The supercell (its size is reported).')
         spec.input('analysis', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(ANALYSIS_DEFAULTS)}.')
-        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
         spec.inputs.validator = validate_inputs
         spec.outline(cls.run_md, cls.analyse)
         spec.output('summary', valid_type=orm.Dict, help='Per temperature ε tensor; Curie-Weiss fit; spectrum info.')
         spec.output('arrays', valid_type=orm.ArrayData, help='Dipoles per frame and temperature; χ(ω).')
         spec.output('plot', valid_type=orm.SinglefileData)
-        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -172,27 +164,17 @@ class DielectricResponseWorkChain(ProtocolMixin, WorkChain):
         from aiida_ferromlip.materials import perovskite_polymorph
 
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.get_builder()
-        builder.potential, builder.polarization_model = potential, polarization_model
-        builder.structure = structure or orm.StructureData(
+        structure = structure or orm.StructureData(
             ase=perovskite_polymorph('Ba', 'Ti', 'Pm-3m', supercell=tuple(inputs['supercell'])))
-        builder.analysis = orm.Dict(inputs['analysis'])
-        builder.sample = {'code': code, 'parameters': orm.Dict(inputs['sample']['parameters']),
-                          'metadata': {'options': inputs['sample']['metadata']['options']}}
+        builder = cls.md_builder(code, potential, structure, inputs)
+        builder.polarization_model = polarization_model
         return builder
 
-    def run_md(self):
-        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
-        inputs.update(potential=self.inputs.potential, structure=self.inputs.structure)
-        node = self.submit(SampleCalculation, **inputs)
-        self.report(f'MD of {len(self.inputs.structure.sites)} atoms at {inputs["parameters"]["temperatures"]} K: '
-                    f'{node.process_label}<{node.pk}>')
-        return ToContext(md=node)
-
     def analyse(self):
+        failed = self.md_failed()
+        if failed:
+            return failed
         node = self.ctx.md
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
         results = dielectric_response(self.inputs.polarization_model,
                                       self.inputs.get('analysis', orm.Dict(ANALYSIS_DEFAULTS)),
                                       **dict(node.outputs.trajectories))

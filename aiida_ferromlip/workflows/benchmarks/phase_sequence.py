@@ -32,18 +32,15 @@ import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import WorkChain, calcfunction
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from ase import Atoms
 
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
-from aiida_ferromlip.calculations.sample import SampleCalculation, parameter_problems
 from aiida_ferromlip.data.polarization import PolarizationModel
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.materials import order_parameters
-from aiida_ferromlip.validation import structure_problems
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
 
 ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'polar_threshold_c_m2': 0.05, 'component_fraction': 0.5}
 #: phase by the number of ordered polarization components
@@ -229,36 +226,30 @@ def validate_inputs(inputs, _):
         analysis_parameters(inputs.get('analysis'))
     except ValueError as exception:
         return str(exception)
-    potential, atoms = inputs['potential'], inputs['structure'].get_ase()
+    atoms = inputs['structure'].get_ase()
     parameters = inputs['sample']['parameters'].get_dict()
-    problems = parameter_problems(parameters, potential)
+    problems = PhaseSequenceWorkChain.md_problems(inputs)
     if parameters.get('mode') != 'remd' or parameters.get('ensemble') != 'nst':
         problems.append('the phase sequence needs MD per temperature in a fully flexible cell (`mode: remd`, '
                         '`ensemble: nst`): a fixed cell shape cannot follow the R/O/T/C distortions')
-    problems += structure_problems(atoms, label='the start structure', supported_species=set(potential.species),
-                                   labeller='the potential')
     try:
         order_parameters.local_dipoles(atoms)
     except ValueError as exception:
-        problems.append(f'the start structure has no perovskite local dipoles: {exception}')
+        problems.append(f'the structure has no perovskite local dipoles: {exception}')
     return '\n'.join(problems) if problems else None
 
 
-class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
+class PhaseSequenceWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkChain):
     """NST MD of a perovskite supercell at a list of temperatures; lattice, polarization, phases, transitions."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
-        spec.input('structure', valid_type=orm.StructureData,
-                   help='The supercell every temperature starts from (an ABO3 perovskite, axes pseudocubic).')
+        cls.define_md(spec, 'The supercell every temperature starts from (an ABO3 perovskite, axes pseudocubic).')
         spec.input('analysis', valid_type=orm.Dict, required=False,
                    help=f'Settings of the analysis: {sorted(ANALYSIS_DEFAULTS)}.')
         spec.input('polarization_model', valid_type=PolarizationModel, required=False,
                    help='A dipole model: unit-cell dipoles from its partial dipoles instead of Born charges.')
-        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'),
-                           namespace_options={'help': 'The MD: code, parameters (remd mode, nst), options.'})
         spec.inputs.validator = validate_inputs
         spec.outline(cls.run_md, cls.inspect_md, cls.analyse)
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
@@ -266,7 +257,6 @@ class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
         spec.output('summary', valid_type=orm.Dict, help='Per temperature: phase, lattice, polarization; transitions.')
         spec.output('order_parameters', valid_type=orm.ArrayData, help='Per frame: P, unit-cell P, lattice, angles.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Lattice/angles/|P| vs T and P histograms (PNG).')
-        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -287,29 +277,13 @@ class PhaseSequenceWorkChain(ProtocolMixin, WorkChain):
                                  f'{", ".join(potential.species)} cannot run: give `structure`')
             structure = orm.StructureData(ase=perovskite_polymorph('Ba', 'Ti', inputs['start_phase'],
                                                                    supercell=tuple(inputs['supercell'])))
-        builder = cls.get_builder()
-        builder.potential = potential
-        builder.structure = structure
-        builder.analysis = orm.Dict(inputs['analysis'])
-        builder.sample = {'code': code, 'parameters': orm.Dict(inputs['sample']['parameters']),
-                          'metadata': {'options': {**inputs['sample']['metadata']['options'], **(options or {})}}}
-        return builder
-
-    def run_md(self):
-        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
-        inputs.update(potential=self.inputs.potential, structure=self.inputs.structure)
-        temperatures = inputs['parameters']['temperatures']
-        exchange = 'with replica exchange' if inputs['parameters'].get('exchange', True) else 'independent runs'
-        node = self.submit(SampleCalculation, **inputs)
-        self.report(f'NST MD of {len(self.inputs.structure.sites)} atoms at {temperatures} K ({exchange}): '
-                    f'{node.process_label}<{node.pk}>')
-        return ToContext(md=node)
+        return cls.md_builder(code, potential, structure, inputs, options)
 
     def inspect_md(self):
-        node = self.ctx.md
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
-        self.out('trajectories', dict(node.outputs.trajectories))
+        failed = self.md_failed()
+        if failed:
+            return failed
+        self.out('trajectories', dict(self.ctx.md.outputs.trajectories))
         return None
 
     def analyse(self):
