@@ -2,6 +2,7 @@
 
 import pathlib
 
+import pytest
 from aiida import orm
 from click.testing import CliRunner
 
@@ -19,7 +20,19 @@ def invoke(command, *args):
     return result.output
 
 
-def test_cluster_templates_set_up_a_slurm_computer_and_codes(aiida_profile):
+@pytest.fixture
+def cleanup():
+    """Remove the computer and codes the templates create: other tests' `aiida_code_installed` fixtures pick up an
+    existing code by label (a `pw` on `mycluster` broke the QE tests that ran after this one)."""
+    yield
+    for code in orm.QueryBuilder().append(orm.InstalledCode, filters={'label': {'in': ['pw', 'ferromlip-gap']}}).all(flat=True):
+        if code.computer.label == 'mycluster':
+            orm.Node.collection.delete(code.pk)
+    for computer in orm.QueryBuilder().append(orm.Computer, filters={'label': 'mycluster'}).all(flat=True):
+        orm.Computer.collection.delete(computer.pk)
+
+
+def test_cluster_templates_set_up_a_slurm_computer_and_codes(aiida_profile, cleanup):
     from aiida.cmdline.commands.cmd_code import code_create
     from aiida.cmdline.commands.cmd_computer import computer_setup
 
