@@ -56,3 +56,33 @@ def test_a_model_without_the_structure_species_is_refused(md_code, gap_potential
                                                                     protocol='fast')
     with pytest.raises(ValueError, match=r'no environments of atomic number\(s\) \[56\]'):
         run_get_node(builder)
+
+
+def _trajectory(frames, temperature):
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols=frames[0].get_chemical_symbols(), positions=np.array([a.positions for a in frames]),
+                              cells=np.array([a.cell.array for a in frames]), pbc=[True] * 3,
+                              stepids=np.arange(len(frames)) * 5, times=np.arange(len(frames)) * 0.01)
+    trajectory.set_array('target_temperatures', np.full(len(frames), float(temperature)))
+    return trajectory
+
+
+def test_a_collapsed_crystal_is_reported_not_measured(dipole_model):
+    from aiida_ferromlip.workflows.benchmarks.dielectric import dielectric_response
+
+    rng = np.random.default_rng(6)
+    intact, collapsed = [], []
+    for k in range(8):
+        atoms = perovskite_polymorph('Ba', 'Ti', 'Pm-3m', supercell=(2, 2, 2))
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        intact.append(atoms)
+        squashed = atoms.copy()
+        squashed.positions[1] = squashed.positions[0] + 0.02   # two atoms on top of each other
+        collapsed.append(squashed)
+    model = PolarizationModel.from_model(dipole_model).store()
+    summary = dielectric_response(model, orm.Dict({'equilibration_fraction': 0.0}),
+                                  T_0300K=_trajectory(intact, 300), T_0600K=_trajectory(collapsed, 600))['summary']
+    assert summary['broken_at_K'] == [600.0]
+    rows = {row['key']: row for row in summary['temperatures']}
+    assert rows['T_0600K']['broken_frames'] == 8 and 'eps_isotropic' not in rows['T_0600K']
+    assert rows['T_0300K']['eps_isotropic'] > 1 and summary['spectrum']['temperature_K'] == 300

@@ -26,6 +26,8 @@ def main():
     parser.add_argument('--curie-weiss-from', type=float, default=None)
     parser.add_argument('--clients', type=int, default=None)
     parser.add_argument('--save', default=None)
+    parser.add_argument('--reuse-md', action='store_true',
+                        help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
     args = parser.parse_args()
     md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
                                         ('stride', args.stride), ('num_clients', args.clients)) if value}
@@ -35,7 +37,13 @@ def main():
     builder = DielectricResponseWorkChain.get_builder_from_protocol(
         orm.load_code('ferromlip-md@localhost'), orm.load_node(args.potential), orm.load_node(args.polarization_model),
         protocol=args.protocol, overrides=overrides)
-    results, node = run_get_node(builder)
+    if args.reuse_md:
+        from aiida.manage.caching import enable_caching
+
+        with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
+            results, node = run_get_node(builder)
+    else:
+        results, node = run_get_node(builder)
     if not node.is_finished_ok:
         print(f'DielectricResponseWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
         return
@@ -43,6 +51,10 @@ def main():
     print(f'\nDielectricResponseWorkChain<{node.pk}>: {summary["atoms"]} atoms, dipoles from {summary["dipoles_from"]}')
     print('   T (K)  frames  eps (trace/3)   principal values          |<M>| (e·Å)')
     for row in summary['temperatures']:
+        if 'broken_frames' in row:
+            print(f'{row["temperature_K"]:8.0f}  the crystal collapsed in {row["broken_frames"]} of {row["frames"]} frames:'
+                  f' left out')
+            continue
         principal = ' '.join(f'{e:8.1f}' for e in row['eps_principal'])
         mean = sum(x * x for x in row['mean_dipole_e_A']) ** 0.5
         print(f'{row["temperature_K"]:8.0f}  {row["frames"]:6d}  {row["eps_isotropic"]:13.1f}   {principal}   {mean:8.2f}')

@@ -2,7 +2,8 @@
 polarization model (seed 003 Sec. 2.5, eqs. 4-6).
 
 MD at each temperature of a list (``SampleCalculation``; NVT or NpT, independent runs by default) of a supercell;
-the model's cell dipole for every frame after the equilibration part; per temperature the static dielectric tensor
+the model's cell dipole for every frame after the equilibration part (a temperature where the MD collapsed the crystal
+— atoms closer than any bond — is reported and left out, not turned into a number); per temperature the static dielectric tensor
 from the dipole fluctuations (``analysis.dielectric``), its isotropic part and principal values; a Curie-Weiss fit
 of the isotropic constant over the temperatures at or above ``curie_weiss_from_K`` (the cubic branch: choose it
 above the transition); the susceptibility spectrum at ``spectrum_temperature_K`` from the dipole autocorrelation.
@@ -24,6 +25,7 @@ from aiida_ferromlip.analysis import dielectric
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.polarization import PolarizationModel
+from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, min_interatomic_distance
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import trajectory_frames
 
@@ -50,19 +52,28 @@ def dielectric_response(polarization_model: PolarizationModel, analysis: orm.Dic
     for trajectory in sorted(trajectories.values(), key=lambda t: float(np.mean(t.get_array('target_temperatures')))):
         temperature = float(np.mean(trajectory.get_array('target_temperatures')))
         frames = trajectory_frames(trajectory, settings['equilibration_fraction'])
+        key = f'T_{int(round(temperature)):04d}K'
+        # atoms closer than any physical bond: the potential collapsed the crystal; its dipoles mean nothing
+        broken = sum(min_interatomic_distance(atoms) < DEFAULT_MIN_DISTANCE for atoms in frames)
+        if broken:
+            rows.append({'key': key, 'temperature_K': temperature, 'frames': len(frames), 'broken_frames': int(broken)})
+            continue
         dipoles = np.array([model.predict(atoms)[0] for atoms in frames])
         volume = float(np.mean([atoms.get_volume() for atoms in frames]))
         tensor = dielectric.static_dielectric_tensor(dipoles, volume, temperature, settings['eps_inf'])
-        key = f'T_{int(round(temperature)):04d}K'
         arrays.set_array(f'{key}_dipoles', dipoles)
         series[temperature] = (dipoles, trajectory)
         rows.append({'key': key, 'temperature_K': temperature, 'frames': len(frames), 'volume_A3': volume,
                      'eps_isotropic': float(np.trace(tensor) / 3), 'eps_principal': np.linalg.eigvalsh(tensor).tolist(),
                      'eps_tensor': tensor.tolist(), 'mean_dipole_e_A': dipoles.mean(axis=0).tolist()})
+    if not series:
+        raise ValueError('the MD collapsed the crystal at every temperature: no dielectric constant to compute')
     summary = {'temperatures': rows, 'atoms': len(frames[0]), 'analysis': settings,
-               'dipoles_from': f'PolarizationModel<{polarization_model.pk}>'}
+               'dipoles_from': f'PolarizationModel<{polarization_model.pk}>',
+               'broken_at_K': [row['temperature_K'] for row in rows if 'broken_frames' in row]}
+    intact = [row for row in rows if 'broken_frames' not in row]
     start = settings['curie_weiss_from_K']
-    branch = [row for row in rows if start is not None and row['temperature_K'] >= start]
+    branch = [row for row in intact if start is not None and row['temperature_K'] >= start]
     if len(branch) >= 4:
         try:
             summary['curie_weiss'] = dielectric.curie_weiss_fit([r['temperature_K'] for r in branch],
@@ -93,7 +104,7 @@ def _figure(summary, frequencies, chi) -> bytes:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    rows = summary['temperatures']
+    rows = [row for row in summary['temperatures'] if 'broken_frames' not in row]
     temperatures = np.array([row['temperature_K'] for row in rows])
     figure, (static, inverse, spectrum) = plt.subplots(1, 3, figsize=(13, 4))
     static.plot(temperatures, [row['eps_isotropic'] for row in rows], 'o-', label='ε (trace/3)')
@@ -118,7 +129,9 @@ def _figure(summary, frequencies, chi) -> bytes:
     spectrum.set_xlabel('frequency (THz)')
     spectrum.set_title(f'{summary["spectrum"]["temperature_K"]:.0f} K', fontsize=9)
     spectrum.legend(fontsize=8)
-    figure.suptitle(f'{summary["atoms"]}-atom supercell; dipoles from {summary["dipoles_from"]}', fontsize=10)
+    broken = (f'; crystal collapsed at {", ".join(f"{t:.0f}" for t in summary["broken_at_K"])} K (left out)'
+              if summary['broken_at_K'] else '')
+    figure.suptitle(f'{summary["atoms"]}-atom supercell; dipoles from {summary["dipoles_from"]}{broken}', fontsize=10)
     return figure_png(figure, dpi=90)
 
 
@@ -182,6 +195,10 @@ class DielectricResponseWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkCha
             self.out(key, output)
         summary = results['summary'].get_dict()
         for row in summary['temperatures']:
+            if 'broken_frames' in row:
+                self.report(f'{row["temperature_K"]:.0f} K: the crystal collapsed (atoms closer than '
+                            f'{DEFAULT_MIN_DISTANCE} Å) in {row["broken_frames"]} of {row["frames"]} frames: left out')
+                continue
             self.report(f'{row["temperature_K"]:.0f} K: ε = {row["eps_isotropic"]:.1f} (principal '
                         f'{", ".join(f"{e:.1f}" for e in row["eps_principal"])}) from {row["frames"]} frames')
         if 'curie_weiss' in summary:
