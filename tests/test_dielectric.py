@@ -51,7 +51,7 @@ def test_debye_relaxation_from_an_ornstein_uhlenbeck_dipole():
     correlation = dipole_autocorrelation(dipoles, 300)
     np.testing.assert_allclose(correlation[:150], np.exp(-np.arange(150) * dt_fs / tau_fs), atol=0.03)
     frequencies, chi = susceptibility_spectrum(dipoles, dt_fs, eps_static=11.0, max_lag=1500,
-                                               frequencies_thz=[0.0, 0.5, 1.0, 3.0])
+                                               frequencies_thz=[0.0, 0.5, 1.0, 3.0, 8.0, 20.0])
     debye = 10.0 / (1 + 1j * 2 * np.pi * frequencies * tau_fs * 1e-3)
     np.testing.assert_allclose(chi, debye, atol=0.6)
     assert chi[0].real == pytest.approx(10.0) and abs(chi[0].imag) < 1e-12   # the static limit is eps - 1
