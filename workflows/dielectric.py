@@ -9,8 +9,8 @@
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
+from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.dielectric import DielectricResponseWorkChain
 
 
@@ -37,13 +37,7 @@ def main():
     builder = DielectricResponseWorkChain.get_builder_from_protocol(
         orm.load_code('ferromlip-md@localhost'), orm.load_node(args.potential), orm.load_node(args.polarization_model),
         protocol=args.protocol, overrides=overrides)
-    if args.reuse_md:
-        from aiida.manage.caching import enable_caching
-
-        with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
-            results, node = run_get_node(builder)
-    else:
-        results, node = run_get_node(builder)
+    results, node = run_reusing_md(builder, args.reuse_md)
     if not node.is_finished_ok:
         print(f'DielectricResponseWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
         return

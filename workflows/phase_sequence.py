@@ -8,8 +8,8 @@ with a potential; lattice parameters, polarization, R/O/T/C per temperature and 
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
+from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import PhaseSequenceWorkChain
 
 
@@ -40,13 +40,7 @@ def main():
     builder = PhaseSequenceWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-md@localhost'),
                                                                orm.load_node(args.potential), protocol=args.protocol,
                                                                overrides=overrides)
-    if args.reuse_md:
-        from aiida.manage.caching import enable_caching
-
-        with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
-            results, node = run_get_node(builder)
-    else:
-        results, node = run_get_node(builder)
+    results, node = run_reusing_md(builder, args.reuse_md)
     if not node.is_finished_ok:
         print(f'PhaseSequenceWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
         return

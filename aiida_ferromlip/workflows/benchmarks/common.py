@@ -127,3 +127,15 @@ class MolecularDynamicsMixin:
         if node.is_finished_ok:
             return None
         return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
+
+
+def run_reusing_md(builder, reuse_md: bool):
+    """``run_get_node(builder)``; with ``reuse_md`` an identical finished SampleCalculation is taken from AiiDA's
+    cache instead of running the MD again (the run scripts' ``--reuse-md``)."""
+    from aiida.engine import run_get_node
+    from aiida.manage.caching import enable_caching
+
+    if not reuse_md:
+        return run_get_node(builder)
+    with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
+        return run_get_node(builder)
