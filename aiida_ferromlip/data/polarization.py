@@ -47,15 +47,21 @@ def born_charge_dipoles(training_set: TrainingSet) -> orm.ArrayData:
     """Cell dipoles (e·Å) of perovskite frames from Born effective charges x displacements
     (``materials.order_parameters.local_dipoles``): the linearised model seed 003 uses to bring Berry-phase
     polarizations to one branch, here as labels where no Berry-phase run exists — stated in the node."""
-    from aiida_ferromlip.materials import order_parameters
-
     frames = training_set.get_frames(range(len(training_set)))
-    charges, source = order_parameters.default_charges(frames[0])
-    dipoles = np.array([order_parameters.local_dipoles(atoms, charges)[1].sum(axis=0) for atoms in frames])
+    dipoles, source = born_dipoles(frames)
     result = orm.ArrayData()
     result.set_array('dipoles', dipoles)
-    result.base.attributes.set_many({'units': 'e*angstrom', 'source': f'local dipoles with {source}'})
+    result.base.attributes.set_many({'units': 'e*angstrom', 'source': source})
     return result
+
+
+def born_dipoles(frames) -> tuple[np.ndarray, str]:
+    """The Born-charge cell dipole (e·Å) of each perovskite frame [n, 3], and what the charges are."""
+    from aiida_ferromlip.materials import order_parameters
+
+    charges, source = order_parameters.default_charges(frames[0])
+    dipoles = np.array([order_parameters.local_dipoles(atoms, charges)[1].sum(axis=0) for atoms in frames])
+    return dipoles.reshape(-1, 3), f'local dipoles with {source}'
 
 
 DEFAULTS = {'cutoff': 4.5, 'max_radial': 4, 'max_angular': 3, 'atom_sigma': 0.5, 'zeta': 2, 'num_sparse': 30,

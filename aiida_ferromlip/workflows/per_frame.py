@@ -60,8 +60,16 @@ class PerFrameLabelWorkChain(WorkChain):
     training_set_function = None
 
     # --------------------------------------------------------------------------------------------- steps
+    def frame_structures(self) -> dict[str, orm.StructureData]:
+        """The structures run, by frame key (a subclass may add its own, e.g. a reference)."""
+        return dict(self.inputs.structures)
+
+    def collect_inputs(self) -> dict[str, orm.Data]:
+        """Extra inputs of :attr:`training_set_function` (e.g. its settings)."""
+        return {}
+
     def setup(self):
-        self.ctx.frame_keys = sorted(self.inputs.structures)
+        self.ctx.frame_keys = sorted(self.frame_structures())
         self.ctx.next = 0
 
     def has_pending(self):
@@ -70,8 +78,9 @@ class PerFrameLabelWorkChain(WorkChain):
     def run_frames(self):
         total = len(self.ctx.frame_keys)
         start, stop = self.ctx.next, min(self.ctx.next + (self.inputs.max_concurrent.value or total), total)
+        structures = self.frame_structures()
         for index in range(start, stop):
-            builder = self.frame_builder(self.inputs.structures[self.ctx.frame_keys[index]])
+            builder = self.frame_builder(structures[self.ctx.frame_keys[index]])
             builder.metadata.call_link_label = f'frame_{index:04d}'
             self.to_context(**{f'frame_{index:04d}': self.submit(builder)})
         self.ctx.next = stop
@@ -95,13 +104,15 @@ class PerFrameLabelWorkChain(WorkChain):
         self.out('failed_frames', orm.Dict(failures).store())
         if not sources:
             return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(failures=failures)
-        keys = sorted(sources)
+        keys, structures = sorted(sources), self.frame_structures()
         meta = {'keys': keys,
-                'symbols': [self.inputs.structures[key].get_ase().get_chemical_symbols() for key in keys],
-                'structure_uuids': [self.inputs.structures[key].uuid for key in keys]}
+                'symbols': [structures[key].get_ase().get_chemical_symbols() for key in keys],
+                'structure_uuids': [structures[key].uuid for key in keys]}
         inputs = {f'{name}_{position}': node for position, key in enumerate(keys)
                   for name, node in sources[key].items()}
-        self.out('training_set', type(self).training_set_function(frames=orm.Dict(meta), **inputs))
+        result = type(self).training_set_function(frames=orm.Dict(meta), **self.collect_inputs(), **inputs)
+        for name, node in (result if isinstance(result, dict) else {'training_set': result}).items():
+            self.out(name, node)
         self.report(f'{len(keys)} frame(s) labelled in {report["wall_time_total_s"]:.0f} s of {self._PROGRAM}, '
                     f'{report["scf_iterations_total"]} SCF iterations, {report["restarts_total"]} restart(s); '
                     f'{len(failures)} left out')
@@ -118,7 +129,8 @@ def _summary(frames_report: dict) -> dict:
 
 
 def called_calculations(workflow: orm.WorkflowNode) -> list[orm.CalcJobNode]:
-    return [c for c in workflow.called if isinstance(c, orm.CalcJobNode)]
+    """Every calculation job run for ``workflow``, also those of its sub-workflows, in the order they were created."""
+    return sorted((c for c in workflow.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.pk)
 
 
 def input_value(inputs, key, default=None):

@@ -124,12 +124,19 @@ def training_set_from_pw(frames: orm.Dict, **outputs) -> TrainingSet:
     """One TrainingSet from the ``output_parameters``/``output_trajectory`` of converged ``PwCalculation``s.
 
     ``outputs`` holds ``parameters_<i>`` and ``trajectory_<i>`` for each frame ``i`` of ``frames['keys']``;
-    ``frames`` also carries each frame's chemical symbols and input-structure uuid. Units: the pw parser gives
-    eV, eV/Å and GPa; QE's stress sign is opposite to ASE's (QE: positive = compressed), hence the minus.
+    ``frames`` also carries each frame's chemical symbols and input-structure uuid.
     """
-    meta = frames.get_dict()
+    atoms_list, origins = pw_frames(frames.get_dict(), outputs)
+    return TrainingSet(frames=atoms_list, origins=origins)
+
+
+def pw_frames(meta: dict, outputs: dict, positions: list[int] | None = None) -> tuple[list[Atoms], list[dict]]:
+    """The labelled frames and origins of :func:`training_set_from_pw` (all, or those at ``positions`` of
+    ``meta['keys']``). Units: the pw parser gives eV, eV/Å and GPa; QE's stress sign is opposite to ASE's (QE:
+    positive = compressed), hence the minus."""
     atoms_list, origins = [], []
-    for index, key in enumerate(meta['keys']):
+    for index in range(len(meta['keys'])) if positions is None else positions:
+        key = meta['keys'][index]
         parameters = outputs[f'parameters_{index}']
         trajectory = outputs[f'trajectory_{index}']
         atoms = Atoms(symbols=meta['symbols'][index], positions=trajectory.get_array('positions')[-1],
@@ -143,7 +150,7 @@ def training_set_from_pw(frames: orm.Dict, **outputs) -> TrainingSet:
         origins.append({'labeller': 'qe', 'frame_key': key, 'process_uuid': trajectory.creator.uuid,
                         'structure_uuid': meta['structure_uuids'][index],
                         'code_version': parameters.get('creator_version')})
-    return TrainingSet(frames=atoms_list, origins=origins)
+    return atoms_list, origins
 
 
 def pw_protocol_arguments(inputs, structure: orm.StructureData) -> tuple[orm.StructureData, dict]:
@@ -220,11 +227,12 @@ class QeLabelWorkChain(PerFrameLabelWorkChain):
 
     @staticmethod
     def frame_cost(node):
-        return _cost(node)
+        return pw_cost(node)
 
 
-def _cost(workchain: orm.WorkChainNode) -> dict:
-    """Wall time and SCF iterations summed over every pw.x run of a frame (failed attempts cost time too)."""
+def pw_cost(workchain: orm.WorkChainNode) -> dict:
+    """Wall time and SCF iterations summed over every pw.x run of a frame (failed attempts cost time too); restarts
+    are the runs beyond the first of each PwBaseWorkChain."""
     calculations = called_calculations(workchain)
     wall, iterations = 0.0, 0
     for calculation in calculations:
@@ -232,5 +240,6 @@ def _cost(workchain: orm.WorkChainNode) -> dict:
             parameters = calculation.outputs.output_parameters
             wall += float(parameters.get('wall_time_seconds') or 0.0)
             iterations += int(parameters.get('total_number_of_scf_iterations') or 0)
+    workflows = {c.caller.pk for c in calculations if c.caller is not None}  # one PwBaseWorkChain per pw.x task
     return {'pw_pks': [c.pk for c in calculations], 'wall_time_s': wall if calculations else None,
-            'scf_iterations': iterations, 'restarts': max(len(calculations) - 1, 0)}
+            'scf_iterations': iterations, 'restarts': max(len(calculations) - max(len(workflows), 1), 0)}
