@@ -12,6 +12,23 @@ from ase.calculators.singlepoint import SinglePointCalculator
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 
+@pytest.fixture(autouse=True)
+def idle_polling(monkeypatch):
+    """Without a broker (the test profile), a work chain learns that a sub-process finished by polling its node, and
+    aiida-core polls test profiles with no pause at all: with a few dozen pw.x sub-processes waiting, that loop took
+    a whole core of a 2-core machine from the calculations (py-spy: ``Runner._poll_process``). Every runner made in
+    a test polls every 0.5 s instead: a finished process is noticed at most that much later."""
+    from aiida.manage.manager import Manager
+
+    create_runner = Manager.create_runner
+
+    def patient(self, *args, **kwargs):
+        kwargs.setdefault('poll_interval', 0.5)
+        return create_runner(self, *args, **kwargs)
+
+    monkeypatch.setattr(Manager, 'create_runner', patient)
+
+
 def executable(name: str) -> str:
     """The console script installed beside this interpreter (the project's venv), else on PATH."""
     candidate = pathlib.Path(sys.executable).parent / name

@@ -1,10 +1,13 @@
 """Train and validate the SA-GPR cell-dipole model (seed 003) on displaced BaTiO3 cells, or on a given TrainingSet.
 
+    verdi run workflows/polarization_model.py --berry [--berry-protocol fast] [--code pw@localhost] [--frames 24]
     verdi run workflows/polarization_model.py [--frames 60] [--training-set PK] [--dipoles PK] [--save plot.png]
 
-Without ``--dipoles`` the labels are Born-charge dipoles (no Berry-phase labels exist here; the outputs say so).
-The frames are random displacements (0.08 Å) of cubic 5-atom BaTiO3, labelled by the reference labeller only
-because a TrainingSet holds labelled frames (the dipole model does not use energies or forces).
+The frames are random displacements (0.08 Å) of cubic 5-atom BaTiO3. With ``--berry`` they are labelled by
+Quantum ESPRESSO (``BerryPhaseWorkChain``: SCF energies/forces and Berry-phase cell dipoles, branch from the
+Born-charge model around the cubic cell). Without it, and without ``--dipoles``, the labels are Born-charge
+dipoles (the outputs say so) and the frames are labelled by the reference labeller only because a TrainingSet
+holds labelled frames (the dipole model does not use energies or forces).
 """
 
 import argparse
@@ -13,23 +16,46 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.workflows.polarization import PolarizationModelWorkChain
 
 
-def displaced_training_set(count: int):
-    from aiida_ferromlip.materials import perovskite_polymorph
-    from aiida_ferromlip.workflows.label import LabelWorkChain
-
+def displaced_structures(count: int) -> dict:
     rng = np.random.default_rng(0)
     structures = {}
     for k in range(count):
         atoms = perovskite_polymorph('Ba', 'Ti', 'Pm-3m', lattice=4.0)
         atoms.positions += rng.normal(scale=0.08, size=atoms.positions.shape)
         structures[f'displaced_{k:03d}'] = orm.StructureData(ase=atoms)
-    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'), structures,
-                                                       protocol='fast')
+    return structures
+
+
+def displaced_training_set(count: int):
+    from aiida_ferromlip.workflows.label import LabelWorkChain
+
+    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'),
+                                                       displaced_structures(count), protocol='fast')
     results, _ = run_get_node(builder)
     return results['training_set']
+
+
+def berry_phase_labels(count: int, code: str, protocol: str):
+    """(TrainingSet, dipoles) of the displaced cells from pw.x Berry phases."""
+    from aiida_ferromlip.workflows.berry_phase import BerryPhaseWorkChain
+
+    reference = orm.StructureData(ase=perovskite_polymorph('Ba', 'Ti', 'Pm-3m', lattice=4.0))
+    builder = BerryPhaseWorkChain.get_builder_from_protocol(orm.load_code(code), displaced_structures(count),
+                                                           reference, protocol=protocol)
+    results, node = run_get_node(builder)
+    if not node.is_finished_ok:
+        raise SystemExit(f'BerryPhaseWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+    report = results['branch_report'].get_dict()
+    residual = np.abs([row['residual_quanta'] for row in report['frames'].values()])
+    cost = results['report'].get_dict()
+    print(f'BerryPhaseWorkChain<{node.pk}>: {len(results["training_set"])} frames with Berry-phase dipoles '
+          f'(ArrayData<{results["dipoles"].pk}>), {len(report["flagged"])} flagged; Berry - Born residual up to '
+          f'{residual.max():.4f} quanta; pw.x wall time {cost["wall_time_total_s"]:.0f} s')
+    return results['training_set'], results['dipoles']
 
 
 def main():
@@ -38,10 +64,16 @@ def main():
     parser.add_argument('--training-set', type=int, default=None)
     parser.add_argument('--dipoles', type=int, default=None)
     parser.add_argument('--save', default=None)
+    parser.add_argument('--berry', action='store_true', help='Label the displaced cells with pw.x Berry phases.')
+    parser.add_argument('--berry-protocol', default='fast', choices=('fast', 'moderate'))
+    parser.add_argument('--code', default='pw@localhost', help='The pw.x code (with --berry).')
     args = parser.parse_args()
     builder = PolarizationModelWorkChain.get_builder()
-    builder.training_set = (orm.load_node(args.training_set) if args.training_set
-                            else displaced_training_set(args.frames))
+    if args.berry:
+        builder.training_set, builder.dipoles = berry_phase_labels(args.frames, args.code, args.berry_protocol)
+    else:
+        builder.training_set = (orm.load_node(args.training_set) if args.training_set
+                                else displaced_training_set(args.frames))
     if args.dipoles:
         builder.dipoles = orm.load_node(args.dipoles)
     results, node = run_get_node(builder)
