@@ -20,6 +20,9 @@ from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.workflows.polarization import PolarizationModelWorkChain
 
 
+TI_SHIFT = 0.12  # Å: one extra Berry-phase frame with only Ti moved, whose dipole is Z*_Ti x shift
+
+
 def displaced_structures(count: int) -> dict:
     rng = np.random.default_rng(0)
     structures = {}
@@ -43,15 +46,21 @@ def berry_phase_labels(count: int, code: str, protocol: str):
     """(TrainingSet, dipoles) of the displaced cells from pw.x Berry phases."""
     from aiida_ferromlip.workflows.berry_phase import BerryPhaseWorkChain
 
-    reference = orm.StructureData(ase=perovskite_polymorph('Ba', 'Ti', 'Pm-3m', lattice=4.0))
-    builder = BerryPhaseWorkChain.get_builder_from_protocol(orm.load_code(code), displaced_structures(count),
-                                                           reference, protocol=protocol)
+    cubic = perovskite_polymorph('Ba', 'Ti', 'Pm-3m', lattice=4.0)
+    ti_z = cubic.copy()
+    ti_z.positions[[i for i, s in enumerate(cubic.get_chemical_symbols()) if s == 'Ti'][0], 2] += TI_SHIFT
+    structures = {**displaced_structures(count), 'ti_z': orm.StructureData(ase=ti_z)}
+    builder = BerryPhaseWorkChain.get_builder_from_protocol(orm.load_code(code), structures,
+                                                           orm.StructureData(ase=cubic), protocol=protocol)
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
         raise SystemExit(f'BerryPhaseWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
     report = results['branch_report'].get_dict()
     residual = np.abs([row['residual_quanta'] for row in report['frames'].values()])
     cost = results['report'].get_dict()
+    ti = report['frames']['ti_z']['dipole_e_angstrom']
+    print(f'Ti alone moved {TI_SHIFT} Å along z: cell dipole {np.round(ti, 4).tolist()} e·Å -> Z*_Ti = '
+          f'{ti[2] / TI_SHIFT:.2f} (Born-charge model: 7.25)')
     print(f'BerryPhaseWorkChain<{node.pk}>: {len(results["training_set"])} frames with Berry-phase dipoles '
           f'(ArrayData<{results["dipoles"].pk}>), {len(report["flagged"])} flagged; Berry - Born residual up to '
           f'{residual.max():.4f} quanta; pw.x wall time {cost["wall_time_total_s"]:.0f} s')
