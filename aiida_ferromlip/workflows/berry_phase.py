@@ -25,7 +25,6 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 from aiida_quantumespresso.calculations.pw import PwCalculation
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
-from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_ferromlip.analysis.berry_phase import (
     BerryPhaseOutputError,
@@ -72,7 +71,7 @@ def settings_problems(parameters: orm.Dict | None) -> list[str]:
 
 def berry_input_problems(inputs, structures: dict) -> list[str]:
     """What makes a Berry-phase run of ``structures`` impossible, found before pw.x runs: the QE label checks, spin
-    polarisation (not supported here), an odd electron count (a metal), and no pseudopotentials' valence."""
+    polarisation (not supported here), an odd electron count (a metal for spin-degenerate bands)."""
     problems = settings_problems(inputs.get('parameters'))
     qe_problems = qe_input_problems(inputs, structures)
     if qe_problems:
