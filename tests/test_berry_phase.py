@@ -156,9 +156,46 @@ def patient_polling(pw_code):
     computer.set_minimum_job_poll_interval(before)
 
 
+def check_model_on_held_out_cells(training_set, dipole_node, held_out: int):
+    """Train a PolarizationModel on the Berry-phase labels of all frames but the last ``held_out`` rattled cells;
+    it must predict those (RMSE < 0.45 of the labels' spread; a model predicting the mean scores ~1) and rotate.
+
+    Tolerance from the docs run's 21 Berry-labelled cells (docs/polarization.md): 12 random choices of 10 training
+    cells, RMSE on the other 11 between 0.19 and 0.23 of the spread, the worst single cell 0.47."""
+    keys = dipole_node.base.attributes.get('frame_keys')
+    dipoles = dipole_node.get_array('dipoles')
+    frames = training_set.get_frames(range(len(training_set)))
+    rattled = [i for i, key in enumerate(keys) if key != 'ti_z']
+    test, train = rattled[-held_out:], [i for i in range(len(keys)) if i not in rattled[-held_out:]]
+    labels = orm.ArrayData()
+    labels.set_array('dipoles', dipoles[train])
+    labels.base.attributes.set('source', dipole_node.base.attributes.get('source'))
+    builder = PolarizationModelWorkChain.get_builder()
+    builder.training_set = TrainingSet(frames=[frames[i] for i in train])
+    builder.dipoles = labels
+    builder.parameters = orm.Dict({'num_sparse': 10, 'regularizer': 1e-2, 'validation_fraction': 0.1,
+                                   'learning_curve_points': 2})
+    fitted, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert 'Berry phase' in fitted['metrics']['label_source']
+    model = fitted['model']
+    predicted = np.array([model.predict(frames[i])[0] for i in test])
+    rmse = np.sqrt(((predicted - dipoles[test]) ** 2).sum(axis=1).mean())
+    spread = np.sqrt(((dipoles[rattled] - dipoles[rattled].mean(axis=0)) ** 2).sum(axis=1).mean())
+    assert rmse < 0.45 * spread, (rmse, spread)
+    total, partials = model.predict(frames[test[0]])
+    np.testing.assert_allclose(partials.sum(axis=0), total)
+    rotation = Rotation.from_euler('zyx', [35, -20, 70], degrees=True).as_matrix()
+    turned = frames[test[0]].copy()
+    turned.positions = frames[test[0]].positions @ rotation.T
+    turned.set_cell(frames[test[0]].cell.array @ rotation.T)
+    np.testing.assert_allclose(model.predict(turned)[0], rotation @ total, atol=1e-9)
+    return rmse / spread
+
+
 def test_polarization_model_trained_on_berry_phase_labels(pseudo_family, pw_code, patient_polling):
     """Acceptance of #12: QE Berry-phase labels of displaced 5-atom BaTiO3 cells train a polarization model that
-    predicts a held-out displacement and rotates with the structure. Also checks the labels' physics: the dipole
+    predicts held-out displacements and rotates with the structure. Also checks the labels' physics: the dipole
     of a cell with only Ti moved gives BaTiO3's anomalous Born charge of Ti."""
     rng = np.random.default_rng(12)
     structures = {f'rattled_{i:02d}': orm.StructureData(ase=displaced(rng)) for i in range(11)}
@@ -186,29 +223,7 @@ def test_polarization_model_trained_on_berry_phase_labels(pseudo_family, pw_code
     residual = np.array([row['residual_quanta'] for row in report['frames'].values()])
     assert 1e-4 < np.abs(residual).max() < 0.1
 
-    # the model: trained on the 11 rattled cells (2 of them for its validation), the Ti-only cell held out
-    training = [i for i, key in enumerate(keys) if key != 'ti_z']
-    train_set = TrainingSet(frames=[frames[i] for i in training])
-    labels = orm.ArrayData()
-    labels.set_array('dipoles', dipoles[training])
-    labels.base.attributes.set('source', results['dipoles'].base.attributes.get('source'))
-    model_builder = PolarizationModelWorkChain.get_builder()
-    model_builder.training_set = train_set
-    model_builder.dipoles = labels
-    model_builder.parameters = orm.Dict({'num_sparse': 10, 'learning_curve_points': 2})
-    fitted, model_node = run_get_node(model_builder)
-    assert model_node.is_finished_ok, model_node.exit_message
-    assert 'Berry phase' in fitted['metrics']['label_source']
-    model = fitted['model']
-    held_out = frames[keys.index('ti_z')]
-    predicted, partials = model.predict(held_out)
-    assert np.linalg.norm(predicted - m_ti) < 0.35 * np.linalg.norm(m_ti)   # see docs/polarization.md for measured
-    np.testing.assert_allclose(partials.sum(axis=0), predicted)
-    rotation = Rotation.from_euler('zyx', [35, -20, 70], degrees=True).as_matrix()
-    turned = held_out.copy()
-    turned.positions = held_out.positions @ rotation.T
-    turned.set_cell(held_out.cell.array @ rotation.T)
-    np.testing.assert_allclose(model.predict(turned)[0], rotation @ predicted, atol=1e-9)
+    check_model_on_held_out_cells(results['training_set'], results['dipoles'], held_out=2)
 
     # a tolerance no residual meets flags every frame: nothing is trained on, and the report says why
     inputs = {link.link_label: link.node for link in
