@@ -147,8 +147,8 @@ def displaced(rng, scale=0.08):
 
 @pytest.fixture
 def patient_polling(pw_code):
-    """The test computer polls its jobs without pause by default; with 13 frames x 4 pw.x runs that loop took two
-    thirds of a core from pw.x on a 2-core machine. Poll every 2 s here (restored afterwards)."""
+    """The test computer asks the scheduler about its jobs with no pause by default (and writes each answer to the
+    database); with 13 frames x 4 pw.x runs, ask every 2 s instead (restored afterwards)."""
     computer = pw_code.computer
     before = computer.get_minimum_job_poll_interval()
     computer.set_minimum_job_poll_interval(2.0)
