@@ -89,5 +89,4 @@ def susceptibility_spectrum(dipoles, timestep_fs: float, eps_static: float, max_
     with np.errstate(invalid='ignore', divide='ignore'):
         interval = np.where(omega == 0, step_ps, np.exp(-1j * omega * starts) * (1 - np.exp(-1j * omega * step_ps))
                             / (1j * np.where(omega == 0, 1.0, omega)))
-    interval = np.where(omega == 0, step_ps, interval)
     return frequencies_thz, (eps_static - 1) * -(slopes * interval).sum(axis=1)

@@ -38,7 +38,7 @@ from aiida_ferromlip.data.polarization import born_dipoles
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
 from aiida_ferromlip.workflows.benchmarks.common import merged_settings
-from aiida_ferromlip.workflows.per_frame import PerFrameLabelWorkChain, input_value
+from aiida_ferromlip.workflows.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
 from aiida_ferromlip.workflows.qe_label import (
     QE_PROTOCOLS,
     pw_cost,
@@ -185,8 +185,7 @@ def berry_builder(inputs, scf: orm.WorkChainNode, gdir: int, nppstr: int):
         system.pop(key, None)
     system['occupations'] = 'fixed'
     builder.pw.parameters = orm.Dict(parameters)
-    last_scf = sorted((c for c in scf.called if isinstance(c, orm.CalcJobNode)), key=lambda c: c.pk)[-1]
-    mesh, offset = last_scf.inputs.kpoints.get_kpoints_mesh()
+    mesh, offset = called_calculations(scf)[-1].inputs.kpoints.get_kpoints_mesh()
     mesh = list(mesh)
     mesh[gdir - 1] = nppstr  # pw.x requires the mesh along gdir to be the string itself
     kpoints = orm.KpointsData()
@@ -225,12 +224,14 @@ def berry_phase_labels(frames: orm.Dict, parameters: orm.Dict, **outputs) -> dic
     meta = frames.get_dict()
     reference = reference_phases(outputs[f'berry_{meta["keys"].index(REFERENCE_KEY)}']['phases'])
     positions = [i for i, key in enumerate(meta['keys']) if key != REFERENCE_KEY]
+    keys = [meta['keys'][i] for i in positions]
     atoms_list, origins = pw_frames(meta, outputs, positions)
     born, source = born_dipoles(atoms_list)
-    rows, flagged, accepted = {}, {}, []
-    for j, (position, atoms) in enumerate(zip(positions, atoms_list)):
-        key, berry = meta['keys'][position], outputs[f'berry_{position}'].get_dict()
+    rows, flagged, accepted, unwrapped = {}, {}, [], []
+    for j, (position, key, atoms) in enumerate(zip(positions, keys, atoms_list)):
+        berry = outputs[f'berry_{position}'].get_dict()
         result = unwrap_dipole(atoms.cell.array, berry['phases'], reference, born[j], settings['branch_tolerance'])
+        unwrapped.append(result['dipole'])
         rows[key] = {'dipole_e_angstrom': result['dipole'].tolist(), 'born_dipole_e_angstrom': born[j].tolist(),
                      'branch': result['branch'].tolist(), 'residual_quanta': result['residual'].tolist(),
                      'phases': berry['phases'], 'band_gap_ev': berry['band_gap_ev']}
@@ -245,10 +246,10 @@ def berry_phase_labels(frames: orm.Dict, parameters: orm.Dict, **outputs) -> dic
     if not accepted:
         return {'branch_report': report}
     dipoles = orm.ArrayData()
-    dipoles.set_array('dipoles', np.array([rows[meta['keys'][positions[j]]]['dipole_e_angstrom'] for j in accepted]))
+    dipoles.set_array('dipoles', np.array(unwrapped)[accepted])
     dipoles.set_array('born_dipoles', born[accepted])
     dipoles.base.attributes.set_many({
-        'units': 'e*angstrom', 'frame_keys': [meta['keys'][positions[j]] for j in accepted],
+        'units': 'e*angstrom', 'frame_keys': [keys[j] for j in accepted],
         'source': f'Berry phase (pw.x lberry, {settings["nppstr"]} k-points per string) relative to a '
                   f'centrosymmetric reference, branch from {source}'})
     training_set = TrainingSet(frames=[atoms_list[j] for j in accepted], origins=[origins[j] for j in accepted])
