@@ -23,6 +23,7 @@ CODES = {
     'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
     'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
     'ferromlip-nequip': ('ferromlip-nequip', 'ferromlip.nequip_train'),
+    'ferromlip-task': ('ferromlip-task', 'ferromlip.atoms_task'),
     'pw': ('pw.x', 'quantumespresso.pw'),
 }
 

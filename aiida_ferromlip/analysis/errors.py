@@ -10,9 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
 from ase.units import GPa
 
 from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.materials.units import formula_units
 
 #: eV/Å^3 -> kbar
 EV_A3_TO_KBAR = 10.0 / GPa
@@ -31,8 +33,6 @@ def paired_labels(frames: Sequence[Atoms], reference: dict, predicted: dict) -> 
     ``reference``/``predicted`` name the keys: ``{'energy': ..., 'forces': ..., 'stress': ...}``; a stress key
     may hold 6 Voigt components (eV/Å^3) or, for ``virial``, 9 numbers in eV.
     """
-    from aiida_ferromlip.data.training_set import formula_units
-
     out = {k: [] for k in ('ref_energy', 'pred_energy', 'n_atoms', 'n_fu', 'ref_forces', 'pred_forces',
                            'ref_stress', 'pred_stress')}
     for atoms in frames:
@@ -51,8 +51,6 @@ def paired_labels(frames: Sequence[Atoms], reference: dict, predicted: dict) -> 
 
 def predicted_labels(frames: Sequence[Atoms], calculator) -> dict[str, np.ndarray]:
     """Reference labels (each frame's own calculator results) paired with ``calculator``'s predictions."""
-    from aiida_ferromlip.data.training_set import formula_units
-
     out = {k: [] for k in ('ref_energy', 'pred_energy', 'n_atoms', 'n_fu', 'ref_forces', 'pred_forces',
                            'ref_stress', 'pred_stress')}
     for atoms in frames:
@@ -68,6 +66,28 @@ def predicted_labels(frames: Sequence[Atoms], calculator) -> dict[str, np.ndarra
         if results.get('stress') is not None:
             out['ref_stress'].append(results['stress'])
             out['pred_stress'].append(probe.get_stress())
+    return _as_arrays(out)
+
+
+def labels_from_pairs(reference: Sequence[Atoms], predicted: Sequence[Atoms]) -> dict[str, np.ndarray]:
+    """Reference and predicted labels of the same frames, each list carrying its labels on its calculator."""
+    out = {k: [] for k in ('ref_energy', 'pred_energy', 'n_atoms', 'n_fu', 'ref_forces', 'pred_forces',
+                           'ref_stress', 'pred_stress')}
+    for ref, pred in zip(reference, predicted):
+        ref_results, pred_results = ref.calc.results, pred.calc.results
+        out['ref_energy'].append(ref_results['energy'])
+        out['pred_energy'].append(pred_results['energy'])
+        out['n_atoms'].append(len(ref))
+        out['n_fu'].append(formula_units(ref))
+        out['ref_forces'].append(ref_results['forces'])
+        out['pred_forces'].append(pred_results['forces'])
+        ref_stress, pred_stress = ref_results.get('stress'), pred_results.get('stress')
+        if ref_stress is not None and pred_stress is not None and np.all(np.isfinite(ref_stress)) \
+                and np.all(np.isfinite(pred_stress)):
+            out['ref_stress'].append(np.asarray(ref_stress).ravel()[:6] if np.size(ref_stress) == 6 else
+                                     full_3x3_to_voigt_6_stress(np.asarray(ref_stress).reshape(3, 3)))
+            out['pred_stress'].append(np.asarray(pred_stress).ravel()[:6] if np.size(pred_stress) == 6 else
+                                      full_3x3_to_voigt_6_stress(np.asarray(pred_stress).reshape(3, 3)))
     return _as_arrays(out)
 
 

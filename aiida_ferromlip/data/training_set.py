@@ -15,7 +15,6 @@ import io
 import math
 import pathlib
 from collections.abc import Iterable, Sequence
-from functools import reduce
 
 import numpy as np
 from aiida import orm
@@ -24,13 +23,10 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
+from aiida_ferromlip.materials.units import formula_units
+
 __all__ = ('TrainingSet', 'formula_units', 'merge_training_sets', 'training_set_from_extxyz')
 
-
-def formula_units(atoms: Atoms) -> int:
-    """Number of formula units in ``atoms``: the gcd of the species counts (8 for a 40-atom BaTiO3 cell)."""
-    counts = np.unique(atoms.get_atomic_numbers(), return_counts=True)[1]
-    return int(reduce(math.gcd, counts.tolist()))
 
 
 class TrainingSet(orm.ArrayData):

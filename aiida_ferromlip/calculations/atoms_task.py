@@ -1,0 +1,118 @@
+"""``AtomsTaskCalculation``: relaxations and single points with any Potential or the reference model, as a job.
+
+The heavy ASE work of the benchmarks and of the physics card (symmetry-constrained relaxations, energies along a
+path, EOS points, forces on phonon displacements, predictions on a test set) runs through ``ferromlip-task`` on
+the computer like every other job, so a daemon ships it to a cluster instead of running it in a worker.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+
+from aiida_ferromlip.calculations.base import FerromlipCalcJob
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.engines import atoms_task as engine
+from aiida_ferromlip.engines.potentials import SPEC_FILE
+from aiida_ferromlip.validation import structure_problems
+
+#: What the ``model`` port takes: a Potential node, or a Str naming the reference labeller's model.
+MODEL_TYPES = (*POTENTIAL_TYPES, orm.Str)
+
+
+def model_species(model) -> set[str] | None:
+    """Species ``model`` knows (``None`` when that cannot be told without loading it)."""
+    if isinstance(model, orm.Str):
+        from aiida_ferromlip.engines.reference import supported_species
+
+        return set(supported_species(model.value))
+    return set(model.species)
+
+
+def model_spec(model) -> tuple[dict, dict[str, bytes]]:
+    """``(potential.json spec, files)`` for a Potential node or a reference-model name."""
+    if isinstance(model, orm.Str):
+        from aiida_ferromlip.engines.reference import checkpoint_path
+
+        checkpoint_path(model.value)  # unknown names fail here, before the job
+        return {'kind': 'reference', 'model': model.value}, {}
+    return model.job_files()
+
+
+def validate_inputs(inputs, namespace):
+    if any(port not in namespace for port in ('model', 'structures', 'task')):
+        return None
+    try:
+        engine.task_settings(inputs['task'].get_dict())
+        species = model_species(inputs['model'])
+    except ValueError as exception:
+        return str(exception)
+    if not inputs.get('structures'):
+        return 'no structures were given'
+    problems = []
+    for key, structure in inputs['structures'].items():
+        problems += structure_problems(structure.get_ase(), label=f'structure `{key}`', supported_species=species,
+                                       labeller='the model')
+    return '\n'.join(problems) if problems else None
+
+
+class AtomsTaskCalculation(FerromlipCalcJob):
+    """Relax or evaluate structures with a Potential (or the reference model) on the computer."""
+
+    _PARSER = 'ferromlip.atoms_task'
+    _OUTPUT_FILENAME = 'ferromlip-task.out'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('model', valid_type=MODEL_TYPES,
+                   help='A Potential node, or a Str naming the reference labeller model (e.g. 7net-0).')
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
+                             help='The structures, by key (the key names each result).')
+        spec.input('task', valid_type=orm.Dict,
+                   help=f'`{{"task": name, settings}}`; tasks and their default settings: {engine.TASKS}.')
+        spec.inputs.validator = validate_inputs
+
+        spec.output('results', valid_type=orm.Dict,
+                    help='`rows` per structure (energy, cell, convergence...), `failures` with reasons, timings.')
+        spec.output('labels', valid_type=TrainingSet, required=False,
+                    help="The final frames with the model's energy, forces and stress.")
+        spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='The relaxed structures (task `relax`).')
+        spec.exit_code(301, 'ERROR_OUTPUT_CORRUPT', message='The task output could not be read: {error}.')
+        spec.exit_code(310, 'ERROR_TASK_FAILED', message='The task failed: {error}')
+        spec.exit_code(311, 'ERROR_NO_FRAME_DONE', message='None of the {num} structures could be done: {failures}')
+
+    @classmethod
+    def get_builder_for(cls, code, model, structures: dict, task: dict, options: dict | None = None):
+        """Builder running ``task`` (``{'task': ..., settings}``) on ``structures`` with ``model``."""
+        builder = cls.get_builder()
+        builder.code = code
+        builder.model = model
+        builder.structures = dict(structures)
+        builder.task = orm.Dict(task)
+        if options:
+            builder.metadata.options = options
+        return builder
+
+    def prepare_for_submission(self, folder):
+        from ase.io import write
+
+        spec, files = model_spec(self.inputs.model)
+        for name, content in files.items():
+            with folder.open(name, 'wb') as handle:
+                handle.write(content)
+        with folder.open(SPEC_FILE, 'w') as handle:
+            json.dump(spec, handle)
+        frames = []
+        for key in sorted(self.inputs.structures):
+            atoms = self.inputs.structures[key].get_ase()
+            atoms.info['frame_key'] = key
+            frames.append(atoms)
+        with folder.open(engine.STRUCTURES_FILE, 'w') as handle:
+            write(handle, frames, format='extxyz')
+        with folder.open(engine.TASK_FILE, 'w') as handle:
+            json.dump(self.inputs.task.get_dict(), handle)
+        return self.calcinfo([], [engine.RESULTS_FILE, engine.OUTPUT_FILE])

@@ -1,0 +1,597 @@
+"""``PhysicsCardWorkChain``: is a potential physically right? The same properties with the potential and with its
+labeller, compared item by item within tolerances from the protocol (``analysis.physics_card`` lists the items).
+
+Labeller side: single points (EOS points, path images, phonon displacements, the independent test set) through the
+``LabelWorkChain`` — any engine, so the card works for the reference model, pw.x or VASP — and polymorph
+relaxations as ``AtomsTaskCalculation`` (reference model) or ``PwRelaxWorkChain`` (pw.x). Its values come out as
+``reference_values``; give them back (and ``test_set``) to a later card and it pays only for the potential's side.
+Potential side: one ``AtomsTaskCalculation`` for the single points, one for the relaxations, one
+``SampleCalculation`` (flexible-cell MD: test-set frames and stability). Calcfunctions only tabulate.
+
+Paths and the EOS are taken at the labeller's own equilibrium lattice (found first, from its EOS), since the
+double well of BaTiO3 depends strongly on the volume (SevenNet-0: under 1 meV/f.u. at 4.00 Å, ~7 at 4.035 Å).
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, calcfunction, if_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_ferromlip import materials
+from aiida_ferromlip.analysis import physics_card as card
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
+from aiida_ferromlip.materials.units import formula_units
+from aiida_ferromlip.workflows.label import LabelWorkChain
+
+GROUPS = ('eos', 'polymorphs', 'wells', 'soft_modes', 'test_set', 'stability')
+
+
+def card_protocol_inputs(protocol: str | None = None, overrides: dict | None = None) -> dict:
+    return PhysicsCardWorkChain.get_protocol_inputs(protocol, overrides)
+
+
+# --------------------------------------------------------------------------------------------- calcfunctions
+@calcfunction
+def eos_structures(parent: orm.StructureData, parameters: orm.Dict) -> dict:
+    """The parent, isotropically strained: the points of its equation of state (``eos_00``...)."""
+    frames = strained_copies(parent.get_ase(), parameters['eos_strains'])
+    return {f'eos_{i:02d}': orm.StructureData(ase=atoms) for i, atoms in enumerate(frames)}
+
+
+@calcfunction
+def card_structures(parent: orm.StructureData, reference_eos: orm.Dict, paths: orm.Dict,
+                    parameters: orm.Dict) -> dict:
+    """At the labeller's equilibrium lattice: the parent (``parent_at_lattice``), the images of every collective
+    displacement path (``path_<name>_<nn>``) and the phonon displacements (``phonon_<nnn>``)."""
+    settings = parameters.get_dict()
+    lattice = reference_eos['eos']['lattice']
+    atoms = scaled_to_lattice(parent.get_ase(), lattice)
+    outputs = {'parent_at_lattice': orm.StructureData(ase=atoms)}
+    definition = paths.get_dict()
+    for name, direction in definition['directions'].items():
+        images = collective_displacement_path(atoms, definition['species'], direction,
+                                              settings['path_displacements'], settings['path_supercell'])
+        outputs.update({f'path_{name}_{i:02d}': orm.StructureData(ase=image) for i, image in enumerate(images)})
+    for i, cell in enumerate(card.displaced_supercells(atoms, settings['phonon_supercell'],
+                                                       settings['phonon_distance'])):
+        outputs[f'phonon_{i:03d}'] = orm.StructureData(ase=cell)
+    return outputs
+
+
+def _by_key(labels: TrainingSet) -> dict:
+    return {origin['frame_key']: frame for origin, frame in zip(labels.origins, labels.to_atoms())}
+
+
+@calcfunction
+def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent_at_lattice: orm.StructureData | None = None,
+              polymorphs: orm.Dict | None = None) -> orm.Dict:
+    """One side's values (labeller or potential) from its labels of the card's structures: ``eos`` (fit and
+    points), ``wells`` (energies and minimum per path), ``soft_modes`` (frequencies at Γ, X, M, R), and the
+    ``polymorphs`` rows when given. A group that cannot be computed is ``{'error': reason}``."""
+    settings = parameters.get_dict()
+    frames = _by_key(labels)
+    values = {}
+    eos_keys = sorted(k for k in frames if k.startswith('eos_'))
+    try:
+        units = [formula_units(frames[k]) for k in eos_keys]
+        volumes = [frames[k].get_volume() / n for k, n in zip(eos_keys, units)]
+        energies = [frames[k].get_potential_energy() / n for k, n in zip(eos_keys, units)]
+        values['eos'] = {**card.equation_of_state(volumes, energies),
+                         'points': {'volumes_per_fu': volumes, 'energies_per_fu': energies}}
+    except Exception as exception:
+        values['eos'] = {'error': f'{type(exception).__name__}: {exception} ({len(eos_keys)} EOS points labelled)'}
+    if parent_at_lattice is not None:
+        wells = {}
+        for name in paths['directions']:
+            keys = [f'path_{name}_{i:02d}' for i in range(len(settings['path_displacements']))]
+            missing = [k for k in keys if k not in frames]
+            if missing:
+                wells = {'error': f'path images not labelled: {", ".join(missing)}'}
+                break
+            energies = [frames[k].get_potential_energy() / formula_units(frames[k]) for k in keys]
+            wells[name] = {'displacements': settings['path_displacements'], 'energies_per_fu': energies,
+                           'well': card.well(settings['path_displacements'], energies)}
+        values['wells'] = wells
+        phonon_keys = sorted(k for k in frames if k.startswith('phonon_'))
+        try:
+            frequencies = card.soft_mode_frequencies(parent_at_lattice.get_ase(), settings['phonon_supercell'],
+                                                     settings['phonon_distance'],
+                                                     [frames[k].get_forces() for k in phonon_keys])
+            values['soft_modes'] = {'frequencies': frequencies}
+        except Exception as exception:
+            values['soft_modes'] = {'error': f'{type(exception).__name__}: {exception}'}
+    if polymorphs is not None:
+        values['polymorphs'] = polymorphs.get_dict()
+    return orm.Dict(values)
+
+
+@calcfunction
+def polymorph_rows(results: orm.Dict, parent: orm.Str) -> orm.Dict:
+    """The relaxed polymorphs of an ``AtomsTaskCalculation`` as card rows (energy per f.u., cell, convergence)."""
+    rows = {}
+    for name, row in results['rows'].items():
+        rows[name] = {'energy_per_fu_eV': row['energy_eV'] / row['formula_units'], 'cell_lengths': row['cell_lengths'],
+                      'converged': row['converged']}
+    return orm.Dict({'parent': parent.value, 'rows': rows, 'failures': results['failures']})
+
+
+@calcfunction
+def test_set_structures(parameters: orm.Dict, **inputs) -> dict:
+    """The independent test set: frames drawn at random (not by FPS) from the potential's MD at the protocol's
+    temperatures (after the first quarter of each run), plus rattled, strained copies of the labeller-relaxed
+    polymorphs in the path supercell. ``inputs``: ``md_<run>`` trajectories and ``polymorph_<name>`` structures."""
+    settings = parameters.get_dict()
+    rng = np.random.default_rng(settings['seed'])
+    pool = []
+    for key in sorted(k for k in inputs if k.startswith('md_')):
+        trajectory = inputs[key]
+        count = trajectory.numsteps
+        for index in range(count // 4, count):
+            pool.append((key, index))
+    outputs = {}
+    if pool:
+        picks = rng.choice(len(pool), size=min(settings['test_md_frames'], len(pool)), replace=False)
+        for number, pick in enumerate(sorted(picks)):
+            key, index = pool[pick]
+            outputs[f'test_md_{number:03d}'] = orm.StructureData(ase=inputs[key].get_step_structure(index).get_ase())
+    polymorphs = sorted(k for k in inputs if k.startswith('polymorph_'))
+    for number in range(settings['test_polymorph_frames'] if polymorphs else 0):
+        atoms = inputs[polymorphs[number % len(polymorphs)]].get_ase().repeat(settings['path_supercell'])
+        frame = materials.rattled_strained(atoms, 1, rattle=settings['test_rattle'], strain=settings['test_strain'],
+                                           seed=settings['seed'] + 1000 + number)[0]
+        outputs[f'test_polymorph_{number:03d}'] = orm.StructureData(ase=frame)
+    return outputs
+
+
+@calcfunction
+def test_set_errors(reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
+    """The potential's errors on the test set (frames paired by key)."""
+    from aiida_ferromlip.analysis.errors import error_metrics, labels_from_pairs
+
+    reference_frames, predicted_frames = _by_key(reference), _by_key(predicted)
+    keys = sorted(set(reference_frames) & set(predicted_frames))
+    metrics = error_metrics(labels_from_pairs([reference_frames[k] for k in keys], [predicted_frames[k] for k in keys]))
+    return orm.Dict(metrics)
+
+
+@calcfunction
+def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories: orm.TrajectoryData) -> orm.Dict:
+    """Per MD run at the top temperature and above: shortest distance over the frames, final volume change."""
+    from aiida_ferromlip.validation import min_interatomic_distance
+
+    values = {}
+    for key, trajectory in sorted(trajectories.items()):
+        cells = trajectory.get_cells()
+        distances = [min_interatomic_distance(trajectory.get_step_structure(i).get_ase())
+                     for i in range(trajectory.numsteps)]
+        values[key] = card.md_stability(cells, distances, start.get_ase().get_volume())
+    return orm.Dict(values)
+
+
+@calcfunction
+def physics_card(reference: orm.Dict, potential: orm.Dict, tolerances: orm.Dict, parameters: orm.Dict,
+                 **structures: orm.StructureData) -> dict:
+    """The card: one row per item (values of both sides, tolerance, pass/fail), Markdown, PNG, and ``targets``:
+    rattled copies of the structures where a failing item was measured (path images, EOS points, the potential's
+    relaxed polymorphs, phonon displacements, MD frames) for the loop's next batch."""
+    reference_values, potential_values = reference.get_dict(), potential.get_dict()
+    rows = card.compare(reference_values, potential_values, tolerances.get_dict())
+    failed = sorted({row['group'] for row in rows if not row['passed']})
+    summary = {'rows': rows, 'passed': not failed, 'failed_groups': failed,
+               'num_passed': sum(r['passed'] for r in rows), 'num_items': len(rows),
+               'markdown': card.markdown(rows)}
+    outputs = {'card': orm.Dict(summary),
+               'markdown': orm.SinglefileData(io.BytesIO(summary['markdown'].encode()), filename='physics_card.md'),
+               'plot': orm.SinglefileData(io.BytesIO(card.plot_png(reference_values, potential_values, rows,
+                                                                   'Physics card')), filename='physics_card.png')}
+    settings = parameters.get_dict()
+    prefixes = {'wells': 'path_', 'eos': 'eos_', 'soft_modes': 'phonon_', 'polymorphs': 'relaxed_',
+                'stability': 'broken_'}
+    rng = np.random.default_rng(settings['seed'])
+    for group in failed:
+        keys = sorted(k for k in structures if k.startswith(prefixes.get(group, '-')))
+        if group == 'wells':  # the images between the two minima and around them
+            keys = [k for k in keys if _near_minimum(k, reference_values, potential_values, settings)]
+        if not keys:
+            continue
+        picks = rng.choice(len(keys), size=min(settings['target_frames_per_item'], len(keys)), replace=False)
+        for pick in sorted(picks):
+            atoms = structures[keys[pick]].get_ase()
+            if len(atoms) < 10:
+                atoms = atoms.repeat(settings['path_supercell'])
+            frame = materials.rattled_strained(atoms, 1, rattle=0.02, strain=0.003, seed=int(rng.integers(1 << 30)))[0]
+            outputs[f'target_{group}_{keys[pick]}'] = orm.StructureData(ase=frame)
+    return outputs
+
+
+def _near_minimum(key: str, reference: dict, potential: dict, settings: dict) -> bool:
+    """A path image between zero and 1.5x the farther of the two minima of its path."""
+    _, name, index = key.split('_')
+    wells = [side.get('wells', {}).get(name, {}).get('well', {}).get('position_A', 0.0) for side in (reference, potential)]
+    return settings['path_displacements'][int(index)] <= 1.5 * max(max(wells), 0.05)
+
+
+# --------------------------------------------------------------------------------------------- the work chain
+def material_definition(material: str | None, parent, polymorphs: dict, paths: dict | None) -> tuple:
+    """``(parent Atoms, {name: Atoms}, path definition)`` from a named material or the user's inputs.
+
+    :raises ValueError: naming what to give when the card knows no parent or path for the material."""
+    if material is not None and material not in materials.MATERIALS:
+        raise ValueError(f'unknown material `{material}`; known: {", ".join(materials.MATERIALS)}')
+    known = KNOWN_PATHS.get(material) if material else None
+    if paths is None and known is None:
+        raise ValueError(f'the card knows no parent phase and displacement path for '
+                         f'{material or "these structures"}: give `parent`, `polymorphs` and `paths` '
+                         f'({{"species": ..., "directions": {{name: [x, y, z]}}}}); known materials: '
+                         f'{", ".join(KNOWN_PATHS)}')
+    definition = dict(paths or known)
+    ranking = materials.polymorphs(material, 'ranking') if material else {}
+    parent_atoms = parent.get_ase() if parent is not None else ranking.get(definition.get('parent'))
+    if parent_atoms is None:
+        raise ValueError('no parent phase: give `parent` (the high-symmetry phase in its unit cell)')
+    structures = {name: s.get_ase() for name, s in polymorphs.items()} if polymorphs else \
+        {materials.port_name(name): atoms for name, atoms in ranking.items()}
+    parent_name = materials.port_name(definition.get('parent', 'parent'))
+    if parent_name not in structures:
+        structures[parent_name] = parent_atoms
+    definition['parent'] = parent_name
+    return parent_atoms, structures, definition
+
+
+def validate_inputs(inputs, namespace):
+    if 'parameters' not in namespace:
+        return None
+    try:
+        parent, polymorphs, definition = material_definition(
+            inputs['material'].value if 'material' in inputs else None, inputs.get('parent'),
+            inputs.get('polymorphs', {}), inputs['paths'].get_dict() if 'paths' in inputs else None)
+    except ValueError as exception:
+        return str(exception)
+    parameters, tolerances = inputs['parameters'].get_dict(), inputs['tolerances'].get_dict()
+    known = card_protocol_inputs()
+    unknown = set(parameters) - set(known['parameters'])
+    if unknown:
+        return f'unknown card parameters {sorted(unknown)}; known: {sorted(known["parameters"])}'
+    unknown = set(tolerances) - set(GROUPS)
+    if unknown:
+        return f'unknown card items {sorted(unknown)}; known: {", ".join(GROUPS)}'
+    species = {s for atoms in (parent, *polymorphs.values()) for s in atoms.get_chemical_symbols()}
+    if 'potential' in inputs:
+        missing = sorted(species - set(inputs['potential'].species))
+        if missing:
+            return (f'the potential knows {", ".join(inputs["potential"].species)} but the material has '
+                    f'{", ".join(missing)}: a card cannot judge it')
+    if definition['species'] not in parent.get_chemical_symbols():
+        return f'the path moves {definition["species"]}, which the parent phase has not'
+    if 'reference_values' not in inputs:
+        label = inputs.get('labeller', {})
+        engine = label['engine'].value if 'engine' in label else 'reference'
+        if engine not in ('reference', 'qe'):
+            return f'polymorph relaxations with the `{engine}` labeller are not available: use reference or qe'
+    if 'potential' in inputs and 'code' not in inputs.get('sample', {}):
+        return 'the card needs a `sample` code (ferromlip.sample) for the MD of the potential'
+    return None
+
+
+class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
+    """The physics card of a potential against its labeller (or, without a potential, the labeller's side only)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('potential', valid_type=POTENTIAL_TYPES, required=False,
+                   help='The potential to judge; without it only the labeller side (`reference_values`) is made.')
+        spec.input('material', valid_type=orm.Str, required=False,
+                   help=f'A material the card knows ({", ".join(KNOWN_PATHS)}): parent, polymorphs and paths.')
+        spec.input('parent', valid_type=orm.StructureData, required=False,
+                   help='The high-symmetry parent phase in its unit cell (default: the material\'s).')
+        spec.input_namespace('polymorphs', valid_type=orm.StructureData, dynamic=True, required=False,
+                             help='Polymorphs relaxed in their own symmetry (default: the material\'s).')
+        spec.input('paths', valid_type=orm.Dict, required=False,
+                   help='`{"species": "Ti", "directions": {name: [x, y, z]}}`: collective displacement paths.')
+        spec.input('parameters', valid_type=orm.Dict, help='Structures, MD and test-set settings (protocol).')
+        spec.input('tolerances', valid_type=orm.Dict, help='Per item group (protocol).')
+        spec.input('reference_values', valid_type=orm.Dict, required=False,
+                   help="An earlier card's labeller side: the labeller is not run again.")
+        spec.input('test_set', valid_type=TrainingSet, required=False,
+                   help="An earlier card's independent test set (labelled once, reused).")
+        spec.input('task_code', valid_type=orm.AbstractCode, help='A ferromlip.atoms_task code (ferromlip-task).')
+        spec.input('task_options', valid_type=orm.Dict, required=False, help='metadata.options of the task jobs.')
+        spec.expose_inputs(LabelWorkChain, namespace='labeller', exclude=('structures',),
+                           namespace_options={'help': 'How the labeller makes its single points (any engine).'})
+        spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure', 'parameters'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'The MD code (and options) for the test set and stability.'})
+        spec.inputs.validator = validate_inputs
+        spec.outline(
+            cls.setup,
+            if_(cls.needs_reference)(cls.reference_eos, cls.inspect_reference_eos),
+            cls.structures,
+            if_(cls.needs_reference)(cls.reference_points),
+            if_(cls.has_potential)(cls.potential_side),
+            if_(cls.needs_reference)(cls.collect_reference),
+            if_(cls.has_potential)(
+                if_(cls.needs_test_set)(cls.label_test_set),
+                cls.predict_test_set,
+                cls.tabulate,
+            ),
+        )
+        spec.output('reference_values', valid_type=orm.Dict, help="The labeller's side, to reuse in later cards.")
+        spec.output('test_set', valid_type=TrainingSet, required=False, help='The independent test set (labelled).')
+        spec.output('parent_at_lattice', valid_type=orm.StructureData,
+                    help="The parent phase at the labeller's equilibrium lattice.")
+        spec.output('card', valid_type=orm.Dict, required=False, help='Rows per item, pass/fail, failed groups.')
+        spec.output('markdown', valid_type=orm.SinglefileData, required=False, help='The card as a Markdown table.')
+        spec.output('plot', valid_type=orm.SinglefileData, required=False, help='EOS, wells, polymorphs, phonons (PNG).')
+        spec.output_namespace('targets', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='Frames where failing items were measured, for the next labels.')
+        spec.exit_code(401, 'ERROR_REFERENCE_EOS_FAILED',
+                       message="The labeller's equation of state could not be computed: {detail}")
+        spec.exit_code(402, 'ERROR_POTENTIAL_JOB_FAILED', message='A job of the potential failed: {detail}')
+        spec.exit_code(403, 'ERROR_TEST_SET_FAILED', message='The test set could not be labelled: {detail}')
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOLS / 'physics_card.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, label_code, task_code, sample_code=None, *, potential=None,
+                                  material: str | None = 'BaTiO3', engine: str = 'reference',
+                                  label_protocol: str = 'fast', protocol: str | None = None,
+                                  overrides: dict | None = None):
+        """Builder judging ``potential`` (or only the labeller's side without it) for ``material``."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        if potential is not None:
+            builder.potential = potential
+        if material:
+            builder.material = orm.Str(material)
+        builder.parameters = orm.Dict(inputs['parameters'])
+        builder.tolerances = orm.Dict(inputs['tolerances'])
+        builder.task_code = task_code
+        label = LabelWorkChain.get_builder_from_protocol(label_code, {}, engine=engine, protocol=label_protocol)
+        builder.labeller = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
+        if sample_code is not None:
+            builder.sample = {'code': sample_code}
+        return builder
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def setup(self):
+        parent, polymorphs, definition = material_definition(
+            self.inputs.material.value if 'material' in self.inputs else None, self.inputs.get('parent'),
+            self.inputs.get('polymorphs', {}), self.inputs.paths.get_dict() if 'paths' in self.inputs else None)
+        self.ctx.parent = orm.StructureData(ase=parent)
+        self.ctx.polymorphs = {name: orm.StructureData(ase=atoms) for name, atoms in polymorphs.items()}
+        self.ctx.paths = orm.Dict({'species': definition['species'], 'directions': definition['directions'],
+                                   'parent': definition['parent']})
+        self.ctx.options = self.inputs.task_options.get_dict() if 'task_options' in self.inputs else {}
+
+    def needs_reference(self):
+        return 'reference_values' not in self.inputs
+
+    def has_potential(self):
+        return 'potential' in self.inputs
+
+    def needs_test_set(self):
+        return 'test_set' not in self.inputs
+
+    def _label(self, structures: dict, name: str):
+        inputs = self.exposed_inputs(LabelWorkChain, namespace='labeller')
+        inputs['structures'] = structures
+        inputs['metadata'] = {'call_link_label': name}
+        return self.submit(LabelWorkChain, **inputs)
+
+    def _task(self, model, structures: dict, task: dict, name: str):
+        inputs = {'code': self.inputs.task_code, 'model': model, 'structures': structures, 'task': orm.Dict(task),
+                  'metadata': {'call_link_label': name, 'options': self.ctx.options}}
+        return self.submit(AtomsTaskCalculation, **inputs)
+
+    def _relax_task(self):
+        relax = self.inputs.parameters['relax']
+        return {'task': 'relax', 'fmax': relax['fmax'], 'max_steps': relax['max_steps'], 'relax_cell': True,
+                'keep_symmetry': True}
+
+    def reference_eos(self):
+        self.ctx.eos_structures = eos_structures(self.ctx.parent, self.inputs.parameters)
+        self.report(f'labeller: {len(self.ctx.eos_structures)} EOS points of the parent and '
+                    f'{len(self.ctx.polymorphs)} polymorph relaxations')
+        self.to_context(reference_eos=self._label(self.ctx.eos_structures, 'label_eos'))
+        engine = self.inputs.labeller.engine.value
+        if engine == 'reference':
+            model = self.inputs.labeller.reference.get('model', orm.Str('7net-0'))
+            self.to_context(reference_relax=self._task(model, self.ctx.polymorphs, self._relax_task(),
+                                                       'relax_labeller'))
+        else:  # pw.x vc-relax keeps the space group through its symmetry operations
+            from aiida_ferromlip.workflows.qe_label import pw_relax_builder
+
+            for name, structure in sorted(self.ctx.polymorphs.items()):
+                builder = pw_relax_builder(self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe'], structure)
+                builder.metadata.call_link_label = f'pw_relax_{name}'
+                self.to_context(**{f'pw_relax_{name}': self.submit(builder)})
+
+    def inspect_reference_eos(self):
+        node = self.ctx.reference_eos
+        if 'training_set' not in node.outputs:
+            return self.exit_codes.ERROR_REFERENCE_EOS_FAILED.format(detail=node.exit_message)
+        self.ctx.reference_labels = {'eos': node.outputs.training_set}
+        eos = card_side(node.outputs.training_set, self.inputs.parameters, self.ctx.paths)
+        if 'error' in eos['eos'] or not eos['eos']['inside']:
+            return self.exit_codes.ERROR_REFERENCE_EOS_FAILED.format(detail=eos['eos'])
+        self.ctx.reference_eos_values = eos
+        self.report(f"labeller's equilibrium: a = {eos['eos']['lattice']:.4f} Å, B = "
+                    f"{eos['eos']['bulk_modulus_GPa']:.0f} GPa")
+        return None
+
+    def structures(self):
+        eos = self.inputs.reference_values if 'reference_values' in self.inputs else self.ctx.reference_eos_values
+        if 'eos_structures' not in self.ctx:
+            self.ctx.eos_structures = eos_structures(self.ctx.parent, self.inputs.parameters)
+        built = card_structures(self.ctx.parent, eos, self.ctx.paths, self.inputs.parameters)
+        self.ctx.parent_at_lattice = built.pop('parent_at_lattice')
+        self.out('parent_at_lattice', self.ctx.parent_at_lattice)
+        self.ctx.point_structures = built
+
+    def reference_points(self):
+        self.to_context(reference_points=self._label(self.ctx.point_structures, 'label_points'))
+
+    def potential_side(self):
+        potential = self.inputs.potential
+        structures = {**self.ctx.eos_structures, **self.ctx.point_structures}
+        self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
+                        potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
+                                                   'potential_relax'))
+        settings = self.inputs.parameters.get_dict()
+        top = max(settings['md_temperatures'])
+        temperatures = sorted({*settings['md_temperatures'], settings['stability_factor'] * top})
+        parameters = {'mode': 'remd', 'ensemble': 'nst', 'exchange': False, 'temperatures': temperatures,
+                      'steps': settings['md_steps'], 'stride': settings['md_stride'],
+                      'timestep_fs': settings['md_timestep_fs'], 'thermostat_tau_fs': 10,
+                      'barostat_tau_fs': 1000, 'seed': settings['seed']}
+        start = self._md_start()
+        inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=potential, structure=start, parameters=orm.Dict(parameters),
+                      metadata={**inputs.get('metadata', {}), 'call_link_label': 'potential_md'})
+        self.ctx.md_start = start
+        self.to_context(potential_md=self.submit(SampleCalculation, **inputs))
+        self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
+                    f'{temperatures} K')
+
+    def _md_start(self) -> orm.StructureData:
+        """The image of the last path (e.g. [111]) closest to 0.1 Å off-centre: inside the well of the perovskites
+        here, so the MD starts near the labeller's ground state in the path supercell."""
+        keys = sorted(k for k in self.ctx.point_structures if k.startswith('path_'))
+        displacements = self.inputs.parameters['path_displacements']
+        last = keys[-1].rsplit('_', 1)[0]
+        index = int(np.argmin(np.abs(np.array(displacements) - 0.1)))
+        return self.ctx.point_structures[f'{last}_{index:02d}']
+
+    def collect_reference(self):
+        node = self.ctx.reference_points
+        labels = [self.ctx.reference_labels['eos']]
+        if 'training_set' in node.outputs:
+            labels.append(node.outputs.training_set)
+        merged = merge_training_sets(**{f'part_{i}': t for i, t in enumerate(labels)}) if len(labels) > 1 else labels[0]
+        polymorphs = self._reference_polymorphs()
+        self.ctx.reference_values = card_side(merged, self.inputs.parameters, self.ctx.paths,
+                                              self.ctx.parent_at_lattice, polymorphs)
+        self.out('reference_values', self.ctx.reference_values)
+
+    def _reference_polymorphs(self) -> orm.Dict:
+        parent = orm.Str(self.ctx.paths['parent'])
+        if 'reference_relax' in self.ctx:
+            node = self.ctx.reference_relax
+            if not node.is_finished_ok:
+                self.report(f'labeller relaxations failed: {node.exit_message}')
+                return orm.Dict({'error': f'{node.process_label}<{node.pk}>: {node.exit_message}'})
+            self.ctx.reference_relaxed = dict(node.outputs.structures)
+            return polymorph_rows(node.outputs.results, parent)
+        from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relaxed_polymorphs
+
+        outputs, failed = {}, []
+        for name in sorted(self.ctx.polymorphs):
+            node = self.ctx[f'pw_relax_{name}']
+            if node.is_finished_ok and 'output_structure' in node.outputs:
+                outputs[f'{name}__structure'] = node.outputs.output_structure
+                outputs[f'{name}__parameters'] = node.outputs.output_parameters
+            else:
+                failed.append(f'{name}: {node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+        if failed:
+            self.report(f'pw.x relaxations failed: {"; ".join(failed)}')
+            return orm.Dict({'error': '; '.join(failed)})
+        self.ctx.reference_relaxed = {k.split('__')[0]: v for k, v in outputs.items() if k.endswith('__structure')}
+        rows = pw_relaxed_polymorphs(**outputs)
+        return orm.Dict({'parent': parent.value, 'rows': rows.get_dict()})
+
+    def label_test_set(self):
+        node = self.ctx.potential_md
+        inputs = {}
+        if node.is_finished_ok:
+            settings = self.inputs.parameters.get_dict()
+            for key, trajectory in node.outputs.trajectories.items():
+                temperature = float(key[2:-1])
+                if temperature <= max(settings['md_temperatures']):
+                    inputs[f'md_{key}'] = trajectory
+        else:
+            self.report(f'the MD of the potential failed ({node.exit_message}): the test set has no MD frames')
+        relaxed = self.ctx.get('reference_relaxed', {})
+        inputs.update({f'polymorph_{name}': structure for name, structure in relaxed.items()})
+        if not inputs:
+            inputs.update({f'polymorph_{name}': s for name, s in self.ctx.polymorphs.items()})
+        structures = test_set_structures(self.inputs.parameters, **inputs)
+        self.report(f'independent test set: labelling {len(structures)} frames (random MD frames of the potential, '
+                    f'rattled relaxed polymorphs)')
+        self.to_context(test_labels=self._label(structures, 'label_test_set'))
+
+    def predict_test_set(self):
+        if 'test_set' in self.inputs:
+            test_set = self.inputs.test_set
+        else:
+            node = self.ctx.test_labels
+            if 'training_set' not in node.outputs:
+                return self.exit_codes.ERROR_TEST_SET_FAILED.format(detail=node.exit_message)
+            test_set = node.outputs.training_set
+        self.ctx.test_set = test_set
+        self.out('test_set', test_set)
+        structures = {origin['frame_key']: test_set.get_structure(i) for i, origin in enumerate(test_set.origins)}
+        self.to_context(potential_test=self._task(self.inputs.potential, structures, {'task': 'energies'},
+                                                  'potential_test_set'))
+        return None
+
+    def tabulate(self):
+        for name in ('potential_points', 'potential_relax', 'potential_test'):
+            node = self.ctx[name]
+            if not node.is_finished_ok and name == 'potential_points':
+                return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
+                    detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+        reference = self.inputs.reference_values if 'reference_values' in self.inputs else self.ctx.reference_values
+        relax = self.ctx.potential_relax
+        if relax.is_finished_ok:
+            polymorphs = polymorph_rows(relax.outputs.results, orm.Str(self.ctx.paths['parent']))
+            relaxed = {f'relaxed_{k}': v for k, v in relax.outputs.structures.items()}
+        else:
+            polymorphs, relaxed = orm.Dict({'error': f'relaxations failed: {relax.exit_message}'}), {}
+        potential = card_side(self.ctx.potential_points.outputs.labels, self.inputs.parameters, self.ctx.paths,
+                              self.ctx.parent_at_lattice, polymorphs)
+        values = potential.get_dict()
+        test = self.ctx.potential_test
+        values['test_set'] = (test_set_errors(self.ctx.test_set, test.outputs.labels).get_dict()
+                              if test.is_finished_ok else {'error': f'test-set predictions failed: {test.exit_message}'})
+        md = self.ctx.potential_md
+        settings = self.inputs.parameters.get_dict()
+        broken = {}
+        if md.is_finished_ok:
+            top = max(settings['md_temperatures'])
+            runs = {k: t for k, t in md.outputs.trajectories.items() if float(k[2:-1]) >= top}
+            values['stability'] = md_stability(self.inputs.parameters, self.ctx.md_start, **runs).get_dict()
+            for key, run in values['stability'].items():
+                trajectory = runs[key]
+                broken[f'broken_{key}'] = trajectory.get_step_structure(trajectory.numsteps - 1)
+        else:
+            values['stability'] = {'error': f'the MD failed: {md.exit_message}'}
+        potential_values = orm.Dict(values)
+        structures = {**self.ctx.point_structures, **self.ctx.eos_structures, **relaxed, **broken}
+        results = physics_card(reference, potential_values, self.inputs.tolerances, self.inputs.parameters,
+                               **structures)
+        for key in ('card', 'markdown', 'plot'):
+            self.out(key, results[key])
+        for key, node in results.items():
+            if key.startswith('target_'):
+                self.out(f'targets.{key[len("target_"):]}', node)
+        summary = results['card'].get_dict()
+        for row in summary['rows']:
+            self.report(f'{"pass" if row["passed"] else "FAIL"} {row["group"]}: {row["item"]}: labeller '
+                        f'{card._fmt(row["labeller"])}, potential {card._fmt(row["potential"])} (tolerance '
+                        f'{card._fmt(row["tolerance"])}){" - " + row["reason"] if row["reason"] else ""}')
+        self.report(f'card: {summary["num_passed"]}/{summary["num_items"]} items pass'
+                    + (f'; failing: {", ".join(summary["failed_groups"])}' if summary['failed_groups'] else ''))
+        return None
