@@ -28,6 +28,8 @@ def main():
     parser.add_argument('--max-iterations', type=int, default=None)
     parser.add_argument('--labeller', choices=('reference', 'qe'), default='reference')
     parser.add_argument('--material', choices=sorted(MATERIALS), default='BaTiO3')
+    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='The physics card\'s ASE-task code.')
+    parser.add_argument('--no-card', action='store_true', help='Converge on out-of-sample errors alone.')
     args = parser.parse_args()
     if args.labeller == 'qe' and args.material != 'BaTiO3':
         parser.error('--labeller qe runs the 5-atom BaTiO3 demo; other materials use the reference labeller here')
@@ -45,19 +47,27 @@ def main():
         # Seed 000 trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
         # sees its periodic images (physical in a crystal, but the fit refuses it unless told).
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
+    # The physics card (EOS, polymorphs, double wells, soft modes, independent test set, MD stability) judges every
+    # potential against the labeller; the card knows BaTiO3's parent phase and paths.
+    task_code = orm.load_code(args.task_code) if args.material == 'BaTiO3' and not args.no_card else None
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         label_code, orm.load_code('ferromlip-gap@localhost'), orm.load_code('ferromlip-md@localhost'),
         material=material, structures=structures, protocol=args.protocol, overrides=overrides or None,
-        engine=args.labeller)
+        engine=args.labeller, task_code=task_code)
     results, node = run_get_node(builder)
     summary = results['summary'].get_dict()
 
     print(f'\nActiveLearningWorkChain<{node.pk}>: exit status {node.exit_status} — {summary["stop_reason"]}')
-    print('\n iteration  training frames  sampled  rejected  selected  E RMSE (meV/f.u.)  F RMSE (meV/Å)  decision')
+    print('\n iteration  training frames  sampled  selected  E RMSE (meV/f.u.)  F RMSE (meV/Å)  card    decision')
     for row in summary['iterations']:
-        print(f' {row["iteration"]:9d}  {row.get("training_frames", 0):15d}  {row["sampled"]:7d}  {row["rejected"]:8d}'
+        card = f'{row["card_items_passed"]}/{row["card_items"]}' if 'card_items' in row else '-'
+        print(f' {row["iteration"]:9d}  {row.get("training_frames", 0):15d}  {row["sampled"]:7d}'
               f'  {row["selected"]:8d}  {row.get("energy_per_fu_meV_rmse", float("nan")):17.2f}'
-              f'  {row.get("forces_meV_per_A_rmse", float("nan")):14.0f}  {row.get("decision", "")}')
+              f'  {row.get("forces_meV_per_A_rmse", float("nan")):14.0f}  {card:6s}  '
+              f'{"final potential" if row.get("final") else row.get("decision", "")}')
+    if 'card' in results:
+        print(f'\nPhysics card of the final potential (PNG: SinglefileData<{results["card_plot"].pk}>):\n')
+        print(results['card']['markdown'])
     training_set = results['training_set']
     calcs = labelling_calculations(training_set)
     print(f'\nFinal potential: {results["potential"].__class__.__name__}<{results["potential"].pk}> fitted on '

@@ -28,6 +28,7 @@ from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
+from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
 from aiida_ferromlip.workflows.select import merged_options, select_candidates
 
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
@@ -173,6 +174,24 @@ def learning_curve(**errors: orm.Dict) -> dict:
     return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(png), filename='learning_curve.png')}
 
 
+def _row_value(summary: dict, group: str, prefix: str):
+    for row in summary['rows']:
+        if row['group'] == group and row['item'].startswith(prefix):
+            return row['potential']
+    return None
+
+
+@calcfunction
+def scaled_to_equilibrium(reference_values: orm.Dict, **structures: orm.StructureData) -> dict:
+    """The start structures scaled isotropically to the labeller's equilibrium: volume per formula unit = a0³ of
+    its parent phase (``reference_values['eos']``), fractional coordinates kept."""
+    from aiida_ferromlip.materials.paths import scaled_to_lattice
+
+    lattice = reference_values['eos']['lattice']
+    return {key: orm.StructureData(ase=scaled_to_lattice(structure.get_ase(), lattice))
+            for key, structure in structures.items()}
+
+
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     """Grow a TrainingSet and a potential by active learning (seed 003's loop, or seed 000's minimalist one)."""
 
@@ -201,18 +220,31 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Inputs of the Allegro/NequIP training (model `nequip`).'})
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
+        spec.expose_inputs(PhysicsCardWorkChain, namespace='card',
+                           exclude=('potential', 'labeller', 'sample', 'reference_values', 'test_set'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'The physics card (task code, parameters, tolerances, '
+                                                      'material): with it the loop starts at the labeller\'s '
+                                                      'equilibrium and converges only on a green card.'})
         spec.inputs.validator = validate_inputs
 
         spec.outline(
             cls.setup,
+            if_(cls.card_enabled)(cls.equilibrate, cls.inspect_equilibrate),
             if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
             while_(cls.should_iterate)(
                 if_(cls.needs_fit)(cls.fit, cls.inspect_fit),
-                cls.sample, cls.inspect_sample,
-                cls.select,
-                cls.label_candidates, cls.inspect_candidates,
+                if_(cls.card_enabled)(cls.run_card, cls.inspect_card),
+                if_(cls.not_stopped)(
+                    cls.sample, cls.inspect_sample,
+                    cls.select,
+                    cls.label_candidates, cls.inspect_candidates,
+                ),
             ),
-            cls.fit, cls.inspect_fit,
+            if_(cls.needs_final_fit)(
+                cls.fit, cls.inspect_fit,
+                if_(cls.card_enabled)(cls.run_card, cls.inspect_card),
+            ),
             cls.results,
         )
         spec.output('potential', valid_type=POTENTIAL_TYPES, help='Potential fitted on the final TrainingSet.')
@@ -220,9 +252,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         spec.output('learning_curve', valid_type=orm.ArrayData, required=False)
         spec.output('learning_curve_plot', valid_type=orm.SinglefileData, required=False)
         spec.output('summary', valid_type=orm.Dict, help='Per-iteration counts, errors and the stop reason.')
+        spec.output('card', valid_type=orm.Dict, required=False, help="The final potential's physics card.")
+        spec.output('card_markdown', valid_type=orm.SinglefileData, required=False, help='The card as Markdown.')
+        spec.output('card_plot', valid_type=orm.SinglefileData, required=False, help='The card as a PNG.')
+        spec.output('reference_values', valid_type=orm.Dict, required=False,
+                    help="The labeller's side of the card (its equilibrium, wells, phonons, polymorphs).")
+        spec.output('test_set', valid_type=TrainingSet, required=False,
+                    help='The independent test set of the card (never offered to selection).')
         spec.exit_code(401, 'ERROR_LABELLING_FAILED', message='Labelling failed: {detail}')
         spec.exit_code(402, 'ERROR_FIT_FAILED', message='The fit failed: {detail}')
         spec.exit_code(403, 'ERROR_SAMPLING_FAILED', message='Every sampling run failed: {detail}')
+        spec.exit_code(404, 'ERROR_CARD_FAILED', message='The physics card could not be computed: {detail}')
         spec.exit_code(410, 'STOPPED_BUDGET_EXHAUSTED',
                        message='Not converged: stopped because {reason}. The outputs hold the potential and '
                                'TrainingSet reached.')
@@ -234,11 +274,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, label_code, fit_code, sample_code, material: str | None = None,
                                   structures: dict | None = None, protocol: str | None = None,
-                                  overrides: dict | None = None, engine: str = 'reference', model: str = 'gap'):
+                                  overrides: dict | None = None, engine: str = 'reference', model: str = 'gap',
+                                  task_code: orm.AbstractCode | None = None):
         """Builder from the protocols of every stage (fast | minimalist | seed003); ``overrides`` merged.
 
         ``model`` picks the fit: ``gap`` (``fit_code`` a ferromlip.gap_fit code) or ``nequip`` (a
         ferromlip.nequip_train code; the Allegro/NequIP config is generated for the start structures' species).
+        ``task_code`` (a ferromlip.atoms_task code) turns on the physics card with the protocol's ``card`` settings:
+        the loop then starts at the labeller's equilibrium and converges only when the card is green.
         """
         if model not in MODELS:
             raise ValueError(f'unknown model `{model}`; choose one of {", ".join(MODELS)}')
@@ -265,6 +308,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 values['config'] = orm.Dict(nequip_config(stage['model'], stage['training'], species,
                                                           seed=stage['parameters'].get('seed', 0)))
             builder[namespace] = values
+        if task_code is not None:
+            card = PhysicsCardWorkChain.get_protocol_inputs(inputs['card']['protocol'], inputs['card'].get('overrides'))
+            builder.card = {'task_code': task_code, 'parameters': orm.Dict(card['parameters']),
+                            'tolerances': orm.Dict(card['tolerances']),
+                            'material': orm.Str(inputs['card'].get('material') or material or 'BaTiO3')}
         return builder
 
     # ----------------------------------------------------------------------------------------------- steps
@@ -278,6 +326,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.history = []
         self.ctx.below = 0
         self.ctx.stop_reason = None
+        self.ctx.targets = {}
+        self.ctx.card = None
+        self.ctx.fitted_on_current = False
         if 'initial_training_set' in self.inputs:
             self.ctx.training_set = self.inputs.initial_training_set
             self.report(f'continuing from TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
@@ -286,7 +337,77 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.report(f'iteration 0 samples with the given {self.ctx.potential.__class__.__name__}<'
                         f'{self.ctx.potential.pk}> (no refit)')
 
+    def card_enabled(self):
+        return 'task_code' in self.inputs.get('card', {})
+
+    def _card_inputs(self) -> dict:
+        inputs = self.exposed_inputs(PhysicsCardWorkChain, namespace='card')
+        inputs['labeller'] = self.exposed_inputs(LabelWorkChain, namespace='label')
+        return inputs
+
+    def equilibrate(self):
+        """The labeller's side of the card first: its parent EOS gives the lattice the start cells are scaled to."""
+        inputs = self._card_inputs()
+        inputs['metadata'] = {'call_link_label': 'card_labeller'}
+        self.report("labeller's side of the physics card: parent EOS, polymorph relaxations, paths, phonons")
+        return self.to_context(card_reference=self.submit(PhysicsCardWorkChain, **inputs))
+
+    def inspect_equilibrate(self):
+        node = self.ctx.card_reference
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+        self.ctx.reference_values = node.outputs.reference_values
+        eos = self.ctx.reference_values['eos']
+        self.ctx.starts = scaled_to_equilibrium(self.ctx.reference_values, **self.ctx.starts,
+                                                metadata={'call_link_label': 'scale_to_equilibrium'})
+        self.report(f"start structures scaled to the labeller's equilibrium lattice a0 = {eos['lattice']:.4f} Å "
+                    f"(B = {eos['bulk_modulus_GPa']:.0f} GPa)")
+        return None
+
+    def run_card(self):
+        inputs = self._card_inputs()
+        sample = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=self.ctx.potential, reference_values=self.ctx.reference_values,
+                      sample={'code': sample['code'], 'metadata': {'options': sample.get('metadata', {}).get('options', {})}})
+        if 'test_set' in self.ctx:
+            inputs['test_set'] = self.ctx.test_set
+        inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
+        return self.to_context(card=self.submit(PhysicsCardWorkChain, **inputs))
+
+    def inspect_card(self):
+        node = self.ctx.card
+        if not node.is_finished_ok or 'card' not in node.outputs:
+            return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+        self.ctx.test_set = node.outputs.test_set
+        summary = node.outputs.card.get_dict()
+        self.ctx.card_failed = summary['failed_groups']
+        self.ctx.targets = dict(node.outputs.targets) if 'targets' in node.outputs else {}
+        self.ctx.card_record = {
+            'card_passed': summary['passed'], 'card_items_passed': summary['num_passed'],
+            'card_items': summary['num_items'], 'card_failed': summary['failed_groups'], 'card': node.pk,
+            'test_energy_per_fu_meV_rmse': _row_value(summary, 'test_set', 'energy'),
+            'test_forces_meV_per_A_rmse': _row_value(summary, 'test_set', 'force')}
+        for row in summary['rows']:
+            if not row['passed']:
+                self.report(f'card item failing: {row["group"]}: {row["item"]} (labeller '
+                            f'{row["labeller"]}, potential {row["potential"]}, tolerance {row["tolerance"]})')
+        self.report(f'iteration {self.ctx.iteration}: physics card of {self.ctx.potential.__class__.__name__}<'
+                    f'{self.ctx.potential.pk}>: {summary["num_passed"]}/{summary["num_items"]} items pass'
+                    + (f'; {len(self.ctx.targets)} frames of failing items go to the next batch'
+                       if self.ctx.targets else ''))
+        if summary['passed'] and self.ctx.below >= self.ctx.loop['converged_iterations']:
+            self.ctx.stop_reason = 'converged'
+            self.report('converged: out-of-sample errors below the thresholds and the physics card green')
+        return None
+
+    def not_stopped(self):
+        return not self.ctx.stop_reason
+
+    def needs_final_fit(self):
+        return not self.ctx.fitted_on_current
+
     def needs_seed_labels(self):
+
         return 'initial_training_set' not in self.inputs
 
     def label_seed(self):
@@ -349,6 +470,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_FIT_FAILED.format(
                 detail=f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
         self.ctx.potential = node.outputs.potential
+        self.ctx.fitted_on_current = True
         metrics = node.outputs.metrics.get_dict() if 'metrics' in node.outputs else {}
         self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
                     f'{self.ctx.potential.pk}> on {len(self.ctx.training_set)} frames; held-out force RMSE '
@@ -396,7 +518,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     f'{report["num_rejected"]} as unphysical, {report["num_candidates"]} decorrelated candidates, '
                     f'selected {report["num_selected"]} by FPS')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': report['num_sampled'],
-                                 'rejected': report['num_rejected'], 'selected': report['num_selected']})
+                                 'rejected': report['num_rejected'], 'selected': report['num_selected'],
+                                 **self.ctx.pop('card_record', {})})
+        if self.ctx.targets:
+            self.ctx.selected.update({f'card_{key}': node for key, node in self.ctx.targets.items()})
+            self.report(f'iteration {self.ctx.iteration}: {len(self.ctx.targets)} frames from failing card items '
+                        f'({", ".join(self.ctx.get("card_failed", []))}) join the batch')
+            self.ctx.history[-1]['card_targets'] = len(self.ctx.targets)
+            self.ctx.targets = {}
         if not self.ctx.selected:
             self.ctx.stop_reason = 'selection found no new structure far from the training set'
 
@@ -431,13 +560,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             current=self.ctx.training_set, new=batch,
             metadata={'call_link_label': f'merge_{self.ctx.iteration:03d}'})
 
+        self.ctx.fitted_on_current = False
+
         thresholds = self.ctx.loop['thresholds']
         below = e <= thresholds['energy_meV_per_fu'] and f <= thresholds['forces_meV_per_A']
         self.ctx.below = self.ctx.below + 1 if below else 0
         decision = 'below thresholds' if below else 'above thresholds'
         if self.ctx.below >= self.ctx.loop['converged_iterations']:
-            self.ctx.stop_reason = 'converged'
-            decision += ': converged'
+            if self.card_enabled():
+                decision += ': the next potential\'s physics card decides'
+            else:
+                self.ctx.stop_reason = 'converged'
+                decision += ': converged'
         history['decision'] = decision
         self.report(f'iteration {self.ctx.iteration}: out-of-sample errors on {len(batch)} new frames: energy '
                     f'{e:.2f} meV/f.u., forces {f:.0f} meV/Å ({decision}); {history["labels_failed"]} label(s) '
@@ -453,6 +587,21 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.out('learning_curve', curve['curve'])
             self.out('learning_curve_plot', curve['plot'])
         reason = self.ctx.stop_reason or 'the maximum number of iterations was reached'
+        if 'card_record' in self.ctx:  # the card of the final potential (no sampling after it)
+            self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': 0, 'rejected': 0, 'selected': 0,
+                                     'final': True, **self.ctx.pop('card_record')})
+        if self.card_enabled():
+            node = self.ctx.card
+            for key, port in (('card', 'card'), ('markdown', 'card_markdown'), ('plot', 'card_plot')):
+                if key in node.outputs:
+                    self.out(port, node.outputs[key])
+            self.out('reference_values', self.ctx.reference_values)
+            if 'test_set' in self.ctx:
+                self.out('test_set', self.ctx.test_set)
+            if reason != 'converged' and self.ctx.get('card_failed'):
+                reason += f'; card items still failing: {", ".join(self.ctx.card_failed)}'
+            elif reason != 'converged' and self.ctx.below < self.ctx.loop['converged_iterations']:
+                reason += '; out-of-sample errors above the thresholds'
         self.out('summary', orm.Dict({'iterations': self.ctx.history, 'stop_reason': reason,
                                       'num_labels': self.ctx.get('num_labels', len(self.ctx.training_set))}).store())
         self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} on {len(self.ctx.training_set)} frames')

@@ -1,0 +1,114 @@
+"""The physics card's quantities against closed forms, and its comparison rules (no AiiDA, no jobs)."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.units import GPa
+
+from aiida_ferromlip.analysis import physics_card as card
+from aiida_ferromlip.engines.atoms_task import run_task, task_settings
+from aiida_ferromlip.materials import batio3_polymorphs
+from aiida_ferromlip.materials.paths import collective_displacement_path, scaled_to_lattice, strained_copies
+from aiida_ferromlip.materials.units import formula_units
+
+
+def test_well_of_a_quartic_double_well_on_the_card_grid():
+    """E(d) = a d^4 - b d^2 has its minimum at sqrt(b / 2a), depth -b^2 / 4a. On the card's 0.025 Å grid the parabola
+    through three points must find it within 0.005 Å (a fifth of the 0.02 Å tolerance) and 3 % in depth."""
+    position, depth = 0.13, 7.5  # Å, meV/f.u.: SevenNet-0's [111] well in BaTiO3 at its own lattice
+    b = 2 * depth / position**2
+    a = b / (2 * position**2)
+    d = np.arange(0, 0.2501, 0.025)
+    energies = (a * d**4 - b * d**2) / 1000  # eV/f.u.
+    result = card.well(d, energies)
+    assert result['position_A'] == pytest.approx(np.sqrt(b / (2 * a)), abs=0.005)
+    assert result['depth_meV_per_fu'] == pytest.approx(-b**2 / (4 * a), rel=0.03)
+    assert card.well(d, (a * d**4 + b * d**2) / 1000) == {'depth_meV_per_fu': 0.0, 'position_A': 0.0, 'at_edge': False}
+
+
+def test_equation_of_state_recovers_a_birch_murnaghan_curve():
+    from ase.eos import birchmurnaghan
+
+    v0, b0, bp = 65.7, 160 * GPa, 4.5
+    volumes = v0 * (1 + np.array(card_strains())) ** 3
+    energies = birchmurnaghan(volumes, -40.0, b0, bp, v0)
+    result = card.equation_of_state(volumes, energies)
+    assert result['lattice'] == pytest.approx(v0 ** (1 / 3), rel=1e-5)
+    assert result['bulk_modulus_GPa'] == pytest.approx(160, rel=1e-3)
+    assert result['inside']
+    with pytest.raises(ValueError, match='at least 5'):
+        card.equation_of_state(volumes[:3], energies[:3])
+
+
+def card_strains():
+    return [-0.02, -0.0133, -0.0067, 0.0, 0.0067, 0.0133, 0.02]
+
+
+def test_structures_of_the_card():
+    cubic = batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m']
+    parent = scaled_to_lattice(cubic, 4.035)
+    assert (parent.get_volume() / formula_units(parent)) ** (1 / 3) == pytest.approx(4.035)
+    images = collective_displacement_path(parent, 'Ti', (1, 1, 1), [0, 0.1], (2, 2, 2))
+    moved = images[1].positions - images[0].positions
+    ti = np.array(images[0].get_chemical_symbols()) == 'Ti'
+    assert len(images[0]) == 40 and np.allclose(np.linalg.norm(moved[ti], axis=1), 0.1) and not moved[~ti].any()
+    assert [c.cell[0, 0] for c in strained_copies(parent, [-0.01, 0.01])] == pytest.approx([4.035 * 0.99, 4.035 * 1.01])
+    with pytest.raises(ValueError, match='no Zr'):
+        collective_displacement_path(parent, 'Zr', (0, 0, 1), [0.1])
+
+
+def _side(depth, position, lattice=4.035, bulk=160.0):
+    return {'eos': {'lattice': lattice, 'bulk_modulus_GPa': bulk, 'inside': True},
+            'wells': {'111': {'well': {'depth_meV_per_fu': depth, 'position_A': position, 'at_edge': False}}}}
+
+
+TOLERANCES = {'eos': {'lattice_percent': 0.5, 'bulk_modulus_percent': 15.0},
+              'wells': {'depth_meV_per_fu': 1.0, 'depth_relative': 0.15, 'position_A': 0.02}}
+
+
+def test_comparison_rules():
+    reference = _side(-7.5, 0.135)
+    assert all(row['passed'] for row in card.compare(reference, _side(-7.0, 0.125), TOLERANCES))
+    rows = {row['item']: row for row in card.compare(reference, _side(-5.8, 0.135), TOLERANCES)}
+    assert not rows['111 depth']['passed'] and rows['111 depth']['tolerance'] == pytest.approx(1.125, abs=0.01)
+    rows = {row['item']: row for row in card.compare(reference, _side(0.0, 0.0), TOLERANCES)}  # no well at all
+    assert not rows['111 depth']['passed'] and not rows['111 position']['passed']
+    rows = {row['item']: row for row in card.compare(reference, _side(-7.5, 0.135, lattice=4.06), TOLERANCES)}
+    assert not rows['equilibrium lattice']['passed'] and rows['bulk modulus']['passed']
+    # a group the labeller could not compute is one failed row with the reason; the rest stands
+    rows = card.compare({**reference, 'wells': {'error': 'pw.x failed'}}, _side(-7.5, 0.135), TOLERANCES)
+    assert [(r['group'], r['passed']) for r in rows] == [('eos', True), ('eos', True), ('wells', False)]
+    assert 'pw.x failed' in rows[-1]['reason']
+    assert '**FAIL**' in card.markdown(rows)
+
+
+def test_soft_modes_compare_the_unstable_frequencies():
+    reference = {'frequencies': {'Γ': [-7.46, -7.46, -7.46, 0.0], 'R': [3.6, 3.6]}}
+    tolerance = {'soft_modes': {'frequency_thz': 0.5, 'unstable_below_thz': -0.1}}
+    good = {'frequencies': {'Γ': [-7.1, -7.1, -7.1, 0.0], 'R': [3.0, 3.1]}}
+    bad = {'frequencies': {'Γ': [2.0, 2.0, 2.0, 3.0], 'R': [3.0, 3.1]}}
+    assert all(r['passed'] for r in card.compare({'soft_modes': reference}, {'soft_modes': good}, tolerance))
+    assert not any(r['passed'] for r in card.compare({'soft_modes': reference}, {'soft_modes': bad}, tolerance))
+
+
+def test_the_task_engine_relaxes_in_symmetry_and_evaluates():
+    """EMT copper: the relaxed fcc lattice equals the minimum of EMT's own equation of state."""
+    atoms = bulk('Cu', 'fcc', a=3.70)
+    atoms.info['frame_key'] = 'cu'
+    outputs, rows, failures, _ = run_task([atoms], EMT(), {'task': 'relax', 'fmax': 1e-4})
+    volumes = [a.get_volume() for a in strained_copies(bulk('Cu', 'fcc', a=3.59), np.linspace(-0.02, 0.02, 7))]
+    energies = []
+    for frame in strained_copies(bulk('Cu', 'fcc', a=3.59), np.linspace(-0.02, 0.02, 7)):
+        frame.calc = EMT()
+        energies.append(frame.get_potential_energy())
+    eos = card.equation_of_state(volumes, energies)
+    assert not failures and rows['cu']['converged']
+    assert outputs[0].get_volume() == pytest.approx(eos['volume_per_fu'], rel=1e-3)
+    assert rows['cu']['formula_units'] == 1
+    outputs, rows, _, _ = run_task([atoms], EMT(), {'task': 'energies'})
+    assert rows['cu']['energy_eV'] == pytest.approx(outputs[0].get_potential_energy())
+    with pytest.raises(ValueError, match='unknown settings'):
+        task_settings({'task': 'relax', 'fmaxx': 1})
+    with pytest.raises(ValueError, match='unknown task'):
+        task_settings({'task': 'neb'})
