@@ -55,6 +55,10 @@ def main():
         material=material, structures=structures, protocol=args.protocol, overrides=overrides or None,
         engine=args.labeller, task_code=task_code)
     results, node = run_get_node(builder)
+    if 'summary' not in results:
+        print(f'\nActiveLearningWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}; see '
+              f'`verdi process report {node.pk}`')
+        raise SystemExit(1)
     summary = results['summary'].get_dict()
 
     print(f'\nActiveLearningWorkChain<{node.pk}>: exit status {node.exit_status} — {summary["stop_reason"]}')

@@ -108,6 +108,9 @@ def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict]:
                     'cell_angles': [float(x) for x in atoms.cell.cellpar()[3:]],
                     'volume': float(atoms.get_volume()),
                     'max_force': float(np.abs(results['forces']).max()) if len(atoms) else 0.0})
+        if task['task'] == 'relax':  # the relaxed structure itself, for whoever reuses the results later
+            row['structure'] = {'numbers': atoms.numbers.tolist(), 'cell': atoms.cell.array.tolist(),
+                                'positions': atoms.positions.tolist()}
         rows[key] = row
         atoms.calc = SinglePointCalculator(atoms, **results)
         atoms.info['frame_key'] = key

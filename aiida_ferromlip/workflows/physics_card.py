@@ -121,7 +121,7 @@ def polymorph_rows(results: orm.Dict, parent: orm.Str) -> orm.Dict:
     rows = {}
     for name, row in results['rows'].items():
         rows[name] = {'energy_per_fu_eV': row['energy_eV'] / row['formula_units'], 'cell_lengths': row['cell_lengths'],
-                      'converged': row['converged']}
+                      'converged': row['converged'], 'structure': row.get('structure')}
     return orm.Dict({'parent': parent.value, 'rows': rows, 'failures': results['failures']})
 
 
@@ -144,9 +144,17 @@ def test_set_structures(parameters: orm.Dict, **inputs) -> dict:
         for number, pick in enumerate(sorted(picks)):
             key, index = pool[pick]
             outputs[f'test_md_{number:03d}'] = orm.StructureData(ase=inputs[key].get_step_structure(index).get_ase())
-    polymorphs = sorted(k for k in inputs if k.startswith('polymorph_'))
-    for number in range(settings['test_polymorph_frames'] if polymorphs else 0):
-        atoms = inputs[polymorphs[number % len(polymorphs)]].get_ase().repeat(settings['path_supercell'])
+    polymorphs = {k: inputs[k].get_ase() for k in sorted(inputs) if k.startswith('polymorph_')}
+    if not polymorphs and 'reference_values' in inputs:  # an earlier card's labeller-relaxed polymorphs
+        from ase import Atoms
+
+        rows = inputs['reference_values'].get_dict().get('polymorphs', {}).get('rows', {})
+        polymorphs = {name: Atoms(numbers=row['structure']['numbers'], cell=row['structure']['cell'],
+                                  positions=row['structure']['positions'], pbc=True)
+                      for name, row in sorted(rows.items()) if row.get('structure')}
+    names = sorted(polymorphs)
+    for number in range(settings['test_polymorph_frames'] if names else 0):
+        atoms = polymorphs[names[number % len(names)]].repeat(settings['path_supercell'])
         frame = materials.rattled_strained(atoms, 1, rattle=settings['test_rattle'], strain=settings['test_strain'],
                                            seed=settings['seed'] + 1000 + number)[0]
         outputs[f'test_polymorph_{number:03d}'] = orm.StructureData(ase=frame)
@@ -433,7 +441,11 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def structures(self):
-        eos = self.inputs.reference_values if 'reference_values' in self.inputs else self.ctx.reference_eos_values
+        if 'reference_values' in self.inputs:
+            eos = self.inputs.reference_values
+            self.out('reference_values', eos)
+        else:
+            eos = self.ctx.reference_eos_values
         if 'eos_structures' not in self.ctx:
             self.ctx.eos_structures = eos_structures(self.ctx.parent, self.inputs.parameters)
         built = card_structures(self.ctx.parent, eos, self.ctx.paths, self.inputs.parameters)
@@ -525,8 +537,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             self.report(f'the MD of the potential failed ({node.exit_message}): the test set has no MD frames')
         relaxed = self.ctx.get('reference_relaxed', {})
         inputs.update({f'polymorph_{name}': structure for name, structure in relaxed.items()})
-        if not inputs:
-            inputs.update({f'polymorph_{name}': s for name, s in self.ctx.polymorphs.items()})
+        if not relaxed and 'reference_values' in self.inputs:
+            inputs['reference_values'] = self.inputs.reference_values
         structures = test_set_structures(self.inputs.parameters, **inputs)
         self.report(f'independent test set: labelling {len(structures)} frames (random MD frames of the potential, '
                     f'rattled relaxed polymorphs)')
