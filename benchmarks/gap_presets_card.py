@@ -1,0 +1,119 @@
+"""Which GAP preset can reproduce the labeller's double well? Fits each candidate preset on one SevenNet-0-labelled
+training set at the labeller's own lattice and measures, without AiiDA, what the physics card measures: the parent EOS,
+the collective Ti paths [001]/[011]/[111] (depth and position of the well) and the polymorphs relaxed in their own
+symmetry. Prints one block per preset with the fit time.
+
+    python benchmarks/gap_presets_card.py [--presets fast fast_e1 mid mid200] [--workdir /tmp/gap_presets]
+
+Training set (48 frames of 40 atoms, a0 = SevenNet-0's 4.0351 Å): 3 rattled/strained copies of each of the four
+polymorphs (the loop's seed) and 36 cubic cells with every Ti moved 0-0.22 Å along one of the three directions, then
+rattled 0.04 Å and strained 1 % (what the card's failing well item sends to the loop).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+from ase.io import write
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from aiida_ferromlip.analysis import physics_card as card
+from aiida_ferromlip.engines.atoms_task import run_task
+from aiida_ferromlip.engines.reference import make_calculator
+from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
+from aiida_ferromlip.materials.paths import collective_displacement_path, scaled_to_lattice, strained_copies
+
+A0 = 4.0351  # SevenNet-0's cubic BaTiO3 (docs/physics_card.md)
+DIRECTIONS = {'001': (0, 0, 1), '011': (0, 1, 1), '111': (1, 1, 1)}
+SOAP = {'type': 'soap', 'cutoff_transition_width': 0.5, 'atom_sigma': 0.5, 'zeta': 4, 'delta': 0.2,
+        'covariance_type': 'dot_product', 'sparse_method': 'cur_points'}
+PRESETS = {
+    'fast': {'default_sigma': [0.005, 0.1, 0.05, 0.0],
+             'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 30}]},
+    'fast_e1': {'default_sigma': [0.001, 0.05, 0.05, 0.0],
+                'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 30}]},
+    'mid': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'allow_large_cutoff': True,
+            'descriptors': [{**SOAP, 'cutoff': 4.5, 'n_max': 6, 'l_max': 4, 'n_sparse': 100}]},
+    'mid200': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'allow_large_cutoff': True,
+               'descriptors': [{**SOAP, 'cutoff': 4.5, 'n_max': 6, 'l_max': 4, 'n_sparse': 200}]},
+}
+
+
+def training_frames(calculator):
+    rng = np.random.default_rng(1)
+    frames = []
+    for index, (_, atoms) in enumerate(sorted(batio3_polymorphs().items())):
+        frames += rattled_strained(scaled_to_lattice(atoms, A0), 3, rattle=0.05, strain=0.01, seed=index)
+    cubic = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
+    for n in range(36):
+        name = list(DIRECTIONS)[n % 3]
+        image = collective_displacement_path(cubic, 'Ti', DIRECTIONS[name], [rng.uniform(0, 0.22)], (2, 2, 2))[0]
+        frames += rattled_strained(image, 1, rattle=0.04, strain=0.01, seed=100 + n)
+    for atoms in frames:  # gap_fit's keys, as GapFitCalculation writes them
+        atoms.calc = calculator
+        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = None
+        atoms.info = {'REF_energy': float(energy),
+                      'REF_virial': (-voigt_6_to_full_3x3_stress(stress) * atoms.get_volume()).ravel()}
+        atoms.arrays['REF_forces'] = forces
+    return frames
+
+
+def measure(calculator) -> dict:
+    parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
+    volumes, energies = [], []
+    for cell in strained_copies(parent, [-0.02, -0.0133, -0.0067, 0, 0.0067, 0.0133, 0.02]):
+        cell.calc = calculator
+        volumes.append(cell.get_volume())
+        energies.append(cell.get_potential_energy())
+    result = {'eos': card.equation_of_state(volumes, energies)}
+    displacements = np.arange(0, 0.251, 0.025)
+    for name, direction in DIRECTIONS.items():
+        path = []
+        for image in collective_displacement_path(parent, 'Ti', direction, displacements, (2, 2, 2)):
+            image.calc = calculator
+            path.append(image.get_potential_energy() / 8)
+        result[name] = card.well(displacements, path)
+    frames = []
+    for key, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items():
+        atoms.info['frame_key'] = key
+        frames.append(atoms)
+    _, rows, _, _ = run_task(frames, calculator, {'task': 'relax', 'fmax': 0.005, 'max_steps': 300})
+    zero = rows['Pm-3m']['energy_eV']
+    result['polymorphs'] = {key: (round(1000 * (row['energy_eV'] - zero), 1), [round(x, 3) for x in row['cell_lengths']])
+                            for key, row in rows.items()}
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--presets', nargs='+', default=list(PRESETS))
+    parser.add_argument('--workdir', default='/tmp/gap_presets')
+    args = parser.parse_args()
+    sevennet = make_calculator('7net-0')
+    frames = training_frames(sevennet)
+    print('SevenNet-0 (the labeller):', json.dumps(measure(sevennet)))
+    from quippy.potential import Potential
+
+    for name in args.presets:
+        folder = os.path.join(args.workdir, name)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        write(os.path.join(folder, 'train.extxyz'), frames, format='extxyz')
+        parameters = {'e0_method': 'average', 'validation_fraction': 0.0, 'seed': 0, 'max_memory_gb': 8,
+                      'virial_fraction': 'auto', 'multi_species': False, 'allow_large_cutoff': False,
+                      'clip_sparse': True, **PRESETS[name]}
+        with open(os.path.join(folder, 'parameters.json'), 'w') as handle:
+            json.dump(parameters, handle)
+        start = time.perf_counter()
+        subprocess.run(['ferromlip-gap'], cwd=folder, check=True, capture_output=True)
+        elapsed = time.perf_counter() - start
+        print(f'{name} (fit {elapsed:.0f} s):', json.dumps(measure(Potential(param_filename=os.path.join(folder, 'gap.xml')))))
+
+
+if __name__ == '__main__':
+    main()
