@@ -32,6 +32,11 @@ DIRECTIONS = {'001': (0, 0, 1), '011': (0, 1, 1), '111': (1, 1, 1)}
 SOAP = {'type': 'soap', 'cutoff_transition_width': 0.5, 'atom_sigma': 0.5, 'zeta': 4, 'delta': 0.2,
         'covariance_type': 'dot_product', 'sparse_method': 'cur_points'}
 PRESETS = {
+    'fast_2b': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'multi_species': True, 'allow_large_cutoff': True,
+                'descriptors': [{'type': 'distance_2b', 'cutoff': 6.0, 'cutoff_transition_width': 1.0, 'n_sparse': 20,
+                                 'covariance_type': 'ard_se', 'delta': 0.5, 'theta_uniform': 1.0,
+                                 'sparse_method': 'uniform'},
+                                {**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 30}]},
     'fast': {'default_sigma': [0.005, 0.1, 0.05, 0.0],
              'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 30}]},
     'fast_e1': {'default_sigma': [0.001, 0.05, 0.05, 0.0],
@@ -43,16 +48,16 @@ PRESETS = {
 }
 
 
-def training_frames(calculator):
+def training_frames(calculator, path_rattle: float = 0.04, path_frames: int = 36):
     rng = np.random.default_rng(1)
     frames = []
     for index, (_, atoms) in enumerate(sorted(batio3_polymorphs().items())):
         frames += rattled_strained(scaled_to_lattice(atoms, A0), 3, rattle=0.05, strain=0.01, seed=index)
     cubic = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
-    for n in range(36):
+    for n in range(path_frames):
         name = list(DIRECTIONS)[n % 3]
         image = collective_displacement_path(cubic, 'Ti', DIRECTIONS[name], [rng.uniform(0, 0.22)], (2, 2, 2))[0]
-        frames += rattled_strained(image, 1, rattle=0.04, strain=0.01, seed=100 + n)
+        frames += rattled_strained(image, 1, rattle=path_rattle, strain=0.01, seed=100 + n)
     for atoms in frames:  # gap_fit's keys, as GapFitCalculation writes them
         atoms.calc = calculator
         energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
@@ -93,10 +98,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--presets', nargs='+', default=list(PRESETS))
     parser.add_argument('--workdir', default='/tmp/gap_presets')
+    parser.add_argument('--path-rattle', type=float, default=0.04, help='rattle (Å) of the collective-Ti frames')
+    parser.add_argument('--path-frames', type=int, default=36)
+    parser.add_argument('--skip-labeller', action='store_true')
     args = parser.parse_args()
     sevennet = make_calculator('7net-0')
-    frames = training_frames(sevennet)
-    print('SevenNet-0 (the labeller):', json.dumps(measure(sevennet)))
+    frames = training_frames(sevennet, args.path_rattle, args.path_frames)
+    if not args.skip_labeller:
+        print('SevenNet-0 (the labeller):', json.dumps(measure(sevennet)))
     from quippy.potential import Potential
 
     for name in args.presets:

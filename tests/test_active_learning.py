@@ -133,3 +133,35 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
     with pytest.raises(ValueError, match=r"species \['Po'\] are not supported"):
         run_get_node(builder_for(codes, {'x': orm.StructureData(ase=polonium)}))
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == jobs_before
+
+
+def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(codes, aiida_code_installed):
+    from .test_physics_card import SMALL
+
+    task = aiida_code_installed(label='ferromlip-task', default_calc_job_plugin='ferromlip.atoms_task',
+                                filepath_executable=executable('ferromlip-task'))
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(
+        *codes, structures=starts('R3m', 'Pm-3m'), protocol='fast', task_code=task,
+        overrides={'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
+                   'parameters': {'max_iterations': 1, 'seed_frames_per_structure': 2},
+                   'select_parameters': {'num_select': 2}, 'card': {'overrides': SMALL}})
+    results, node = run_get_node(builder)
+    reference = results['reference_values'].get_dict()
+    # the start cells are the labeller's relaxed polymorphs (R3m: SevenNet-0's own 4.076 Å, not the built 4.00 Å)
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    start = links['sample_000_R3m'].inputs.structure.get_ase()
+    relaxed = reference['polymorphs']['rows']['R3m']['cell_lengths'][0]
+    assert start.cell.cellpar()[0] == pytest.approx(2 * relaxed, rel=1e-6)
+    assert relaxed == pytest.approx(4.076, abs=0.02)
+    # a card after each fit; a GAP on 4 seed frames plus one batch is not physically right: not converged, and
+    # the exit message names the failing card groups
+    cards = [n for label, n in links.items() if label.startswith('card_') and label != 'card_labeller']
+    assert len(cards) == 2 and all(c.is_finished_ok for c in cards)
+    assert node.exit_status == 410 and 'card items still failing' in node.exit_message
+    summary = results['summary'].get_dict()
+    assert summary['iterations'][0]['card_items'] == results['card']['num_items'] or summary['iterations'][-1]['final']
+    # the failing items' frames were labelled with the batch; the independent test set never was
+    keys = [origin['frame_key'] for origin in results['training_set'].origins]
+    assert any(key.startswith('it000_card_') for key in keys)
+    assert not any('test_' in key for key in keys)
+    assert len(results['test_set']) == 8 and results['card_plot'].filename == 'physics_card.png'

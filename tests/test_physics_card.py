@@ -64,7 +64,7 @@ def test_a_potential_without_polar_states_fails_the_double_well(codes, sevennet)
     assert 'wells' in card['failed_groups'] and not card['passed']
     assert len(results['test_set']) == 8
     # the frames where the well was measured go back to the loop
-    assert any(key.startswith('wells_path_') for key in results['targets'])
+    assert any(key.startswith('wells_111') for key in results['targets'])
     assert results['plot'].filename == 'physics_card.png' and '| wells | 111 depth |' in results['card']['markdown']
 
 

@@ -182,14 +182,37 @@ def _row_value(summary: dict, group: str, prefix: str):
 
 
 @calcfunction
-def scaled_to_equilibrium(reference_values: orm.Dict, **structures: orm.StructureData) -> dict:
-    """The start structures scaled isotropically to the labeller's equilibrium: volume per formula unit = a0³ of
-    its parent phase (``reference_values['eos']``), fractional coordinates kept."""
+def start_at_equilibrium(reference_values: orm.Dict, **structures: orm.StructureData) -> dict:
+    """The start structures at the labeller's equilibrium: a start that is one of the card's polymorphs becomes the
+    labeller-relaxed polymorph (repeated to the start's size); any other is scaled isotropically so that its volume
+    per formula unit is a0³ of the labeller's parent phase. Each output's ``description`` says which."""
+    from ase import Atoms
+
     from aiida_ferromlip.materials.paths import scaled_to_lattice
 
-    lattice = reference_values['eos']['lattice']
-    return {key: orm.StructureData(ase=scaled_to_lattice(structure.get_ase(), lattice))
-            for key, structure in structures.items()}
+    values = reference_values.get_dict()
+    lattice = values['eos']['lattice']
+    rows = values.get('polymorphs', {}).get('rows', {}) if 'error' not in values.get('polymorphs', {}) else {}
+    outputs = {}
+    for key, structure in structures.items():
+        atoms = structure.get_ase()
+        row = rows.get(key, {})
+        relaxed = None
+        if row.get('structure') and row.get('converged'):
+            relaxed = Atoms(numbers=row['structure']['numbers'], cell=row['structure']['cell'],
+                            positions=row['structure']['positions'], pbc=True)
+            repeat = round((len(atoms) / len(relaxed)) ** (1 / 3))
+            if repeat ** 3 * len(relaxed) != len(atoms) or sorted(relaxed.get_chemical_symbols() * repeat**3) != \
+                    sorted(atoms.get_chemical_symbols()):
+                relaxed = None
+        if relaxed is not None:
+            node = orm.StructureData(ase=relaxed.repeat(repeat))
+            node.description = f'{key} relaxed by the labeller in its own space group, repeated {repeat}x{repeat}x{repeat}'
+        else:
+            node = orm.StructureData(ase=scaled_to_lattice(atoms, lattice))
+            node.description = f"{key} scaled to the labeller's parent lattice a0 = {lattice:.4f} Å"
+        outputs[key] = node
+    return outputs
 
 
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
@@ -358,10 +381,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
         self.ctx.reference_values = node.outputs.reference_values
         eos = self.ctx.reference_values['eos']
-        self.ctx.starts = scaled_to_equilibrium(self.ctx.reference_values, **self.ctx.starts,
-                                                metadata={'call_link_label': 'scale_to_equilibrium'})
-        self.report(f"start structures scaled to the labeller's equilibrium lattice a0 = {eos['lattice']:.4f} Å "
-                    f"(B = {eos['bulk_modulus_GPa']:.0f} GPa)")
+        self.ctx.starts = start_at_equilibrium(self.ctx.reference_values, **self.ctx.starts,
+                                               metadata={'call_link_label': 'start_at_equilibrium'})
+        self.report(f"labeller's parent equilibrium a0 = {eos['lattice']:.4f} Å (B = {eos['bulk_modulus_GPa']:.0f} "
+                    f"GPa); start structures: " + '; '.join(s.description for _, s in sorted(self.ctx.starts.items())))
         return None
 
     def run_card(self):

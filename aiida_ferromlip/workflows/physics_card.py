@@ -203,23 +203,40 @@ def physics_card(reference: orm.Dict, potential: orm.Dict, tolerances: orm.Dict,
                'plot': orm.SinglefileData(io.BytesIO(card.plot_png(reference_values, potential_values, rows,
                                                                    'Physics card')), filename='physics_card.png')}
     settings = parameters.get_dict()
-    prefixes = {'wells': 'path_', 'eos': 'eos_', 'soft_modes': 'phonon_', 'polymorphs': 'relaxed_',
-                'stability': 'broken_'}
     rng = np.random.default_rng(settings['seed'])
-    for group in failed:
-        keys = sorted(k for k in structures if k.startswith(prefixes.get(group, '-')))
-        if group == 'wells':  # the images between the two minima and around them
-            keys = [k for k in keys if _near_minimum(k, reference_values, potential_values, settings)]
-        if not keys:
-            continue
-        picks = rng.choice(len(keys), size=min(settings['target_frames_per_item'], len(keys)), replace=False)
-        for pick in sorted(picks):
+    for item, keys in _target_candidates(rows, structures, reference_values, potential_values, settings).items():
+        count = settings['target_frames_per_item']
+        for number, pick in enumerate(sorted(rng.choice(len(keys), size=count, replace=len(keys) < count))):
             atoms = structures[keys[pick]].get_ase()
             if len(atoms) < 10:
                 atoms = atoms.repeat(settings['path_supercell'])
-            frame = materials.rattled_strained(atoms, 1, rattle=0.02, strain=0.003, seed=int(rng.integers(1 << 30)))[0]
-            outputs[f'target_{group}_{keys[pick]}'] = orm.StructureData(ase=frame)
+            frame = materials.rattled_strained(atoms, 1, rattle=settings['target_rattle'], strain=settings['target_strain'],
+                                               seed=int(rng.integers(1 << 30)))[0]
+            outputs[f'target_{item}_{number}'] = orm.StructureData(ase=frame)
     return outputs
+
+
+def _target_candidates(rows, structures, reference, potential, settings) -> dict[str, list[str]]:
+    """Per failing item, the keys of the structures where it was measured: the images of a failing path around its
+    minima, the potential's relaxed cell of a failing polymorph, the EOS cells, the phonon displacements, the last
+    frames of the MD runs."""
+    failing = [row for row in rows if not row['passed']]
+    candidates = {}
+    for row in failing:
+        group = row['group']
+        if group == 'wells':
+            path = row['item'].split()[0]
+            keys = [k for k in structures if k.startswith(f'path_{path}_')
+                    and _near_minimum(k, reference, potential, settings)]
+            candidates[f'wells_{path}'] = sorted(keys)
+        elif group == 'polymorphs' and row['item'] != 'order':
+            name = row['item'].split()[0]
+            if f'relaxed_{name}' in structures:
+                candidates[f'polymorphs_{name}'] = [f'relaxed_{name}']
+        elif group in ('eos', 'soft_modes', 'stability'):
+            prefix = {'eos': 'eos_', 'soft_modes': 'phonon_', 'stability': 'broken_'}[group]
+            candidates[group] = sorted(k for k in structures if k.startswith(prefix))
+    return {item: keys for item, keys in candidates.items() if keys}
 
 
 def _near_minimum(key: str, reference: dict, potential: dict, settings: dict) -> bool:
