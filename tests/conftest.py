@@ -115,3 +115,10 @@ def gap_potential(fitted_gap_xml):
     potential = GapPotential(str(fitted_gap_xml))
     potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
     return potential.store()
+
+
+@pytest.fixture
+def task_code(aiida_code_installed):
+    """The ASE-task program (relaxations and single points with any potential) as a code."""
+    return aiida_code_installed(label='ferromlip-task', default_calc_job_plugin='ferromlip.atoms_task',
+                                filepath_executable=executable('ferromlip-task'))

@@ -6,7 +6,8 @@ from aiida.engine import run_get_node
 
 from aiida_ferromlip import materials
 from aiida_ferromlip.materials import batio3_polymorphs
-from aiida_ferromlip.workflows.benchmarks.polymorphs import (PolymorphRankingWorkChain, relax_polymorphs,
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+from aiida_ferromlip.workflows.benchmarks.polymorphs import (PolymorphRankingWorkChain, relax_task, task_rows,
                                                              tabulate_ranking)
 from aiida_ferromlip.workflows.qe_label import pw_relax_builder
 
@@ -18,8 +19,9 @@ def polymorphs(*phases):
     return {p.replace('-', '_'): orm.StructureData(ase=cells[p]) for p in phases}
 
 
-def test_batio3_ranking_gap_against_reference(gap_potential):
+def test_batio3_ranking_gap_against_reference(gap_potential, task_code):
     builder = PolymorphRankingWorkChain.get_builder()
+    builder.task_code = task_code
     builder.potential = gap_potential
     builder.structures = polymorphs('R3m', 'P4mm', 'Pm-3m')
     builder.parameters = orm.Dict({'reference_phase': 'Pm_3m', 'fmax': 0.02})
@@ -41,10 +43,15 @@ def test_batio3_ranking_gap_against_reference(gap_potential):
     assert '| R3m' in table['markdown'] and 'relative to Pm_3m' in table['markdown']
     assert results['csv'].get_content().splitlines()[0].startswith('polymorph,reference_meV_per_fu')
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
+    # both sides relaxed as jobs on the computer, not inside the daemon
+    jobs = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    assert jobs['relax_potential'].process_label == jobs['relax_reference'].process_label == 'AtomsTaskCalculation'
+    assert jobs['relax_reference'].inputs.model.value == '7net-0'
 
 
-def test_unconverged_relaxation_is_flagged_not_fatal(gap_potential):
+def test_unconverged_relaxation_is_flagged_not_fatal(gap_potential, task_code):
     builder = PolymorphRankingWorkChain.get_builder()
+    builder.task_code = task_code
     builder.potential = gap_potential
     builder.structures = polymorphs('R3m', 'Pm-3m')
     builder.parameters = orm.Dict({'max_steps': 1, 'fmax': 1e-6})
@@ -55,8 +62,9 @@ def test_unconverged_relaxation_is_flagged_not_fatal(gap_potential):
     assert '(not converged)' in table['markdown']
 
 
-def test_bad_ranking_inputs(gap_potential):
+def test_bad_ranking_inputs(gap_potential, task_code):
     builder = PolymorphRankingWorkChain.get_builder()
+    builder.task_code = task_code
     builder.potential = gap_potential
     builder.structures = polymorphs('R3m')
     with pytest.raises(ValueError, match='at least two polymorphs'):
@@ -67,11 +75,15 @@ def test_bad_ranking_inputs(gap_potential):
         run_get_node(builder)
 
 
-def test_hfo2_phases_ranked_by_the_reference_model_as_pbesol_does():
+def test_hfo2_phases_ranked_by_the_reference_model_as_pbesol_does(task_code):
     """The shipped HfO2 builders relax, in their space groups, into the phases of seed 000 Table II: SevenNet-0
     orders them monoclinic < oI < oIII < tetragonal < cubic, as PBEsol does (0, 16, 64, 139, 207 meV/f.u.)."""
     structures = {name: orm.StructureData(ase=atoms) for name, atoms in materials.polymorphs('HfO2').items()}
-    rows = relax_polymorphs(orm.Str('7net-0'), orm.Dict({'fmax': 0.02}), **structures).get_dict()
+    settings = {'fmax': 0.02, 'max_steps': 400, 'relax_cell': True, 'symprec': 1e-3}
+    results, node = run_get_node(AtomsTaskCalculation, code=task_code, model=orm.Str('7net-0'), structures=structures,
+                                 task=orm.Dict(relax_task(settings)))
+    assert node.is_finished_ok, node.exit_message
+    rows = task_rows(results['results'].get_dict())
     assert all(row['converged'] for row in rows.values())
     energy = {name: 1000 * (row['energy_per_fu_eV'] - rows['monoclinic']['energy_per_fu_eV']) for name, row in rows.items()}
     assert sorted(energy, key=energy.get) == ['monoclinic', 'oI', 'oIII', 'tetragonal', 'cubic']
@@ -100,11 +112,11 @@ def test_a_failed_reference_relaxation_keeps_a_flagged_row():
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 
-def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family):
+def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family, task_code):
     """With a pw.x code the reference is one vc-relax per polymorph with the label protocol's settings; bad DFT
     inputs are refused before any job (here: a magnetic element without a chosen order)."""
     structures = {name: atoms for name, atoms in materials.polymorphs('BaTiO3').items() if name in ('P4mm', 'Pm-3m')}
-    builder = PolymorphRankingWorkChain.get_builder_from_protocol(gap_potential, structures, qe_code=pw_code,
+    builder = PolymorphRankingWorkChain.get_builder_from_protocol(task_code, gap_potential, structures, qe_code=pw_code,
                                                                   parameters={'reference_phase': 'Pm-3m'})
     assert sorted(builder.structures) == ['P4mm', 'Pm_3m'] and builder.parameters['reference_phase'] == 'Pm_3m'
     assert builder.reference_qe.protocol.value == 'fast'
@@ -120,19 +132,19 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family):
         run_get_node(builder)
 
     bifeo3 = PolymorphRankingWorkChain.get_builder_from_protocol(
-        gap_potential, {'R3c': materials.polymorphs('BaTiO3')['R3m']}, qe_code=pw_code)
+        task_code, gap_potential, {'R3c': materials.polymorphs('BaTiO3')['R3m']}, qe_code=pw_code)
     bifeo3.structures = {name: orm.StructureData(ase=atoms) for name, atoms in materials.polymorphs('BiFeO3').items()}
     with pytest.raises(ValueError, match='which the potential does not know'):
         run_get_node(bifeo3)
 
 
 @pytest.mark.slow
-def test_pw_relax_reference(gap_potential, pw_code, pseudo_family):
+def test_pw_relax_reference(gap_potential, pw_code, pseudo_family, task_code):
     """pw.x relaxes cubic and tetragonal BaTiO3 in their space groups (fast protocol, fixed cells, minutes): P4mm
     lies below Pm-3m and stays tetragonal, and the table's reference side comes from the PwRelaxWorkChains."""
     structures = {name: atoms for name, atoms in materials.polymorphs('BaTiO3').items() if name in ('P4mm', 'Pm-3m')}
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
-        gap_potential, structures, qe_code=pw_code, parameters={'reference_phase': 'Pm-3m', 'relax_cell': False})
+        task_code, gap_potential, structures, qe_code=pw_code, parameters={'reference_phase': 'Pm-3m', 'relax_cell': False})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     rows = {row['polymorph']: row for row in results['table']['rows']}

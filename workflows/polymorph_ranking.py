@@ -26,13 +26,14 @@ def main():
     parser.add_argument('--label-protocol', default='fast')
     parser.add_argument('--fixed-cell', action='store_true', help='relax positions only, both sides')
     parser.add_argument('--save', default=None)
+    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='the ASE-task code (relaxations)')
     args = parser.parse_args()
     structures = polymorphs(args.material, 'ranking')
     if args.phases:
         structures = {phase: structures[phase] for phase in args.phases}
     zero = RANKING_ZERO[args.material] if RANKING_ZERO[args.material] in structures else None
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
-        orm.load_node(args.potential), structures, qe_code=orm.load_code('pw@localhost') if args.qe else None,
+        orm.load_code(args.task_code), orm.load_node(args.potential), structures, qe_code=orm.load_code('pw@localhost') if args.qe else None,
         label_protocol=args.label_protocol, parameters={'reference_phase': zero, 'relax_cell': not args.fixed_cell})
     results, node = run_get_node(builder)
     if not node.is_finished_ok:

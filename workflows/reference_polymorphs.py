@@ -9,7 +9,10 @@ import argparse
 from aiida import orm
 
 from aiida_ferromlip import materials
-from aiida_ferromlip.workflows.benchmarks.polymorphs import relax_polymorphs
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+from aiida_ferromlip.workflows.benchmarks.polymorphs import relax_task, task_rows
 
 
 def main():
@@ -17,13 +20,18 @@ def main():
     parser.add_argument('--material', default='PbZrO3', choices=sorted(materials.MATERIALS))
     parser.add_argument('--model', default='7net-0')
     parser.add_argument('--fmax', type=float, default=0.01)
+    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='the ASE-task code (relaxations)')
     args = parser.parse_args()
     structures = {materials.port_name(name): orm.StructureData(ase=atoms)
                   for name, atoms in materials.polymorphs(args.material, 'ranking').items()}
-    rows, node = relax_polymorphs.run_get_node(orm.Str(args.model), orm.Dict({'fmax': args.fmax}), **structures)
-    rows = rows.get_dict()
+    task = relax_task({'fmax': args.fmax, 'max_steps': 400, 'relax_cell': True, 'symprec': 1e-3})
+    results, node = run_get_node(AtomsTaskCalculation, code=orm.load_code(args.task_code), model=orm.Str(args.model),
+                                 structures=structures, task=orm.Dict(task))
+    if not node.is_finished_ok:
+        raise SystemExit(f'AtomsTaskCalculation<{node.pk}> failed: {node.exit_message}')
+    rows = task_rows(results['results'].get_dict())
     zero = materials.port_name(materials.RANKING_ZERO[args.material])
-    print(f'relax_polymorphs<{node.pk}> ({args.model}), {args.material}, energies relative to {zero}:')
+    print(f'AtomsTaskCalculation<{node.pk}> ({args.model}), {args.material}, energies relative to {zero}:')
     for name, row in rows.items():
         relative = 1000 * (row['energy_per_fu_eV'] - rows[zero]['energy_per_fu_eV'])
         print(f'{name:10s} {relative:+8.1f} meV/f.u.  a,b,c {", ".join(f"{x:.3f}" for x in row["cell_lengths"])}  '

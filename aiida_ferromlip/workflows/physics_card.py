@@ -31,6 +31,7 @@ from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
+from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relaxed_polymorphs, task_rows
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 GROUPS = ('eos', 'polymorphs', 'wells', 'soft_modes', 'test_set', 'stability')
@@ -117,12 +118,8 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
 
 @calcfunction
 def polymorph_rows(results: orm.Dict, parent: orm.Str) -> orm.Dict:
-    """The relaxed polymorphs of an ``AtomsTaskCalculation`` as card rows (energy per f.u., cell, convergence)."""
-    rows = {}
-    for name, row in results['rows'].items():
-        rows[name] = {'energy_per_fu_eV': row['energy_eV'] / row['formula_units'], 'cell_lengths': row['cell_lengths'],
-                      'converged': row['converged'], 'structure': row.get('structure')}
-    return orm.Dict({'parent': parent.value, 'rows': rows, 'failures': results['failures']})
+    """The relaxed polymorphs of an ``AtomsTaskCalculation`` as card rows (the polymorph ranking's rows)."""
+    return orm.Dict({'parent': parent.value, 'rows': task_rows(results.get_dict()), 'failures': results['failures']})
 
 
 @calcfunction
@@ -524,8 +521,6 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
                 return orm.Dict({'error': f'{node.process_label}<{node.pk}>: {node.exit_message}'})
             self.ctx.reference_relaxed = dict(node.outputs.structures)
             return polymorph_rows(node.outputs.results, parent)
-        from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relaxed_polymorphs
-
         outputs, failed = {}, []
         for name in sorted(self.ctx.polymorphs):
             node = self.ctx[f'pw_relax_{name}']

@@ -6,8 +6,9 @@ such as Amm2 BaTiO3 slides into the ground state and the ranking says nothing), 
 (``FrechetCellFilter``). A relaxation that does not converge is reported in its row; the rest of the table is
 still produced. The reference side is the reference labeller's model (SevenNet-0) relaxed the same way, or pw.x:
 a vc-relax ``PwRelaxWorkChain`` per polymorph with the labelling settings (pw.x keeps the space group of its
-input through its symmetry operations). Each side's relaxations are one calcfunction (or the pw.x work chains)
-whose result a tabulating calcfunction turns into the table, so the table's provenance shows both.
+input through its symmetry operations). Each side's relaxations are one ``AtomsTaskCalculation`` (a job on the
+computer, not in the daemon) or the pw.x work chains, whose results a tabulating calcfunction turns into the table,
+so the table's provenance shows both.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiida.engine import WorkChain, calcfunction, if_
 
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.workflows.benchmarks.common import merged_settings
@@ -31,21 +33,6 @@ DEFAULTS = {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'reference_phase
 
 def ranking_parameters(parameters: orm.Dict | None) -> dict:
     return merged_settings(parameters, DEFAULTS, 'polymorph ranking')
-
-
-def relax(atoms, calculator, fmax: float, max_steps: int, relax_cell: bool, symprec: float) -> dict:
-    """Relax ``atoms`` in its space group; energy per formula unit (eV), lattice parameters, convergence."""
-    from ase.constraints import FixSymmetry
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
-
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    atoms.set_constraint(FixSymmetry(atoms, symprec=symprec))
-    target = FrechetCellFilter(atoms) if relax_cell else atoms
-    optimizer = BFGS(target, logfile=None)
-    converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
-    return relaxed_row(atoms, atoms.get_potential_energy(), converged, optimizer.nsteps)
 
 
 def relaxed_row(atoms, energy: float, converged: bool, steps: int) -> dict:
@@ -86,19 +73,28 @@ def validate_inputs(inputs, _):
     return None
 
 
-@calcfunction
-def relax_polymorphs(model: orm.Data, parameters: orm.Dict, **structures: orm.StructureData) -> orm.Dict:
-    """Every polymorph relaxed in its space group by ``model``: a Potential node, or a Str naming the reference
-    labeller's model (e.g. '7net-0'). Per polymorph: energy per f.u. (eV), cell, convergence."""
-    settings = ranking_parameters(parameters)
-    if isinstance(model, orm.Str):
-        from aiida_ferromlip.engines.reference import make_calculator
+def task_rows(results: dict) -> dict:
+    """Rows of the relaxed polymorphs of an ``AtomsTaskCalculation`` (task ``relax``): energy per formula unit
+    (eV), cell, volume per f.u., convergence, steps, and the relaxed structure itself."""
+    rows = {}
+    for name, row in results['rows'].items():
+        units = row['formula_units']
+        rows[name] = {'energy_per_fu_eV': row['energy_eV'] / units, 'cell_lengths': row['cell_lengths'],
+                      'cell_angles': row['cell_angles'], 'volume_per_fu': row['volume'] / units,
+                      'converged': row['converged'], 'steps': row['steps'], 'structure': row.get('structure')}
+    return rows
 
-        calculator = make_calculator(model.value)
-    else:
-        calculator = model.calculator()
-    return orm.Dict({name: relax(structures[name].get_ase(), calculator, settings['fmax'], settings['max_steps'],
-                                 settings['relax_cell'], settings['symprec']) for name in sorted(structures)})
+
+def relax_task(settings: dict) -> dict:
+    """The ``AtomsTaskCalculation`` task of a ranking: relax in the structure's own space group."""
+    return {'task': 'relax', 'fmax': settings['fmax'], 'max_steps': settings['max_steps'],
+            'relax_cell': settings['relax_cell'], 'symprec': settings['symprec'], 'keep_symmetry': True}
+
+
+@calcfunction
+def task_relaxed_polymorphs(results: orm.Dict) -> orm.Dict:
+    """The rows of one side relaxed by an ``AtomsTaskCalculation`` (potential or reference model)."""
+    return orm.Dict(task_rows(results.get_dict()))
 
 
 @calcfunction
@@ -220,9 +216,12 @@ class PolymorphRankingWorkChain(WorkChain):
                                               'help': 'pw.x as the reference: the labelling settings (code, family, '
                                                       'protocol, overrides, magnetism, U) used for vc-relax.'})
         spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
+        spec.input('task_code', valid_type=orm.AbstractCode,
+                   help='A ferromlip.atoms_task code: the relaxations run as jobs on its computer.')
         spec.inputs.validator = validate_inputs
         spec.outline(
             if_(cls.dft_reference)(cls.relax_with_pw, cls.collect_pw),
+            cls.relax_with_models,
             cls.rank,
         )
         spec.output('table', valid_type=orm.Dict, help='Rows per polymorph, orders, non-converged relaxations, Markdown.')
@@ -232,13 +231,17 @@ class PolymorphRankingWorkChain(WorkChain):
                        message='the pw.x relaxation of the zero-of-energy phase `{phase}` failed; no table')
         spec.exit_code(411, 'ERROR_TOO_FEW_REFERENCE_RELAXATIONS',
                        message='fewer than two pw.x relaxations finished ({failed} failed); no table')
+        spec.exit_code(412, 'ERROR_RELAXATION_JOB_FAILED', message='The relaxation job of the {side} failed: {detail}')
 
     @classmethod
-    def get_builder_from_protocol(cls, potential, structures: dict, qe_code: orm.AbstractCode | None = None,
-                                  label_protocol: str = 'fast', parameters: dict | None = None):
-        """Builder ranking ``structures`` (name -> StructureData or ase.Atoms) with ``potential``; with ``qe_code``
-        the reference is pw.x with the `qe` settings of the label protocol ``label_protocol``."""
+    def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, structures: dict,
+                                  qe_code: orm.AbstractCode | None = None, label_protocol: str = 'fast',
+                                  parameters: dict | None = None):
+        """Builder ranking ``structures`` (name -> StructureData or ase.Atoms) with ``potential``, relaxed by jobs of
+        ``task_code``; with ``qe_code`` the reference is pw.x with the `qe` settings of the label protocol
+        ``label_protocol``."""
         builder = cls.get_builder()
+        builder.task_code = task_code
         builder.potential = potential
         builder.structures = {materials.port_name(name): s if isinstance(s, orm.StructureData)
                               else orm.StructureData(ase=s) for name, s in structures.items()}
@@ -288,12 +291,30 @@ class PolymorphRankingWorkChain(WorkChain):
         self.ctx.reference = pw_relaxed_polymorphs(**outputs)
         return None
 
+    def relax_with_models(self):
+        settings = ranking_parameters(self.inputs.get('parameters'))
+        models = {'potential': self.inputs.potential}
+        if 'reference' not in self.ctx:
+            models['reference'] = self.inputs.reference_model
+        for side, model in models.items():
+            node = self.submit(AtomsTaskCalculation, code=self.inputs.task_code, model=model,
+                               structures=dict(self.inputs.structures), task=orm.Dict(relax_task(settings)),
+                               metadata={'call_link_label': f'relax_{side}'})
+            self.to_context(**{f'relax_{side}': node})
+
     def rank(self):
         parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
-        if 'reference' not in self.ctx:
-            self.ctx.reference = relax_polymorphs(self.inputs.reference_model, parameters, **self.inputs.structures)
-        potential = relax_polymorphs(self.inputs.potential, parameters, **self.inputs.structures)
-        results = tabulate_ranking(self.ctx.reference, potential, parameters)
+        sides = {}
+        for side in ('reference', 'potential'):
+            if side == 'reference' and 'reference' in self.ctx:
+                continue
+            node = self.ctx[f'relax_{side}']
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_RELAXATION_JOB_FAILED.format(
+                    side=side, detail=f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+            sides[side] = task_relaxed_polymorphs(node.outputs.results)
+        reference = self.ctx.reference if 'reference' in self.ctx else sides['reference']
+        results = tabulate_ranking(reference, sides['potential'], parameters)
         for key in ('table', 'csv', 'plot'):
             self.out(key, results[key])
         table = results['table'].get_dict()
@@ -301,3 +322,4 @@ class PolymorphRankingWorkChain(WorkChain):
             self.report(f'relaxation of {failed} did not converge: its row is kept and flagged')
         self.report(f'order (reference): {" < ".join(table["order_reference"])}; '
                     f'order (potential): {" < ".join(table["order_potential"])}')
+        return None
