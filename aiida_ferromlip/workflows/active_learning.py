@@ -401,8 +401,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.card
         if not node.is_finished_ok or 'card' not in node.outputs:
             return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
-        self.ctx.test_set = node.outputs.test_set
         summary = node.outputs.card.get_dict()
+        if 'test_set' not in self.ctx and 'stability' not in summary['failed_groups']:
+            # the independent test set is kept (and reused by every later card) once it comes from a potential
+            # whose MD was stable: a first potential that breaks the crystal makes no test of anything
+            self.ctx.test_set = node.outputs.test_set
+            self.report(f'independent test set fixed: TrainingSet<{self.ctx.test_set.pk}> '
+                        f'({len(self.ctx.test_set)} frames)')
         self.ctx.card_failed = summary['failed_groups']
         self.ctx.targets = dict(node.outputs.targets) if 'targets' in node.outputs else {}
         self.ctx.card_record = {
@@ -621,6 +626,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.out('reference_values', self.ctx.reference_values)
             if 'test_set' in self.ctx:
                 self.out('test_set', self.ctx.test_set)
+            elif 'test_set' in node.outputs:  # never fixed (no card had a stable MD): the last card's
+                self.out('test_set', node.outputs.test_set)
             if reason != 'converged' and self.ctx.get('card_failed'):
                 reason += f'; card items still failing: {", ".join(self.ctx.card_failed)}'
             elif reason != 'converged' and self.ctx.below < self.ctx.loop['converged_iterations']:

@@ -31,7 +31,7 @@ from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
-from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relaxed_polymorphs, task_rows
+from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relax_outputs, pw_relaxed_polymorphs, task_rows
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 GROUPS = ('eos', 'polymorphs', 'wells', 'soft_modes', 'test_set', 'stability')
@@ -127,13 +127,23 @@ def test_set_structures(parameters: orm.Dict, **inputs) -> dict:
     """The independent test set: frames drawn at random (not by FPS) from the potential's MD at the protocol's
     temperatures (after the first quarter of each run), plus rattled, strained copies of the labeller-relaxed
     polymorphs in the path supercell. ``inputs``: ``md_<run>`` trajectories and ``polymorph_<name>`` structures."""
+    from aiida_ferromlip.analysis.selection import sanity_problem
+
     settings = parameters.get_dict()
     rng = np.random.default_rng(settings['seed'])
     pool = []
     for key in sorted(k for k in inputs if k.startswith('md_')):
         trajectory = inputs[key]
         count = trajectory.numsteps
+        forces, temperatures = trajectory.get_array('forces'), trajectory.get_array('temperatures')
+        targets, energies = trajectory.get_array('target_temperatures'), trajectory.get_array('energies')
+        per_atom = energies / len(trajectory.symbols)
         for index in range(count // 4, count):
+            # a frame where the potential's MD broke is no test of anything: the sampler's own sanity rules
+            if sanity_problem(trajectory.get_step_structure(index).get_ase(), forces=forces[index],
+                              temperature=temperatures[index], target_temperature=targets[index],
+                              energy_per_atom=per_atom[index], reference_energy_per_atom=float(np.median(per_atom))):
+                continue
             pool.append((key, index))
     outputs = {}
     if pool:
@@ -521,14 +531,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
                 return orm.Dict({'error': f'{node.process_label}<{node.pk}>: {node.exit_message}'})
             self.ctx.reference_relaxed = dict(node.outputs.structures)
             return polymorph_rows(node.outputs.results, parent)
-        outputs, failed = {}, []
-        for name in sorted(self.ctx.polymorphs):
-            node = self.ctx[f'pw_relax_{name}']
-            if node.is_finished_ok and 'output_structure' in node.outputs:
-                outputs[f'{name}__structure'] = node.outputs.output_structure
-                outputs[f'{name}__parameters'] = node.outputs.output_parameters
-            else:
-                failed.append(f'{name}: {node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}')
+        outputs, failures = pw_relax_outputs({name: self.ctx[f'pw_relax_{name}'] for name in self.ctx.polymorphs})
+        failed = [f'{name}: {reason}' for name, reason in sorted(failures.items())]
         if failed:
             self.report(f'pw.x relaxations failed: {"; ".join(failed)}')
             return orm.Dict({'error': '; '.join(failed)})

@@ -97,6 +97,19 @@ def task_relaxed_polymorphs(results: orm.Dict) -> orm.Dict:
     return orm.Dict(task_rows(results.get_dict()))
 
 
+def pw_relax_outputs(nodes: dict) -> tuple[dict, dict[str, str]]:
+    """The relaxed structure and parameters of each finished ``PwRelaxWorkChain`` (``<name>__structure``,
+    ``<name>__parameters``: what ``pw_relaxed_polymorphs`` takes) and ``{name: reason}`` of those that failed."""
+    outputs, failures = {}, {}
+    for name, node in sorted(nodes.items()):
+        if node.is_finished_ok and 'output_structure' in node.outputs:
+            outputs[f'{name}__structure'] = node.outputs.output_structure
+            outputs[f'{name}__parameters'] = node.outputs.output_parameters
+        else:
+            failures[name] = f'{node.process_label}<{node.pk}> [{node.exit_status}] {node.exit_message}'
+    return outputs, failures
+
+
 @calcfunction
 def pw_relaxed_polymorphs(**outputs: orm.Data) -> orm.Dict:
     """The rows of the pw.x side: ``outputs`` holds ``<name>__structure`` and ``<name>__parameters`` of each
@@ -273,16 +286,10 @@ class PolymorphRankingWorkChain(WorkChain):
                     f'polymorph(s) submitted')
 
     def collect_pw(self):
-        outputs, failed = {}, []
-        for name in sorted(self.inputs.structures):
-            node = self.ctx[f'pw_{name}']
-            if node.is_finished_ok and 'output_structure' in node.outputs:
-                outputs[f'{name}__structure'] = node.outputs.output_structure
-                outputs[f'{name}__parameters'] = node.outputs.output_parameters
-            else:
-                failed.append(name)
-                self.report(f'pw.x relaxation of {name} failed ({node.process_label}<{node.pk}>, exit '
-                            f'{node.exit_status}: {node.exit_message}); its row is kept and flagged')
+        outputs, failures = pw_relax_outputs({name: self.ctx[f'pw_{name}'] for name in self.inputs.structures})
+        failed = sorted(failures)
+        for name, reason in sorted(failures.items()):
+            self.report(f'pw.x relaxation of {name} failed ({reason}); its row is kept and flagged')
         zero = ranking_parameters(self.inputs.get('parameters')).get('reference_phase')
         if zero in failed:
             return self.exit_codes.ERROR_REFERENCE_PHASE_FAILED.format(phase=zero)
