@@ -162,6 +162,6 @@ def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(code
     assert summary['iterations'][0]['card_items'] == results['card']['num_items'] or summary['iterations'][-1]['final']
     # the failing items' frames were labelled with the batch; the independent test set never was
     keys = [origin['frame_key'] for origin in results['training_set'].origins]
-    assert any(key.startswith('it000_card_') for key in keys)
+    assert any(key.startswith('it000_card_') for key in keys)  # labelled beside the batch
     assert not any('test_' in key for key in keys)
     assert len(results['test_set']) == 8 and results['card_plot'].filename == 'physics_card.png'

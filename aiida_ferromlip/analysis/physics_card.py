@@ -257,6 +257,9 @@ def _stability_rows(reference, potential, tolerance):
             problems.append(f'atoms {values["min_distance_A"]:.2f} Å apart')
         if abs(values['volume_change_percent']) > tolerance['volume_change_percent']:
             problems.append(f'volume changed by {values["volume_change_percent"]:+.1f} %')
+        if values.get('sane_frames', values['frames']) < values['frames']:
+            problems.append(f'{values["frames"] - values["sane_frames"]} of {values["frames"]} frames blown up '
+                            f'(forces, temperature or energy beyond the sampler\'s sanity rules)')
         rows.append(_row('stability', f'MD at {run}', None,
                          {'min_distance_A': round(values['min_distance_A'], 3),
                           'volume_change_percent': round(values['volume_change_percent'], 2)},

@@ -451,11 +451,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'seed: labelling {len(structures)} rattled/strained copies of {len(self.ctx.starts)} structures')
         return self._launch_labels(structures, 'seed')
 
-    def _launch_labels(self, structures, name):
+    def _launch_labels(self, structures, name, key='labels'):
         inputs = self.exposed_inputs(LabelWorkChain, namespace='label')
         inputs['structures'] = structures
         inputs['metadata'] = {'call_link_label': f'label_{name}'}
-        return self.to_context(labels=self.submit(LabelWorkChain, **inputs))
+        return self.to_context(**{key: self.submit(LabelWorkChain, **inputs)})
 
     def inspect_seed(self):
         node = self.ctx.labels
@@ -548,26 +548,44 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],
                                  **self.ctx.pop('card_record', {})})
-        if self.ctx.targets:
-            self.ctx.selected.update({f'card_{key}': node for key, node in self.ctx.targets.items()})
-            self.report(f'iteration {self.ctx.iteration}: {len(self.ctx.targets)} frames from failing card items '
-                        f'({", ".join(self.ctx.get("card_failed", []))}) join the batch')
-            self.ctx.history[-1]['card_targets'] = len(self.ctx.targets)
-            self.ctx.targets = {}
-        if not self.ctx.selected:
+        # Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
+        # out-of-sample learning curve stays on the MD frames selection picked.
+        self.ctx.card_batch = {f'card_{key}': node for key, node in self.ctx.targets.items()}
+        self.ctx.targets = {}
+        if self.ctx.card_batch:
+            self.report(f'iteration {self.ctx.iteration}: {len(self.ctx.card_batch)} frames from failing card items '
+                        f'({", ".join(self.ctx.get("card_failed", []))}) are labelled with the batch')
+            self.ctx.history[-1]['card_targets'] = len(self.ctx.card_batch)
+        if not self.ctx.selected and not self.ctx.card_batch:
             self.ctx.stop_reason = 'selection found no new structure far from the training set'
 
     def label_candidates(self):
-        if not self.ctx.selected:
-            return None
-        structures = {f'it{self.ctx.iteration:03d}_{key}': node for key, node in self.ctx.selected.items()}
-        return self._launch_labels(structures, f'{self.ctx.iteration:03d}')
+        prefix = f'it{self.ctx.iteration:03d}'
+        if self.ctx.selected:
+            structures = {f'{prefix}_{key}': node for key, node in self.ctx.selected.items()}
+            self._launch_labels(structures, f'{self.ctx.iteration:03d}')
+        if self.ctx.get('card_batch'):
+            structures = {f'{prefix}_{key}': node for key, node in self.ctx.card_batch.items()}
+            self._launch_labels(structures, f'{self.ctx.iteration:03d}_card', key='card_labels')
 
     def inspect_candidates(self):
+        history = self.ctx.history[-1]
+        card_labels = self.ctx.pop('card_labels', None) if self.ctx.get('card_batch') else None
+        if card_labels is not None:
+            history['card_labels_failed'] = len(card_labels.outputs.failed_frames.get_dict()) \
+                if 'failed_frames' in card_labels.outputs else len(self.ctx.card_batch)
+            if 'training_set' in card_labels.outputs:
+                card_set = card_labels.outputs.training_set
+                self.ctx.num_labels = self.ctx.get('num_labels', 0) + len(card_set)
+                self.ctx.training_set = merge_training_sets(
+                    current=self.ctx.training_set, card=card_set,
+                    metadata={'call_link_label': f'merge_card_{self.ctx.iteration:03d}'})
+                self.ctx.fitted_on_current = False
+                self.report(f'iteration {self.ctx.iteration}: {len(card_set)} card frames labelled and added')
         if not self.ctx.selected:
+            self.ctx.iteration += 1
             return None
         node = self.ctx.labels
-        history = self.ctx.history[-1]
         if not node.is_finished_ok:
             history['labels_failed'] = len(self.ctx.selected)
             self.report(f'iteration {self.ctx.iteration}: labelling failed ({node.exit_message}); no new frames')

@@ -127,24 +127,13 @@ def test_set_structures(parameters: orm.Dict, **inputs) -> dict:
     """The independent test set: frames drawn at random (not by FPS) from the potential's MD at the protocol's
     temperatures (after the first quarter of each run), plus rattled, strained copies of the labeller-relaxed
     polymorphs in the path supercell. ``inputs``: ``md_<run>`` trajectories and ``polymorph_<name>`` structures."""
-    from aiida_ferromlip.analysis.selection import sanity_problem
-
     settings = parameters.get_dict()
     rng = np.random.default_rng(settings['seed'])
     pool = []
     for key in sorted(k for k in inputs if k.startswith('md_')):
         trajectory = inputs[key]
-        count = trajectory.numsteps
-        forces, temperatures = trajectory.get_array('forces'), trajectory.get_array('temperatures')
-        targets, energies = trajectory.get_array('target_temperatures'), trajectory.get_array('energies')
-        per_atom = energies / len(trajectory.symbols)
-        for index in range(count // 4, count):
-            # a frame where the potential's MD broke is no test of anything: the sampler's own sanity rules
-            if sanity_problem(trajectory.get_step_structure(index).get_ase(), forces=forces[index],
-                              temperature=temperatures[index], target_temperature=targets[index],
-                              energy_per_atom=per_atom[index], reference_energy_per_atom=float(np.median(per_atom))):
-                continue
-            pool.append((key, index))
+        # a frame where the potential's MD broke is no test of anything: the sampler's own sanity rules decide
+        pool += [(key, index) for index in _sane_frames(trajectory) if index >= trajectory.numsteps // 4]
     outputs = {}
     if pool:
         picks = rng.choice(len(pool), size=min(settings['test_md_frames'], len(pool)), replace=False)
@@ -179,18 +168,38 @@ def test_set_errors(reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
     return orm.Dict(metrics)
 
 
+def _sane_frames(trajectory) -> list[int]:
+    """Indices of the frames of an MD trajectory that pass the sampler's sanity rules (no blow-up)."""
+    from aiida_ferromlip.analysis.selection import sanity_problem
+
+    forces, temperatures = trajectory.get_array('forces'), trajectory.get_array('temperatures')
+    targets = trajectory.get_array('target_temperatures')
+    per_atom = trajectory.get_array('energies') / len(trajectory.symbols)
+    reference = float(np.median(per_atom))
+    return [i for i in range(trajectory.numsteps)
+            if not sanity_problem(trajectory.get_step_structure(i).get_ase(), forces=forces[i],
+                                  temperature=temperatures[i], target_temperature=targets[i],
+                                  energy_per_atom=per_atom[i], reference_energy_per_atom=reference)]
+
+
 @calcfunction
-def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories: orm.TrajectoryData) -> orm.Dict:
-    """Per MD run at the top temperature and above: shortest distance over the frames, final volume change."""
+def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories: orm.TrajectoryData) -> dict:
+    """Per MD run at the top temperature and above: shortest distance over the frames, final volume change
+    (``values``); and each run's last frame that passes the sampler's sanity rules (``last_sane_<run>``): where the
+    potential was about to go wrong, a frame worth labelling (a collapsed frame teaches a small fit nothing)."""
     from aiida_ferromlip.validation import min_interatomic_distance
 
-    values = {}
+    values, outputs = {}, {}
     for key, trajectory in sorted(trajectories.items()):
         cells = trajectory.get_cells()
         distances = [min_interatomic_distance(trajectory.get_step_structure(i).get_ase())
                      for i in range(trajectory.numsteps)]
         values[key] = card.md_stability(cells, distances, start.get_ase().get_volume())
-    return orm.Dict(values)
+        sane = _sane_frames(trajectory)
+        values[key]['sane_frames'] = len(sane)
+        if sane:
+            outputs[f'last_sane_{key}'] = orm.StructureData(ase=trajectory.get_step_structure(sane[-1]).get_ase())
+    return {'values': orm.Dict(values), **outputs}
 
 
 @calcfunction
@@ -600,10 +609,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         if md.is_finished_ok:
             top = max(settings['md_temperatures'])
             runs = {k: t for k, t in md.outputs.trajectories.items() if float(k[2:-1]) >= top}
-            values['stability'] = md_stability(self.inputs.parameters, self.ctx.md_start, **runs).get_dict()
-            for key, run in values['stability'].items():
-                trajectory = runs[key]
-                broken[f'broken_{key}'] = trajectory.get_step_structure(trajectory.numsteps - 1)
+            stability = md_stability(self.inputs.parameters, self.ctx.md_start, **runs)
+            values['stability'] = stability['values'].get_dict()
+            broken = {f'broken_{key[len("last_sane_"):]}': node for key, node in stability.items()
+                      if key.startswith('last_sane_')}
         else:
             values['stability'] = {'error': f'the MD failed: {md.exit_message}'}
         potential_values = orm.Dict(values)
