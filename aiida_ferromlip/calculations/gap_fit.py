@@ -48,6 +48,10 @@ def parameter_problems(parameters: dict) -> list[str]:
     sigma = parameters.get('default_sigma', [])
     if len(sigma) != 4 or any(float(s) < 0 for s in sigma):
         problems.append('`default_sigma` must be 4 non-negative numbers (energy, force, virial, hessian)')
+    for name, values in parameters.get('frame_sigma', {}).items():
+        if not str(name).replace('_', '').isalnum() or len(values) != 4 or any(float(v) < 0 for v in values):
+            problems.append(f'`frame_sigma` entry `{name}` must be a name (letters, digits, _) with 4 non-negative '
+                            f'sigmas (energy, force, virial, hessian)')
     fraction = parameters.get('validation_fraction', 0.1)
     if not 0 <= float(fraction) < 1:
         problems.append('`validation_fraction` must be in [0, 1)')
@@ -109,15 +113,24 @@ def _species_counts(training_set: TrainingSet, frame_indices) -> dict[str, int]:
     return {symbol: int(np.sum(selected == chemical_symbols.index(symbol))) for symbol in training_set.species}
 
 
-def gap_fit_frames(training_set: TrainingSet, indices) -> list:
-    """Frames as gap_fit reads them: ``REF_energy``, ``REF_forces`` and a 9-number ``REF_virial`` (eV)."""
+def frame_kind(frame_key: str, frame_sigma: dict) -> str:
+    """The ``frame_sigma`` entry whose name the frame key contains (``default`` when none does)."""
+    return next((name for name in frame_sigma if name in str(frame_key)), 'default')
+
+
+def gap_fit_frames(training_set: TrainingSet, indices, frame_sigma: dict | None = None) -> list:
+    """Frames as gap_fit reads them: ``REF_energy``, ``REF_forces`` and a 9-number ``REF_virial`` (eV); with
+    ``frame_sigma`` each frame's ``config_type`` names the entry its key matches (gap_fit's per-type sigmas)."""
     indices = [int(i) for i in indices]
+    origins = training_set.origins
     out = []
     for i, atoms in zip(indices, training_set.get_frames(indices)):
         results = atoms.calc.results
         plain = atoms.copy()
         plain.calc = None
         plain.info = {'frame_index': int(i), engine.ENERGY_KEY: float(results['energy'])}
+        if frame_sigma:
+            plain.info['config_type'] = frame_kind(origins[i].get('frame_key', ''), frame_sigma)
         plain.arrays[engine.FORCES_KEY] = np.asarray(results['forces'])
         if 'stress' in results:
             plain.info[engine.VIRIAL_KEY] = (-atoms.get_stress(voigt=False) * atoms.get_volume()).ravel()
@@ -179,7 +192,8 @@ class GapFitCalculation(FerromlipCalcJob):
                                           float(parameters.get('validation_fraction', 0.1)),
                                           int(parameters.get('seed', 0)))
         with folder.open(engine.TRAIN_FILE, 'w') as handle:
-            write(handle, gap_fit_frames(self.inputs.training_set, train), format='extxyz')
+            write(handle, gap_fit_frames(self.inputs.training_set, train, parameters.get('frame_sigma')),
+                  format='extxyz')
         with folder.open(engine.VALIDATION_FILE, 'w') as handle:
             write(handle, gap_fit_frames(self.inputs.training_set, validation), format='extxyz')
         with folder.open(engine.PARAMETERS_FILE, 'w') as handle:

@@ -129,6 +129,10 @@ def gap_fit_command(parameters: dict, species_z: list[int], at_file: str, sparse
         f'virial_parameter_name={VIRIAL_KEY}', 'sparse_separate_file=F', f'gp_file={POTENTIAL_FILE}',
         f'rnd_seed={int(parameters.get("seed", 0)) + 1}', 'do_copy_at_file=F',
     ]
+    if parameters.get('frame_sigma'):  # per kind of frame (config_type, set from the frame keys)
+        kinds = ':'.join(f'{name}:' + ':'.join(str(v) for v in values)
+                         for name, values in parameters['frame_sigma'].items())
+        command.append(f'config_type_sigma={{{kinds}}}')
     command += [f'{k}={_fmt(v)}' for k, v in parameters.get('gap_fit_options', {}).items()]
     if dryrun:
         command.append('dryrun=T')
