@@ -25,7 +25,8 @@ from aiida_ferromlip.analysis import physics_card as card
 from aiida_ferromlip.engines.atoms_task import run_task
 from aiida_ferromlip.engines.reference import make_calculator
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
-from aiida_ferromlip.materials.paths import collective_displacement_path, scaled_to_lattice, strained_copies
+from aiida_ferromlip.materials.paths import (collective_displacement_path, random_path_frames, scaled_to_lattice,
+                                             strained_copies)
 
 A0 = 4.0351  # SevenNet-0's cubic BaTiO3 (docs/physics_card.md)
 DIRECTIONS = {'001': (0, 0, 1), '011': (0, 1, 1), '111': (1, 1, 1)}
@@ -53,15 +54,11 @@ PRESETS = {
 
 
 def training_frames(calculator, path_rattle: float = 0.04, path_frames: int = 36):
-    rng = np.random.default_rng(1)
     frames = []
     for index, (_, atoms) in enumerate(sorted(batio3_polymorphs().items())):
         frames += rattled_strained(scaled_to_lattice(atoms, A0), 3, rattle=0.05, strain=0.01, seed=index)
     cubic = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
-    for n in range(path_frames):
-        name = list(DIRECTIONS)[n % 3]
-        image = collective_displacement_path(cubic, 'Ti', DIRECTIONS[name], [rng.uniform(0, 0.22)], (2, 2, 2))[0]
-        frames += rattled_strained(image, 1, rattle=path_rattle, strain=0.01, seed=100 + n)
+    frames += random_path_frames(cubic, 'Ti', DIRECTIONS, path_frames, 0.22, rattle=path_rattle, seed=1)
     for atoms in frames:  # gap_fit's keys, as GapFitCalculation writes them
         atoms.calc = calculator
         energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()

@@ -178,3 +178,18 @@ def test_split_is_deterministic_and_keeps_training_frames():
     assert len(validation) == 2 and len(train) == 18 and not set(train) & set(validation)
     assert np.array_equal(split_indices(20, 0.1, 0)[1], validation)
     assert len(split_indices(1, 0.5, 0)[0]) == 1
+
+
+def test_frame_sigma_gives_gap_fit_a_sigma_per_kind_of_frame(reference_frames):
+    """Frames whose key names a `frame_sigma` entry get it as their config_type; gap_fit receives the sigmas."""
+    from aiida_ferromlip.calculations.gap_fit import gap_fit_frames, parameter_problems
+
+    origins = [{'frame_key': f'it001_card_soft_modes_{i}' if i < 2 else f'seed_{i}'} for i in range(4)]
+    training_set = TrainingSet(frames=reference_frames[:4], origins=origins)
+    sigma = {'card_soft_modes': [0.001, 0.01, 0.05, 0.0]}
+    frames = gap_fit_frames(training_set, range(4), sigma)
+    assert [f.info['config_type'] for f in frames] == ['card_soft_modes'] * 2 + ['default'] * 2
+    parameters = {**GapFitCalculation.get_protocol_inputs('fast')['parameters'], 'frame_sigma': sigma}
+    command = engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz')
+    assert 'config_type_sigma={card_soft_modes:0.001:0.01:0.05:0.0}' in command
+    assert parameter_problems({**parameters, 'frame_sigma': {'bad name!': [0.1, 0.1, 0.1, 0]}})

@@ -1,5 +1,6 @@
 """The physics card as a work chain: the labeller's side, then a deliberately poor potential that must fail the double
-well (a GAP fitted on rattles of cubic BaTiO3 alone never sees a polar state), the labeller side reused."""
+well (a GAP fitted on rattles of cubic BaTiO3 alone never sees a polar state) and a potential fitted on the wells that
+must pass the EOS and well items, both with the labeller side (and the test set) reused."""
 
 import pytest
 from aiida import orm
@@ -9,15 +10,16 @@ from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines.reference import label_frames
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
-from aiida_ferromlip.materials.paths import scaled_to_lattice
+from aiida_ferromlip.materials.paths import KNOWN_PATHS, random_path_frames, scaled_to_lattice
 from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
 
 from .conftest import executable
 
-#: A lighter card than the protocol's (5 EOS points, 5 images per path, 60 MD steps) with the same tolerances.
-SMALL = {'parameters': {'eos_strains': [-0.02, -0.01, 0.0, 0.01, 0.02], 'path_displacements': [0, 0.05, 0.1, 0.15, 0.2],
-                        'md_steps': 60, 'md_stride': 6, 'md_temperatures': [300], 'test_md_frames': 4,
-                        'test_polymorph_frames': 4, 'relax': {'fmax': 0.01, 'max_steps': 150}}}
+#: A lighter card than the protocol's (5 EOS points, 60 MD steps, a smaller test set) with the same tolerances and
+#: the same path grid (the well position is refined on it).
+SMALL = {'parameters': {'eos_strains': [-0.02, -0.01, 0.0, 0.01, 0.02], 'md_steps': 60, 'md_stride': 6,
+                        'md_temperatures': [300], 'test_md_frames': 4, 'test_polymorph_frames': 4,
+                        'relax': {'fmax': 0.01, 'max_steps': 150}}}
 
 
 @pytest.fixture
@@ -25,6 +27,10 @@ def codes(aiida_code_installed):
     return {name: aiida_code_installed(label=name, default_calc_job_plugin=plugin, filepath_executable=executable(name))
             for name, plugin in (('ferromlip-label', 'ferromlip.reference_label'), ('ferromlip-gap', 'ferromlip.gap_fit'),
                                  ('ferromlip-md', 'ferromlip.sample'), ('ferromlip-task', 'ferromlip.atoms_task'))}
+
+
+def cubic_cell(reference):
+    return scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], reference['eos']['lattice'])
 
 
 def card_builder(codes, potential=None, **inputs):
@@ -36,7 +42,7 @@ def card_builder(codes, potential=None, **inputs):
     return builder
 
 
-def test_a_potential_without_polar_states_fails_the_double_well(codes, sevennet):
+def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has_seen_the_wells(codes, sevennet):
     # the labeller's side alone: its equilibrium, wells and phonons at that lattice
     results, node = run_get_node(card_builder(codes))
     assert node.is_finished_ok, node.exit_message
@@ -66,6 +72,26 @@ def test_a_potential_without_polar_states_fails_the_double_well(codes, sevennet)
     # the frames where the well was measured go back to the loop
     assert any(key.startswith('wells_111') for key in results['targets'])
     assert results['plot'].filename == 'physics_card.png' and '| wells | 111 depth |' in results['card']['markdown']
+
+    # a potential that has seen the wells: the same GAP preset on the polymorphs' rattles plus 36 cells with the
+    # Ti moved collectively (0-0.22 Å, rattled 0.01 Å) must hold the labeller's EOS and all three wells within the
+    # card's tolerances (depth max(1 meV/f.u., 15 %), position 0.02 Å, lattice 0.5 %, bulk modulus 15 %)
+    frames = []
+    for index, atoms in enumerate(batio3_polymorphs().values()):
+        frames += rattled_strained(scaled_to_lattice(atoms, reference['eos']['lattice']), 3, rattle=0.05, seed=index)
+    frames += random_path_frames(cubic_cell(reference), 'Ti', KNOWN_PATHS['BaTiO3']['directions'], 36, 0.22, seed=1)
+    frames, failures, _ = label_frames(frames, sevennet)
+    assert not failures
+    training_set = TrainingSet(frames=frames, origins=[{'labeller': 'sevennet:7net-0'}] * len(frames)).store()
+    fit.training_set = training_set
+    fitted, fit_node = run_get_node(fit)
+    assert fit_node.is_finished_ok, fit_node.exit_message
+    results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values'],
+                                              test_set=results['test_set']))
+    assert node.is_finished_ok, node.exit_message
+    rows = results['card'].get_dict()['rows']
+    judged = [row for row in rows if row['group'] in ('eos', 'wells')]
+    assert len(judged) == 8 and all(row['passed'] for row in judged), [r for r in judged if not r['passed']]
 
 
 def test_bad_card_inputs_fail_before_any_job(codes):

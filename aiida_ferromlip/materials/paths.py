@@ -61,3 +61,21 @@ def collective_displacement_path(parent: Atoms, species: str, direction, displac
         image.positions[moving] += float(d) * vector
         images.append(image)
     return images
+
+
+def random_path_frames(parent: Atoms, species: str, directions: dict, count: int, max_displacement: float,
+                       supercell=(2, 2, 2), rattle: float = 0.01, strain: float = 0.01, seed: int = 0) -> list[Atoms]:
+    """``count`` cells of ``parent`` (repeated to ``supercell``) with every ``species`` atom moved by a random
+    ``d`` in [0, ``max_displacement``] along one of ``directions`` in turn, then rattled and strained a little:
+    frames that teach a potential the double wells (keep the rattle small: a 0.04 Å rattle carries more energy than
+    a well of a few meV/f.u.)."""
+    from aiida_ferromlip.materials.perturb import rattled_strained
+
+    rng = np.random.default_rng(seed)
+    names = list(directions)
+    frames = []
+    for n in range(count):
+        image = collective_displacement_path(parent, species, directions[names[n % len(names)]],
+                                             [rng.uniform(0, max_displacement)], supercell)[0]
+        frames += rattled_strained(image, 1, rattle=rattle, strain=strain, seed=seed + 100 + n)
+    return frames
