@@ -243,7 +243,7 @@ def _test_set_rows(reference, potential, tolerance):
     for key, name, unit in (('energy_per_fu_meV_rmse', 'energy RMSE', 'meV/f.u.'),
                             ('forces_meV_per_A_rmse', 'force RMSE', 'meV/Å')):
         limit = tolerance[key]
-        rows.append(_row('test_set', f'{name} ({potential["num_frames"]} frames)', 0.0, potential[key], limit,
+        rows.append(_row('test_set', f'{name} ({potential["num_frames"]} frames)', None, potential[key], limit,
                          potential[key] <= limit, None, unit))
     return rows
 
