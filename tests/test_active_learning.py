@@ -159,9 +159,10 @@ def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(code
     assert len(cards) == 2 and all(c.is_finished_ok for c in cards)
     assert node.exit_status == 410 and 'card items still failing' in node.exit_message
     summary = results['summary'].get_dict()
-    assert summary['iterations'][0]['card_items'] == results['card']['num_items'] or summary['iterations'][-1]['final']
+    assert 'card_items' in summary['iterations'][0] and summary['iterations'][-1]['final']
     # the failing items' frames were labelled with the batch; the independent test set never was
     keys = [origin['frame_key'] for origin in results['training_set'].origins]
     assert any(key.startswith('it000_card_') for key in keys)  # labelled beside the batch
     assert not any('test_' in key for key in keys)
-    assert len(results['test_set']) == 8 and results['card_plot'].filename == 'physics_card.png'
+    # 4 rattled relaxed polymorphs + up to 4 MD frames (a frame where the first GAP's MD broke is left out)
+    assert 4 <= len(results['test_set']) <= 8 and results['card_plot'].filename == 'physics_card.png'
