@@ -16,7 +16,7 @@ from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import atoms_task as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
-from aiida_ferromlip.validation import structure_problems
+from aiida_ferromlip.calculations.reference_label import validate_structures_for_labeller
 
 #: What the ``model`` port takes: a Potential node, or a Str naming the reference labeller's model.
 MODEL_TYPES = (*POTENTIAL_TYPES, orm.Str)
@@ -49,13 +49,7 @@ def validate_inputs(inputs, namespace):
         species = model_species(inputs['model'])
     except ValueError as exception:
         return str(exception)
-    if not inputs.get('structures'):
-        return 'no structures were given'
-    problems = []
-    for key, structure in inputs['structures'].items():
-        problems += structure_problems(structure.get_ase(), label=f'structure `{key}`', supported_species=species,
-                                       labeller='the model')
-    return '\n'.join(problems) if problems else None
+    return validate_structures_for_labeller(inputs.get('structures', {}), species, 'the model')
 
 
 class AtomsTaskCalculation(FerromlipCalcJob):
