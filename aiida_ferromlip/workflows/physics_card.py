@@ -223,13 +223,25 @@ def physics_card(reference: orm.Dict, potential: orm.Dict, tolerances: orm.Dict,
     for item, keys in _target_candidates(rows, structures, reference_values, potential_values, settings).items():
         count = settings['target_frames_per_item']
         for number, pick in enumerate(sorted(rng.choice(len(keys), size=count, replace=len(keys) < count))):
-            atoms = structures[keys[pick]].get_ase()
-            if len(atoms) < 10:
-                atoms = atoms.repeat(settings['path_supercell'])
+            atoms = _repeated_to_height(structures[keys[pick]].get_ase(), settings['target_min_height'])
             frame = materials.rattled_strained(atoms, 1, rattle=settings['target_rattle'], strain=settings['target_strain'],
                                                seed=int(rng.integers(1 << 30)))[0]
             outputs[f'target_{item}_{number}'] = orm.StructureData(ase=frame)
     return outputs
+
+
+def _repeated_to_height(atoms, min_height: float):
+    """``atoms`` repeated along each cell vector until the cell is at least ``min_height`` Å thick in every direction
+    (a potential's relaxed 5-atom polymorph, or a squashed MD cell, would otherwise be thinner than a fit allows)."""
+    from aiida_ferromlip.validation import cell_height
+
+    cell = atoms.cell.array
+    volume = abs(np.linalg.det(cell))
+    heights = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
+    repeats = tuple(max(1, int(np.ceil(min_height / h))) for h in heights)
+    repeated = atoms.repeat(repeats)
+    assert cell_height(repeated.cell.array) >= min_height - 1e-9
+    return repeated
 
 
 def _target_candidates(rows, structures, reference, potential, settings) -> dict[str, list[str]]:
