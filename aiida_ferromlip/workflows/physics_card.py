@@ -597,11 +597,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def tabulate(self):
-        for name in ('potential_points', 'potential_relax', 'potential_test'):
-            node = self.ctx[name]
-            if not node.is_finished_ok and name == 'potential_points':
-                return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
-                    detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+        node = self.ctx.potential_points  # the other jobs' failures become failed rows below
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
+                detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
         reference = self.inputs.reference_values if 'reference_values' in self.inputs else self.ctx.reference_values
         relax = self.ctx.potential_relax
         if relax.is_finished_ok:
