@@ -157,8 +157,11 @@ class TrainingSet(orm.ArrayData):
         atoms.calc = None
         return orm.StructureData(ase=atoms)
 
-    def write_extxyz(self, destination: str | pathlib.Path | io.IOBase) -> None:
-        """Write all frames as extended XYZ with ``energy``, ``forces`` and ``stress`` (where present)."""
+    def write_extxyz(self, destination: str | pathlib.Path | io.IOBase, *, energy_key: str = 'energy',
+                     forces_key: str = 'forces', stress_key: str = 'stress') -> None:
+        """Write all frames as extended XYZ: the labels under ``energy_key`` (eV), ``forces_key`` (eV/Å) and, where
+        present, ``stress_key`` (eV/Å³, 3x3, ASE's sign); ``origin_*`` keys name the labelling calculation.
+        ``from_extxyz`` with the same keys reads the file back."""
         from ase.io import write
 
         frames = self.to_atoms()
@@ -168,6 +171,13 @@ class TrainingSet(orm.ArrayData):
             for key in ('labeller', 'process_uuid', 'structure_uuid'):
                 if key in origin:
                     atoms.info[f'origin_{key}'] = str(origin[key])
+            if (energy_key, forces_key, stress_key) != ('energy', 'forces', 'stress'):
+                results = atoms.calc.results
+                atoms.calc = None
+                atoms.info[energy_key] = results['energy']
+                atoms.arrays[forces_key] = results['forces']
+                if 'stress' in results:
+                    atoms.info[stress_key] = voigt_6_to_full_3x3_stress(results["stress"]).ravel()
         write(destination, frames, format='extxyz')
 
     def formula_units(self) -> np.ndarray:

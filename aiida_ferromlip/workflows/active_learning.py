@@ -145,8 +145,9 @@ def prediction_errors(potential: orm.SinglefileData, reference: TrainingSet) -> 
 
 
 @calcfunction
-def learning_curve(**errors: orm.Dict) -> dict:
-    """Out-of-sample errors per iteration as ArrayData and a PNG."""
+def learning_curve(thresholds: orm.Dict | None = None, **errors: orm.Dict) -> dict:
+    """Out-of-sample errors per iteration as ArrayData and a PNG; with the loop's ``thresholds`` the PNG draws them
+    and marks the iterations whose batch was below both (the loop's convergence test)."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -160,15 +161,30 @@ def learning_curve(**errors: orm.Dict) -> dict:
         'forces_meV_per_A_rmse': np.array([errors[k]['forces_meV_per_A_rmse'] for k in keys]),
         'stress_kbar_rmse': np.array([errors[k]['stress_kbar_rmse'] for k in keys]),
     }
+    limits = thresholds.get_dict() if thresholds is not None else {}
+    below = np.ones(len(keys), dtype=bool) if limits else np.zeros(len(keys), dtype=bool)
+    for name, key in (('energy_per_fu_meV_rmse', 'energy_meV_per_fu'), ('forces_meV_per_A_rmse', 'forces_meV_per_A')):
+        if key in limits:
+            below &= data[name] <= limits[key]
+    data['below_thresholds'] = below
     array = orm.ArrayData()
     for name, values in data.items():
         array.set_array(name, values)
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for axis, name, label in zip(axes, ('energy_per_fu_meV_rmse', 'forces_meV_per_A_rmse', 'stress_kbar_rmse'),
-                                 ('energy RMSE (meV/f.u.)', 'force RMSE (meV/Å)', 'stress RMSE (kbar)')):
-        axis.plot(data['num_train_frames'], data[name], 'o-')
+    panels = (('energy_per_fu_meV_rmse', 'energy RMSE (meV/f.u.)', 'energy_meV_per_fu'),
+              ('forces_meV_per_A_rmse', 'force RMSE (meV/Å)', 'forces_meV_per_A'),
+              ('stress_kbar_rmse', 'stress RMSE (kbar)', None))
+    for axis, (name, label, key) in zip(axes, panels):
+        axis.plot(data['num_train_frames'], data[name], 'o-', color='tab:blue')
+        if below.any():
+            axis.plot(data['num_train_frames'][below], data[name][below], 'o', color='tab:green', markersize=9,
+                      label='below both thresholds')
+        if key in limits:
+            axis.axhline(limits[key], color='tab:red', linestyle='--', label=f'threshold {limits[key]:g}')
         axis.set_xlabel('training frames')
         axis.set_ylabel(label)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
     figure.suptitle('out-of-sample errors on each new batch, before it joins the training set')
     png = figure_png(figure, dpi=100)
     return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(png), filename='learning_curve.png')}
@@ -244,11 +260,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                               'help': 'Inputs of the Allegro/NequIP training (model `nequip`).'})
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
         spec.expose_inputs(PhysicsCardWorkChain, namespace='card',
-                           exclude=('potential', 'labeller', 'sample', 'reference_values', 'test_set'),
+                           exclude=('potential', 'labeller', 'sample'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'The physics card (task code, parameters, tolerances, '
                                                       'material): with it the loop starts at the labeller\'s '
-                                                      'equilibrium and converges only on a green card.'})
+                                                      'equilibrium and converges only on a green card. A continued '
+                                                      'loop passes its predecessor\'s `reference_values` (no '
+                                                      'labeller side is recomputed) and `test_set` (errors stay '
+                                                      'comparable).'})
         spec.inputs.validator = validate_inputs
 
         spec.outline(
@@ -355,6 +374,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if 'initial_training_set' in self.inputs:
             self.ctx.training_set = self.inputs.initial_training_set
             self.report(f'continuing from TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
+        if 'test_set' in self.inputs.get('card', {}):
+            self.ctx.test_set = self.inputs.card.test_set
+            self.report(f'independent test set given: TrainingSet<{self.ctx.test_set.pk}> ({len(self.ctx.test_set)} '
+                        'frames)')
         if 'initial_potential' in self.inputs:
             self.ctx.potential = self.inputs.initial_potential
             self.report(f'iteration 0 samples with the given {self.ctx.potential.__class__.__name__}<'
@@ -369,17 +392,25 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return inputs
 
     def equilibrate(self):
-        """The labeller's side of the card first: its parent EOS gives the lattice the start cells are scaled to."""
+        """The labeller's side of the card first: its parent EOS gives the lattice the start cells are scaled to
+        (given as ``card.reference_values``, e.g. by a continued loop, it is not recomputed)."""
+        if 'reference_values' in self.inputs.card:
+            self.report(f"labeller's side of the physics card given: Dict<{self.inputs.card.reference_values.pk}>")
+            return None
         inputs = self._card_inputs()
         inputs['metadata'] = {'call_link_label': 'card_labeller'}
         self.report("labeller's side of the physics card: parent EOS, polymorph relaxations, paths, phonons")
         return self.to_context(card_reference=self.submit(PhysicsCardWorkChain, **inputs))
 
     def inspect_equilibrate(self):
-        node = self.ctx.card_reference
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
-        self.ctx.reference_values = node.outputs.reference_values
+        if 'reference_values' in self.inputs.card:
+            self.ctx.reference_values = self.inputs.card.reference_values
+        else:
+            node = self.ctx.card_reference
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_CARD_FAILED.format(
+                    detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
+            self.ctx.reference_values = node.outputs.reference_values
         eos = self.ctx.reference_values['eos']
         self.ctx.starts = start_at_equilibrium(self.ctx.reference_values, **self.ctx.starts,
                                                metadata={'call_link_label': 'start_at_equilibrium'})
@@ -629,7 +660,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.out('potential', self.ctx.potential)
         self.out('training_set', self.ctx.training_set)
         if self.ctx.errors:
-            curve = learning_curve(**{f'iteration_{i:03d}': e for i, e in enumerate(self.ctx.errors)})
+            curve = learning_curve(thresholds=orm.Dict(self.ctx.loop['thresholds']),
+                                   **{f'iteration_{i:03d}': e for i, e in enumerate(self.ctx.errors)})
             self.out('learning_curve', curve['curve'])
             self.out('learning_curve_plot', curve['plot'])
         reason = self.ctx.stop_reason or 'the maximum number of iterations was reached'

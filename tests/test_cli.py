@@ -1,0 +1,124 @@
+"""The after-the-loop command line (``ferromlip loop | potential | trainingset``) driven by click's runner."""
+
+import json
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.io import read
+from click.testing import CliRunner
+
+from aiida_ferromlip.cli import main
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain, learning_curve
+
+from .test_active_learning import builder_for, codes, starts  # noqa: F401  (codes is a fixture)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def by_site(training_set):
+    """Forces of every frame with the atoms in one order (by position), whatever order a format wrote them in."""
+    rows = []
+    for atoms in training_set.to_atoms():
+        order = np.lexsort(np.round(atoms.positions, 6).T[::-1])
+        rows.append(atoms.get_forces()[order])
+    return np.concatenate(rows)
+
+
+def test_trainingset_export_and_import_round_trip(labelled_frames, tmp_path):
+    node = TrainingSet(frames=labelled_frames).store()
+    for options, name in (((), 'plain.xyz'), (('--energy-key', 'REF_energy', '--forces-key', 'REF_forces',
+                                               '--stress-key', 'REF_stress'), 'ref.extxyz'), ((), 'ML_AB')):
+        result = invoke('trainingset', 'export', node.pk, tmp_path / name, *options)
+        assert result.exit_code == 0, result.output
+        if name == 'ref.extxyz':  # the labels sit under the asked keys, as gap_fit-style files carry them
+            frame = read(tmp_path / name, index=0)
+            assert frame.info['REF_energy'] == pytest.approx(labelled_frames[0].get_potential_energy())
+            assert np.allclose(frame.arrays['REF_forces'], labelled_frames[0].get_forces())
+        result = invoke('trainingset', 'import', tmp_path / name, *options)
+        assert result.exit_code == 0, result.output
+        back = orm.load_node(int(result.output.split('<')[1].split('>')[0]))
+        assert isinstance(back, TrainingSet) and len(back) == len(node)
+        assert back.creator is not None  # imported through a calcfunction: the file is its origin
+        assert np.allclose(back.energies, node.energies, atol=1e-8), name
+        assert np.allclose(by_site(back), by_site(node), atol=1e-6), name  # ML_AB groups the atoms by type
+        has_stress = np.isfinite(node.get_array('stresses')).all(axis=(1, 2))
+        assert np.allclose(back.get_array('stresses')[has_stress], node.get_array('stresses')[has_stress],
+                           atol=1e-8), name
+
+    # refusals: one line, exit code 1, nothing written
+    count = orm.QueryBuilder().append(orm.Node).count()
+    for args, message in (
+            (('trainingset', 'export', node.pk, tmp_path / 'plain.xyz'), 'exists: not overwritten'),
+            (('trainingset', 'import', tmp_path / 'ref.extxyz'), 'no energy (looked for the key `energy`)'),
+            (('trainingset', 'export', 99999999, tmp_path / 'new.xyz'), 'no node with pk or uuid `99999999`'),
+            (('trainingset', 'export', orm.Int(1).store().pk, tmp_path / 'new.xyz'), 'is a Int, not a TrainingSet'),
+            (('potential', 'export', node.pk, tmp_path / 'export'), 'is a TrainingSet, not a Potential')):
+        count = orm.QueryBuilder().append(orm.Node).count()
+        result = invoke(*args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert orm.QueryBuilder().append(orm.Node).count() == count
+    assert not (tmp_path / 'new.xyz').exists() and not (tmp_path / 'export').exists()
+
+
+def test_learning_curve_marks_the_batches_below_the_thresholds():
+    errors = {f'iteration_{i:03d}': orm.Dict({'energy_per_fu_meV_rmse': e, 'forces_meV_per_A_rmse': f,
+                                              'stress_kbar_rmse': 1.0, 'num_train_frames': 10 * (i + 1)})
+              for i, (e, f) in enumerate(((9.0, 50.0), (4.0, 150.0), (4.0, 80.0), (5.0, 100.0)))}
+    curve = learning_curve(thresholds=orm.Dict({'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0}), **errors)
+    # below both thresholds (inclusive, as the loop's own test): only the last two
+    assert curve['curve'].get_array('below_thresholds').tolist() == [False, False, True, True]
+    assert curve['plot'].get_content('rb')[:4] == b'\x89PNG'
+
+
+def test_show_export_and_continue_a_finished_loop(codes, tmp_path):  # noqa: F811
+    from quippy.potential import Potential
+
+    builder = builder_for(codes, starts('R3m'), parameters={'max_iterations': 1, 'seed_frames_per_structure': 3},
+                          select_parameters={'num_select': 2})
+    results, first = run_get_node(builder)
+    assert first.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status
+
+    result = invoke('loop', 'show', first.pk, '--plots', tmp_path / 'plots')
+    assert result.exit_code == 0, result.output
+    assert 'stop reason: the maximum of 1 iterations was reached' in result.output
+    assert (tmp_path / 'plots' / 'learning_curve.png').read_bytes()[:4] == b'\x89PNG'
+    overview = json.loads(invoke('loop', 'show', first.pk, '--json').output)
+    row = overview['iterations'][0]
+    errors = first.base.links.get_outgoing(link_label_filter='errors_000').one().node.outputs.result
+    assert (row['training_frames'], row['selected'], row['labels']) == (3, 2, 2)
+    assert row['forces_meV_per_A_rmse'] == pytest.approx(errors['forces_meV_per_A_rmse'])
+    assert overview['iterations'][-1]['final'] and overview['outputs']['potential'] == results['potential'].pk
+
+    # export: the GAP loads in quippy and gives the node's energies; the extxyz gives the TrainingSet's labels
+    potential, training_set = results['potential'], results['training_set']
+    result = invoke('potential', 'export', potential.pk, tmp_path / 'gap')
+    assert result.exit_code == 0, result.output
+    frame = training_set.get_frame(0)
+    reference = frame.get_potential_energy()
+    frame.calc = Potential(param_filename=str(tmp_path / 'gap' / 'gap.xml'))
+    exported = frame.get_potential_energy()
+    frame.calc = potential.calculator()
+    assert exported == pytest.approx(frame.get_potential_energy(), abs=1e-8)
+    assert read(tmp_path / 'gap' / 'training_set.extxyz', index=0).get_potential_energy() == pytest.approx(reference)
+    provenance = json.loads((tmp_path / 'gap' / 'provenance.json').read_text())
+    assert provenance['loop']['uuid'] == first.uuid and provenance['training_set']['uuid'] == training_set.uuid
+    assert 'pair_style quip' in (tmp_path / 'gap' / 'lammps.in').read_text()
+    assert invoke('potential', 'export', potential.pk, tmp_path / 'gap').exit_code == 1  # no overwrite
+
+    # continue: a budget at or below what is spent is refused; a larger one adds a batch, linked to the first loop
+    used = len(training_set)
+    refused = invoke('loop', 'continue', first.pk, '--max-labels', used)
+    assert refused.exit_code == 1 and f'is not above the {used} labels already in' in refused.output
+    result = invoke('loop', 'continue', first.pk, '--max-labels', used + 2, '--max-iterations', 1)
+    assert result.exit_code == 0, result.output
+    second = orm.load_node(int(result.output.split('ActiveLearningWorkChain<')[1].split('>')[0]))
+    assert second.inputs.initial_training_set.uuid == training_set.uuid
+    assert second.inputs.initial_potential.uuid == potential.uuid
+    assert len(second.outputs.training_set) == used + 2
+    assert second.base.extras.get('continues') == first.uuid
+    assert f'continues from TrainingSet<{training_set.pk}>' in result.output
