@@ -76,6 +76,25 @@ def test_tiny_allegro_trains_compiles_and_predicts(nequip_code, training_set, re
     assert np.all(np.isfinite(curve.get_array('validation_loss')))
     assert results['learning_curve_plot'].get_content('rb')[:4] == b'\x89PNG'
 
+    # `ferromlip potential export`: the archive, the compiled build, and an ASE example that runs as written and
+    # gives the node's energy on the first training frame
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from aiida_ferromlip.cli import main
+
+    result = CliRunner().invoke(main, ['potential', 'export', str(potential.pk), str(tmp_path / 'export')])
+    assert result.exit_code == 0, result.output
+    exported = {path.name for path in (tmp_path / 'export').iterdir()}
+    assert {'model.nequip.zip', 'model.compiled.nequip.pt2', 'training_set.extxyz', 'README.md', 'lammps.in',
+            'provenance.json', 'ase_example.py'} <= exported
+    assert 'pair_style allegro' in (tmp_path / 'export' / 'lammps.in').read_text()
+    printed = subprocess.run([sys.executable, 'ase_example.py'], cwd=tmp_path / 'export', check=True,
+                             capture_output=True, text=True).stdout
+    assert float(printed.split()[0]) == pytest.approx(energy, abs=1e-5)
+
 
 def test_bad_training_inputs_fail_before_the_job(nequip_code, training_set, reference_frames):
     one_frame = TrainingSet(frames=reference_frames[:1]).store()

@@ -83,6 +83,8 @@ def main():
         print(f'Learning curve: SinglefileData<{results["learning_curve_plot"].pk}> (PNG), '
               f'ArrayData<{results["learning_curve"].pk}>')
     print(f'Lab notebook: verdi process report {node.pk}')
+    print(f'Next: `ferromlip loop show {node.pk}`, `ferromlip potential export {results["potential"].pk} DIR`, '
+          f'`ferromlip loop continue {node.pk} --max-labels N` (README: "After the demo")')
 
 
 if __name__ == '__main__':
