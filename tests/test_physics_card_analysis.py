@@ -112,3 +112,50 @@ def test_the_task_engine_relaxes_in_symmetry_and_evaluates():
         task_settings({'task': 'relax', 'fmaxx': 1})
     with pytest.raises(ValueError, match='unknown task'):
         task_settings({'task': 'neb'})
+
+
+def test_mode_frames_follow_the_modes_phase_from_cell_to_cell():
+    """An X-point mode (q = (0, 1/2, 0)) that moves Ti along z: in every frame only the Ti move, along z, by one
+    amplitude within the asked range, with the sign flipping from one cell to the next along y and kept along x, z."""
+    parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.0)
+    pattern = np.zeros((5, 3))
+    pattern[1, 2] = 1.0  # Ti is the second atom
+    mode = {'point': 'X', 'q': [0.0, 0.5, 0.0], 'frequency_thz': -6.0, 'real': pattern.tolist(),
+            'imag': np.zeros((5, 3)).tolist()}
+    cell = parent.repeat((2, 2, 2))
+    for frame in card.mode_frames(parent, (2, 2, 2), [mode], 4, (0.05, 0.1), seed=1):
+        displacement = frame.positions - cell.positions
+        titanium = np.array(cell.get_chemical_symbols()) == 'Ti'
+        assert np.allclose(displacement[~titanium], 0) and np.allclose(displacement[titanium][:, :2], 0)
+        dz = displacement[titanium][:, 2]
+        y_cell = np.rint((cell.positions[titanium][:, 1] - parent.positions[1, 1]) / 4.0).astype(int)
+        assert np.allclose(dz, dz[0] * (-1.0) ** y_cell)
+        assert 0.05 <= np.abs(dz).max() <= 0.1
+
+
+def test_a_failing_soft_mode_sends_frames_along_the_labellers_unstable_modes():
+    from aiida import orm
+
+    from aiida_ferromlip.workflows.physics_card import _soft_mode_targets, _target_candidates, card_settings
+
+    parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.035)
+    pattern = np.zeros((5, 3))
+    pattern[1] = [0, 0, 1.0]
+    pattern[2:] = [0, 0, -0.3]
+    modes = [{'point': 'Γ', 'q': [0, 0, 0], 'frequency_thz': -7.5, 'real': pattern.tolist(),
+              'imag': np.zeros((5, 3)).tolist()}]
+    reference = {'soft_modes': {'frequencies': {'Γ': [-7.5]}, 'unstable_modes': modes}}
+    failing = [{'group': 'soft_modes', 'item': 'Γ unstable modes', 'passed': False}]
+    settings = card_settings(orm.Dict({}))
+    targets = _soft_mode_targets(failing, reference, orm.StructureData(ase=parent), settings, seed=0)
+    assert list(targets) == ['soft_modes_G'] and len(targets['soft_modes_G']) == settings['target_mode_frames']
+    cell = parent.repeat((2, 2, 2))
+    for frame in targets['soft_modes_G']:  # Γ: every cell displaced alike, Ti against the O cage
+        displacement = (frame.positions - cell.positions).reshape(8, 5, 3)
+        assert np.allclose(displacement, displacement[0]) and displacement[0, 1, 2] * displacement[0, 2, 2] < 0
+    # a passing item sends nothing; without the labeller's mode patterns, the phonon displacements go instead
+    assert _soft_mode_targets([{**failing[0], 'passed': True}], reference, orm.StructureData(ase=parent), settings, 0) == {}
+    structures = {'phonon_000': None, 'phonon_001': None}
+    assert _target_candidates(failing, structures, reference, {}, settings) == {}
+    old = {'soft_modes': {'frequencies': {'Γ': [-7.5]}}}
+    assert _target_candidates(failing, structures, old, {}, settings) == {'soft_modes': ['phonon_000', 'phonon_001']}

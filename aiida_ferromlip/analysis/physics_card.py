@@ -76,13 +76,56 @@ def well(displacements, energies_per_fu) -> dict:
 def soft_mode_frequencies(parent, supercell, distance: float, forces, points=None) -> dict[str, list[float]]:
     """Phonon frequencies (THz, imaginary negative, sorted) of ``parent`` at ``points`` from finite-displacement
     ``forces`` (phonopy's displacement order, see ``displaced_supercells``)."""
-    phonon = _phonopy(parent, supercell, distance)
-    phonon.forces = np.asarray(forces)
-    phonon.produce_force_constants()
+    phonon = _force_constants(parent, supercell, distance, forces)
     points = points or CUBIC_POINTS
     phonon.run_qpoints(np.array([points[label] for label in points]))
     return {label: sorted(float(f) for f in frequencies)
             for label, frequencies in zip(points, phonon.qpoints.frequencies)}
+
+
+def unstable_modes(parent, supercell, distance: float, forces, points=None, below_thz: float = -0.1) -> list[dict]:
+    """The unstable modes of ``parent`` at ``points`` (same forces as ``soft_mode_frequencies``): per mode the point,
+    its q (fractional), the frequency (THz, negative) and the displacement pattern of the unit cell's atoms (the
+    eigenvector divided by sqrt(mass), complex as ``real``/``imag``, largest component 1)."""
+    phonon = _force_constants(parent, supercell, distance, forces)
+    masses = np.asarray(parent.get_masses())
+    modes = []
+    for label, q in (points or CUBIC_POINTS).items():
+        phonon.run_qpoints([q], with_eigenvectors=True)
+        frequencies, vectors = phonon.qpoints.frequencies[0], phonon.qpoints.eigenvectors[0]
+        for index in np.where(frequencies < below_thz)[0]:
+            pattern = vectors[:, index].reshape(-1, 3) / np.sqrt(masses)[:, None]
+            pattern = pattern / np.abs(pattern).max()
+            modes.append({'point': label, 'q': [float(x) for x in q], 'frequency_thz': float(frequencies[index]),
+                          'real': pattern.real.tolist(), 'imag': pattern.imag.tolist()})
+    return modes
+
+
+def mode_frames(parent, supercell, modes: list[dict], count: int, amplitudes, seed: int = 0) -> list:
+    """``count`` supercells of ``parent`` displaced along random combinations of ``modes`` (e.g. the degenerate
+    unstable modes at one point): the real part of sum_k c_k u_k exp(2 pi i q.R) with random complex c_k, scaled so
+    that the largest atomic displacement is drawn uniformly from ``amplitudes`` (min, max; Å). Frames along the
+    labeller's own soft modes teach a potential the curvature that single-atom phonon displacements of 0.01 Å are
+    too small to show against the fit's force noise."""
+    rng = np.random.default_rng(seed)
+    cell = parent.repeat(tuple(int(n) for n in supercell))
+    unit = len(parent)
+    # lattice translation of every supercell atom (ASE's repeat keeps the unit cell's atom order in each copy)
+    translations = np.rint((cell.positions - np.tile(parent.positions, (len(cell) // unit, 1)))
+                           @ np.linalg.inv(parent.cell.array)).astype(int)
+    frames = []
+    for _ in range(count):
+        displacement = np.zeros((len(cell), 3), dtype=complex)
+        for mode in modes:
+            pattern = np.tile(np.array(mode['real']) + 1j * np.array(mode['imag']), (len(cell) // unit, 1))
+            phase = np.exp(2j * np.pi * translations @ np.asarray(mode['q']))
+            displacement += (rng.normal() + 1j * rng.normal()) * pattern * phase[:, None]
+        displacement = displacement.real
+        displacement *= rng.uniform(*amplitudes) / np.abs(displacement).max()
+        frame = cell.copy()
+        frame.positions += displacement
+        frames.append(frame)
+    return frames
 
 
 def displaced_supercells(parent, supercell, distance: float):
@@ -93,6 +136,13 @@ def displaced_supercells(parent, supercell, distance: float):
     phonon = _phonopy(parent, supercell, distance)
     return [Atoms(cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)
             for cell in phonon.supercells_with_displacements]
+
+
+def _force_constants(parent, supercell, distance, forces):
+    phonon = _phonopy(parent, supercell, distance)
+    phonon.forces = np.asarray(forces)
+    phonon.produce_force_constants()
+    return phonon
 
 
 def _phonopy(parent, supercell, distance):

@@ -41,11 +41,27 @@ def card_protocol_inputs(protocol: str | None = None, overrides: dict | None = N
     return PhysicsCardWorkChain.get_protocol_inputs(protocol, overrides)
 
 
+def _filled(given: orm.Dict, key: str) -> dict:
+    """``given`` over the YAML's ``default_inputs``: a card's parameters or tolerances stored by an older version
+    (e.g. a continued loop's) lack the keys added since; they take the protocol file's defaults."""
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+    return recursive_merge(PhysicsCardWorkChain._load_protocol_file()['default_inputs'][key], given.get_dict())
+
+
+def card_settings(parameters: orm.Dict) -> dict:
+    return _filled(parameters, 'parameters')
+
+
+def card_tolerances(tolerances: orm.Dict) -> dict:
+    return _filled(tolerances, 'tolerances')
+
+
 # --------------------------------------------------------------------------------------------- calcfunctions
 @calcfunction
 def eos_structures(parent: orm.StructureData, parameters: orm.Dict) -> dict:
     """The parent, isotropically strained: the points of its equation of state (``eos_00``...)."""
-    frames = strained_copies(parent.get_ase(), parameters['eos_strains'])
+    frames = strained_copies(parent.get_ase(), card_settings(parameters)['eos_strains'])
     return {f'eos_{i:02d}': orm.StructureData(ase=atoms) for i, atoms in enumerate(frames)}
 
 
@@ -54,7 +70,7 @@ def card_structures(parent: orm.StructureData, reference_eos: orm.Dict, paths: o
                     parameters: orm.Dict) -> dict:
     """At the labeller's equilibrium lattice: the parent (``parent_at_lattice``), the images of every collective
     displacement path (``path_<name>_<nn>``) and the phonon displacements (``phonon_<nnn>``)."""
-    settings = parameters.get_dict()
+    settings = card_settings(parameters)
     lattice = reference_eos['eos']['lattice']
     atoms = scaled_to_lattice(parent.get_ase(), lattice)
     outputs = {'parent_at_lattice': orm.StructureData(ase=atoms)}
@@ -79,7 +95,7 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
     """One side's values (labeller or potential) from its labels of the card's structures: ``eos`` (fit and
     points), ``wells`` (energies and minimum per path), ``soft_modes`` (frequencies at Γ, X, M, R), and the
     ``polymorphs`` rows when given. A group that cannot be computed is ``{'error': reason}``."""
-    settings = parameters.get_dict()
+    settings = card_settings(parameters)
     frames = _by_key(labels)
     values = {}
     eos_keys = sorted(k for k in frames if k.startswith('eos_'))
@@ -105,10 +121,11 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
         values['wells'] = wells
         phonon_keys = sorted(k for k in frames if k.startswith('phonon_'))
         try:
-            frequencies = card.soft_mode_frequencies(parent_at_lattice.get_ase(), settings['phonon_supercell'],
-                                                     settings['phonon_distance'],
-                                                     [frames[k].get_forces() for k in phonon_keys])
-            values['soft_modes'] = {'frequencies': frequencies}
+            arguments = (parent_at_lattice.get_ase(), settings['phonon_supercell'], settings['phonon_distance'],
+                         [frames[k].get_forces() for k in phonon_keys])
+            # the unstable modes' patterns: a failing soft-mode item sends frames along the labeller's ones
+            values['soft_modes'] = {'frequencies': card.soft_mode_frequencies(*arguments),
+                                    'unstable_modes': card.unstable_modes(*arguments)}
         except Exception as exception:
             values['soft_modes'] = {'error': f'{type(exception).__name__}: {exception}'}
     if polymorphs is not None:
@@ -127,7 +144,7 @@ def test_set_structures(parameters: orm.Dict, **inputs) -> dict:
     """The independent test set: frames drawn at random (not by FPS) from the potential's MD at the protocol's
     temperatures (after the first quarter of each run), plus rattled, strained copies of the labeller-relaxed
     polymorphs in the path supercell. ``inputs``: ``md_<run>`` trajectories and ``polymorph_<name>`` structures."""
-    settings = parameters.get_dict()
+    settings = card_settings(parameters)
     rng = np.random.default_rng(settings['seed'])
     pool = []
     for key in sorted(k for k in inputs if k.startswith('md_')):
@@ -207,9 +224,10 @@ def physics_card(reference: orm.Dict, potential: orm.Dict, tolerances: orm.Dict,
                  **structures: orm.StructureData) -> dict:
     """The card: one row per item (values of both sides, tolerance, pass/fail), Markdown, PNG, and ``targets``:
     rattled copies of the structures where a failing item was measured (path images, EOS points, the potential's
-    relaxed polymorphs, phonon displacements, MD frames) for the loop's next batch."""
+    relaxed polymorphs, MD frames; for a soft mode, supercells displaced along the labeller's unstable modes at that
+    point) for the loop's next batch."""
     reference_values, potential_values = reference.get_dict(), potential.get_dict()
-    rows = card.compare(reference_values, potential_values, tolerances.get_dict())
+    rows = card.compare(reference_values, potential_values, card_tolerances(tolerances))
     failed = sorted({row['group'] for row in rows if not row['passed']})
     summary = {'rows': rows, 'passed': not failed, 'failed_groups': failed,
                'num_passed': sum(r['passed'] for r in rows), 'num_items': len(rows),
@@ -218,16 +236,46 @@ def physics_card(reference: orm.Dict, potential: orm.Dict, tolerances: orm.Dict,
                'markdown': orm.SinglefileData(io.BytesIO(summary['markdown'].encode()), filename='physics_card.md'),
                'plot': orm.SinglefileData(io.BytesIO(card.plot_png(reference_values, potential_values, rows,
                                                                    'Physics card')), filename='physics_card.png')}
-    settings = parameters.get_dict()
+    settings = card_settings(parameters)
     rng = np.random.default_rng(settings['seed'])
+    targets = {}
     for item, keys in _target_candidates(rows, structures, reference_values, potential_values, settings).items():
         count = settings['target_frames_per_item']
-        for number, pick in enumerate(sorted(rng.choice(len(keys), size=count, replace=len(keys) < count))):
-            atoms = _repeated_to_height(structures[keys[pick]].get_ase(), settings['target_min_height'])
+        targets[item] = [structures[keys[pick]].get_ase()
+                         for pick in sorted(rng.choice(len(keys), size=count, replace=len(keys) < count))]
+    targets.update(_soft_mode_targets(rows, reference_values, structures.get('parent_at_lattice'), settings,
+                                      int(rng.integers(1 << 30))))
+    for item, frames in targets.items():
+        for number, atoms in enumerate(frames):
+            atoms = _repeated_to_height(atoms, settings['target_min_height'])
             frame = materials.rattled_strained(atoms, 1, rattle=settings['target_rattle'], strain=settings['target_strain'],
                                                seed=int(rng.integers(1 << 30)))[0]
             outputs[f'target_{item}_{number}'] = orm.StructureData(ase=frame)
     return outputs
+
+
+#: q-point labels as they may appear in link labels
+_POINT_NAMES = {'Γ': 'G'}
+
+
+def _soft_mode_targets(rows, reference, parent_at_lattice, settings, seed) -> dict[str, list]:
+    """Per failing soft-mode point: supercells of the parent displaced along the labeller's unstable modes at that
+    point (``card.mode_frames``), when the labeller's side has their patterns (older reference values have not:
+    then the phonon displacements are sent, see ``_target_candidates``)."""
+    modes = reference.get('soft_modes', {}).get('unstable_modes')
+    if not modes or parent_at_lattice is None:
+        return {}
+    targets = {}
+    for row in rows:
+        if row['group'] != 'soft_modes' or row['passed'] or not row['item'].endswith('unstable modes'):
+            continue
+        point = row['item'].split()[0]
+        at_point = [mode for mode in modes if mode['point'] == point]
+        if at_point:
+            targets[f'soft_modes_{_POINT_NAMES.get(point, point)}'] = card.mode_frames(
+                parent_at_lattice.get_ase(), settings['path_supercell'], at_point, settings['target_mode_frames'],
+                settings['target_mode_amplitudes'], seed=seed)
+    return targets
 
 
 def _repeated_to_height(atoms, min_height: float):
@@ -261,6 +309,8 @@ def _target_candidates(rows, structures, reference, potential, settings) -> dict
             name = row['item'].split()[0]
             if f'relaxed_{name}' in structures:
                 candidates[f'polymorphs_{name}'] = [f'relaxed_{name}']
+        elif group == 'soft_modes' and reference.get('soft_modes', {}).get('unstable_modes'):
+            continue  # frames along the labeller's unstable modes instead (_soft_mode_targets)
         elif group in ('eos', 'soft_modes', 'stability'):
             prefix = {'eos': 'eos_', 'soft_modes': 'phonon_', 'stability': 'broken_'}[group]
             candidates[group] = sorted(k for k in structures if k.startswith(prefix))
@@ -450,7 +500,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         return self.submit(AtomsTaskCalculation, **inputs)
 
     def _relax_task(self):
-        relax = self.inputs.parameters['relax']
+        relax = card_settings(self.inputs.parameters)['relax']
         return {'task': 'relax', 'fmax': relax['fmax'], 'max_steps': relax['max_steps'], 'relax_cell': True,
                 'keep_symmetry': True}
 
@@ -507,7 +557,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
                         potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
                                                    'potential_relax'))
-        settings = self.inputs.parameters.get_dict()
+        settings = card_settings(self.inputs.parameters)
         top = max(settings['md_temperatures'])
         temperatures = sorted({*settings['md_temperatures'], settings['stability_factor'] * top})
         parameters = {'mode': 'remd', 'ensemble': 'nst', 'exchange': False, 'temperatures': temperatures,
@@ -527,7 +577,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         """The image of the last path (e.g. [111]) closest to 0.1 Å off-centre: inside the well of the perovskites
         here, so the MD starts near the labeller's ground state in the path supercell."""
         keys = sorted(k for k in self.ctx.point_structures if k.startswith('path_'))
-        displacements = self.inputs.parameters['path_displacements']
+        displacements = card_settings(self.inputs.parameters)['path_displacements']
         last = keys[-1].rsplit('_', 1)[0]
         index = int(np.argmin(np.abs(np.array(displacements) - 0.1)))
         return self.ctx.point_structures[f'{last}_{index:02d}']
@@ -565,7 +615,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.potential_md
         inputs = {}
         if node.is_finished_ok:
-            settings = self.inputs.parameters.get_dict()
+            settings = card_settings(self.inputs.parameters)
             for key, trajectory in node.outputs.trajectories.items():
                 temperature = float(key[2:-1])
                 if temperature <= max(settings['md_temperatures']):
@@ -615,7 +665,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         values['test_set'] = (test_set_errors(self.ctx.test_set, test.outputs.labels).get_dict()
                               if test.is_finished_ok else {'error': f'test-set predictions failed: {test.exit_message}'})
         md = self.ctx.potential_md
-        settings = self.inputs.parameters.get_dict()
+        settings = card_settings(self.inputs.parameters)
         broken = {}
         if md.is_finished_ok:
             top = max(settings['md_temperatures'])
@@ -627,7 +677,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         else:
             values['stability'] = {'error': f'the MD failed: {md.exit_message}'}
         potential_values = orm.Dict(values)
-        structures = {**self.ctx.point_structures, **self.ctx.eos_structures, **relaxed, **broken}
+        structures = {**self.ctx.point_structures, **self.ctx.eos_structures, **relaxed, **broken,
+                      'parent_at_lattice': self.ctx.parent_at_lattice}
         results = physics_card(reference, potential_values, self.inputs.tolerances, self.inputs.parameters,
                                **structures)
         for key in ('card', 'markdown', 'plot'):
