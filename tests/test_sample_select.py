@@ -9,7 +9,8 @@ from aiida.engine import run_get_node
 
 from aiida_ferromlip.analysis.selection import (
     autocorrelation_time,
-    decorrelated_indices,
+    contiguous_segments,
+    decorrelation,
     sanity_problem,
     select_diverse,
 )
@@ -109,14 +110,53 @@ def test_exchange_statistics_follow_the_swapped_ensembles():
     assert stats['neighbour_pairs'][1] == {'pair': [1, 2], 'attempted': 2, 'accepted': 1, 'acceptance': 0.5}
 
 
+def ar1(phi, n, rng):
+    """AR(1) series x_i = phi x_(i-1) + noise, started in its stationary state: tau_int = (1 + phi) / (1 - phi)."""
+    x = np.zeros(n)
+    x[0] = rng.normal() / np.sqrt(1 - phi ** 2)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + rng.normal()
+    return x
+
+
 def test_autocorrelation_time_of_an_ar1_process():
     rng = np.random.default_rng(0)
-    phi, x = 0.9, np.zeros(20000)
-    for i in range(1, len(x)):
-        x[i] = phi * x[i - 1] + rng.normal()
-    assert autocorrelation_time(x) == pytest.approx((1 + phi) / (1 - phi), rel=0.25)
+    x = ar1(0.9, 20000, rng)
+    assert autocorrelation_time(x) == pytest.approx(19.0, rel=0.25)
     assert autocorrelation_time(rng.normal(size=5000)) == pytest.approx(1.0, abs=0.3)
-    assert decorrelated_indices(10, 2.2, skip=1).tolist() == [1, 4, 7]
+
+
+@pytest.mark.parametrize('tau, frames', [(99, 100), (399, 40), (19, 300)])
+def test_short_series_keep_no_more_frames_than_they_hold_independent_ones(tau, frames):
+    """AR(1) series with a known tau shorter than many times tau: the kept frames must not outnumber the
+    independent frames the series holds, ceil(frames / tau) (median over 20 series). The windowed estimate alone
+    (the old selection) kept 12 of 100 frames at tau 99 and 10 of 40 at tau 399."""
+    rng = np.random.default_rng(1)
+    phi = (tau - 1) / (tau + 1)
+    kept = [len(decorrelation(ar1(phi, frames, rng))['kept']) for _ in range(20)]
+    assert np.median(kept) <= np.ceil(frames / tau)
+
+
+def test_long_series_are_decorrelated_at_their_autocorrelation_time():
+    """Long enough to tell (> 50 tau): about one frame per tau is kept, neither far more nor far fewer."""
+    rng = np.random.default_rng(2)
+    result = decorrelation(ar1(0.5, 3000, rng))  # tau = 3
+    assert result['reliable'] and result['tau'] == pytest.approx(3.0, rel=0.25)
+    assert 3000 / 3 * 0.7 <= len(result['kept']) <= 3000 / 3 * 1.3
+    assert np.diff(result['kept']).min() >= result['stride']
+
+
+def test_the_autocorrelation_never_pairs_frames_across_a_rejected_one():
+    """Two white-noise runs at different energies on either side of a rejected frame: taken as one series (the old
+    selection) the step looks like a correlation time of hundreds of frames; run by run, each is white noise."""
+    rng = np.random.default_rng(3)
+    series = np.concatenate([rng.normal(size=200) + 5.0, [0.0], rng.normal(size=200) - 5.0])
+    usable = [i for i in range(len(series)) if i != 200]
+    assert [len(run) for run in contiguous_segments(usable)] == [200, 200]
+    assert autocorrelation_time(series[usable]) > 50
+    assert autocorrelation_time(series, contiguous_segments(usable)) == pytest.approx(1.0, abs=0.3)
+    kept = decorrelation(series, usable, min_spans=50)['kept']
+    assert 200 not in kept and len(kept) >= 300
 
 
 def test_sanity_filter_flags_blown_up_frames():

@@ -15,32 +15,79 @@ from aiida_ferromlip.analysis.soap import atomic_soap, farthest_point_sampling
 from aiida_ferromlip.validation import min_interatomic_distance
 
 
-def autocorrelation_time(series: Sequence[float]) -> float:
-    """Integrated autocorrelation time (in frames) of ``series``, with Sokal's automatic window (c = 5).
+def contiguous_segments(indices: Sequence[int]) -> list[np.ndarray]:
+    """Runs of consecutive frame indices (a rejected frame ends a run): an autocorrelation is only defined along
+    a run, never across the gap a rejected frame leaves."""
+    indices = np.asarray(sorted(indices), dtype=int)
+    if indices.size == 0:
+        return []
+    breaks = np.where(np.diff(indices) != 1)[0] + 1
+    return np.split(indices, breaks)
 
-    Written here rather than imported: it is ten lines of numpy, and the libraries that ship it (emcee, pymbar)
-    would add a dependency for one function.
+
+def autocorrelation_time(series: Sequence[float], segments: Sequence[Sequence[int]] | None = None,
+                         window_c: float = 5.0) -> float:
+    """Integrated autocorrelation time (in frames) of ``series`` with Sokal's automatic window (c = ``window_c``).
+
+    ``segments`` (positions in ``series`` of contiguous runs, e.g. from ``contiguous_segments``) pools the
+    autocorrelation over the runs, each about its own mean, without pairing frames across a gap; default: one run. The estimate is biased low
+    when the series is not many times longer than the time itself (``decorrelation`` says when to trust it).
+    Written here rather than imported: a few lines of numpy, and the libraries that ship it (emcee, pymbar) would
+    add a dependency for one function.
     """
     x = np.asarray(series, dtype=float)
-    if x.size < 4 or np.allclose(x, x[0]):
+    runs = [np.asarray(run, dtype=int) for run in (segments if segments is not None else [np.arange(x.size)])]
+    runs = [run for run in runs if run.size]
+    n = sum(run.size for run in runs)
+    if n < 4 or np.allclose(x, x[0]):
         return 1.0
-    x = x - x.mean()
-    n = x.size
-    spectrum = np.fft.rfft(x, n=2 * n)
-    acf = np.fft.irfft(spectrum * np.conjugate(spectrum))[:n]
+    longest = max(run.size for run in runs)
+    acf = np.zeros(longest)
+    for run in runs:  # each run about its own mean, as emcee pools its walkers
+        y = x[run] - x[run].mean()
+        spectrum = np.fft.rfft(y, n=2 * y.size)
+        acf[:y.size] += np.fft.irfft(spectrum * np.conjugate(spectrum))[:y.size]
+    if acf[0] <= 0:
+        return 1.0
     acf /= acf[0]
     tau = 1.0
-    for window in range(1, n):
+    for window in range(1, longest):
         tau = 1.0 + 2.0 * acf[1:window + 1].sum()
-        if window >= 5 * tau:
+        if window >= window_c * tau:
             break
     return float(max(tau, 1.0))
 
 
-def decorrelated_indices(num_frames: int, tau: float, skip: int = 0) -> np.ndarray:
-    """Frames ``skip, skip + s, skip + 2s, ...`` with ``s = ceil(tau)``: one per autocorrelation time."""
-    step = max(int(np.ceil(tau)), 1)
-    return np.arange(skip, num_frames, step)
+def decorrelation(series: Sequence[float], indices: Sequence[int] | None = None, min_spans: float = 50.0,
+                  window_c: float = 5.0) -> dict:
+    """Which frames of one trajectory to keep as independent, and whether the data could tell.
+
+    ``indices`` are the usable frames (sane, after equilibration; default all), positions into ``series``. The
+    autocorrelation time ``tau`` is estimated over their contiguous runs only. It is trusted when the usable frames
+    span at least ``min_spans`` times it (emcee's rule of thumb is 50: below that the windowed estimate is biased
+    low — on AR(1) series with tau = 99 and 100 frames it comes out near 8). Then frames at least ``ceil(tau)``
+    apart are kept. When it cannot tell, the conservative fallback keeps one frame: the last usable one (the run's
+    most evolved state), since nothing in the series shows that two of its frames are independent.
+
+    Returns ``{'kept', 'tau', 'spans', 'reliable', 'stride'}``.
+    """
+    x = np.asarray(series, dtype=float)
+    usable = np.arange(x.size) if indices is None else np.asarray(sorted(indices), dtype=int)
+    if usable.size == 0:
+        return {'kept': [], 'tau': 1.0, 'spans': 0.0, 'reliable': False, 'stride': 1}
+    runs = contiguous_segments(usable)
+    tau = autocorrelation_time(x, runs, window_c) if usable.size >= 4 else 1.0
+    spans = usable.size / tau
+    reliable = bool(spans >= min_spans)
+    if not reliable:
+        return {'kept': [int(usable[-1])], 'tau': tau, 'spans': spans, 'reliable': False, 'stride': int(x.size)}
+    stride = max(int(np.ceil(tau)), 1)
+    kept, last = [], None
+    for index in usable:  # spaced by the stride in time (a gap counts as elapsed time)
+        if last is None or index - last >= stride:
+            kept.append(int(index))
+            last = index
+    return {'kept': kept, 'tau': tau, 'spans': spans, 'reliable': True, 'stride': stride}
 
 
 def sanity_problem(atoms: Atoms, *, energy_per_atom: float | None = None, reference_energy_per_atom: float | None = None,

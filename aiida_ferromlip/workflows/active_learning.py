@@ -574,7 +574,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         report = results['report'].get_dict()
         self.ctx.selected = {key: node for key, node in results.items() if key.startswith('selected_')}
         self.report(f'iteration {self.ctx.iteration}: sampled {report["num_sampled"]} frames, rejected '
-                    f'{report["num_rejected"]} as unphysical, {report["num_candidates"]} decorrelated candidates, '
+                    f'{report["num_rejected"]} as unphysical, {report["num_candidates"]} decorrelated candidates '
+                    f'({report.get("num_unresolved_trajectories", 0)} of {len(report["trajectories"])} trajectories too '
+                    f'short to show their autocorrelation time gave their last frame only), '
                     f'selected {report["num_selected"]} by FPS')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],

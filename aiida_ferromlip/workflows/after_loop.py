@@ -102,6 +102,9 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
         if fit is not None:
             row['training_frames'] = len(fit.inputs.training_set)
             row['potential'] = fit.outputs.potential.pk if _ok(fit) else None
+        elif iteration == 0 and _input(node, 'initial_potential') is not None:  # a continued loop: no refit first
+            row['training_frames'] = len(node.inputs.initial_training_set)
+            row['potential'] = node.inputs.initial_potential.pk
         if _ok(stages.get('select')):
             report = stages['select'].outputs.report.get_dict()
             row.update(sampled=report['num_sampled'], rejected=report['num_rejected'],

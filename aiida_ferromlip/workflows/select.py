@@ -16,18 +16,16 @@ from aiida.engine import calcfunction
 from ase import Atoms
 
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.analysis.selection import (
-    autocorrelation_time,
-    decorrelated_indices,
-    sanity_problem,
-    select_diverse,
-)
+from aiida_ferromlip.analysis.selection import decorrelation, sanity_problem, select_diverse
 from aiida_ferromlip.analysis.soap import soap_hypers
 
 DEFAULTS = {
     'num_select': 10,
     'equilibration_fraction': 0.1,   # frames dropped at the start of every trajectory
     'decorrelate': True,
+    # trust the energy autocorrelation time only when a trajectory's usable frames span this many times it (else
+    # keep its last usable frame); Sokal's window constant (analysis.selection.decorrelation)
+    'decorrelation': {'min_spans': 50.0, 'window_c': 5.0},
     'soap': {'cutoff': 5.0, 'n_max': 6, 'l_max': 4, 'atom_sigma': 0.5},
     'sanity': {'min_distance': 0.6, 'max_force': 20.0, 'max_temperature_factor': 3.0, 'max_energy_jump': 1.0},
 }
@@ -62,10 +60,15 @@ def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[li
     sane = [i for i in range(len(frames)) if i not in rejected]
     skip = int(np.floor(options['equilibration_fraction'] * len(frames)))
     sane = [i for i in sane if i >= skip]
-    tau = autocorrelation_time(energies[sane]) if options['decorrelate'] and len(sane) > 3 else 1.0
-    kept = [sane[j] for j in decorrelated_indices(len(sane), tau)]
+    if options['decorrelate']:
+        result = decorrelation(energies, sane, **options['decorrelation'])
+    else:
+        result = {'kept': sane, 'tau': 1.0, 'spans': float(len(sane)), 'reliable': True, 'stride': 1}
+    kept = result['kept']
     summary = {'frames': len(frames), 'rejected': len(rejected), 'equilibration_skipped': skip,
-               'autocorrelation_time_frames': tau, 'decorrelated': len(kept)}
+               'autocorrelation_time_frames': result['tau'], 'autocorrelation_spans': result['spans'],
+               'autocorrelation_reliable': result['reliable'], 'stride_frames': result['stride'],
+               'decorrelated': len(kept)}
     return kept, rejected, summary
 
 
@@ -122,6 +125,8 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, **t
         'num_sampled': sum(s['frames'] for s in summary.values()),
         'num_rejected': sum(s['rejected'] for s in summary.values()),
         'num_candidates': len(candidates),
+        # trajectories too short to show their autocorrelation time: each gave its last usable frame only
+        'num_unresolved_trajectories': sum(not s['autocorrelation_reliable'] for s in summary.values()),
         'num_selected': len(outputs),
         'fps_distances': [float(d) for d in distances],
         'num_existing': len(existing),
