@@ -4,10 +4,13 @@ the collective Ti paths [001]/[011]/[111] (depth and position of the well) and t
 symmetry. Prints one block per preset with the fit time.
 
     python benchmarks/gap_presets_card.py [--presets fast fast_e1 mid mid200] [--workdir /tmp/gap_presets]
+                                          [--mode-frames 24]
 
 Training set (48 frames of 40 atoms, a0 = SevenNet-0's 4.0351 Å): 3 rattled/strained copies of each of the four
 polymorphs (the loop's seed) and 36 cubic cells with every Ti moved 0-0.22 Å along one of the three directions, then
-rattled 0.04 Å and strained 1 % (what the card's failing well item sends to the loop).
+rattled 0.04 Å and strained 1 % (what the card's failing well item sends to the loop). ``--mode-frames N`` adds N
+cells displaced along SevenNet-0's unstable modes at Γ, X and M (largest displacement 0.02-0.2 Å, rattled 0.01 Å:
+what a failing soft-mode item now sends). Each block also gives the unstable phonons at Γ, X, M (2x2x2, phonopy).
 """
 
 import argparse
@@ -46,6 +49,13 @@ PRESETS = {
                 'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 100}]},
     'fast300': {'default_sigma': [0.001, 0.05, 0.05, 0.0],
                 'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 300}]},
+    'balanced': {'default_sigma': [0.001, 0.05, 0.05, 0.0],
+                 'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': 6, 'l_max': 4, 'n_sparse': 100}]},
+    'fast100_2b': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'multi_species': True, 'allow_large_cutoff': True,
+                   'descriptors': [{'type': 'distance_2b', 'cutoff': 6.0, 'cutoff_transition_width': 1.0,
+                                    'n_sparse': 20, 'covariance_type': 'ard_se', 'delta': 0.5, 'theta_uniform': 1.0,
+                                    'sparse_method': 'uniform'},
+                                   {**SOAP, 'cutoff': 3.8, 'n_max': 4, 'l_max': 3, 'n_sparse': 100}]},
     'mid': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'allow_large_cutoff': True,
             'descriptors': [{**SOAP, 'cutoff': 4.5, 'n_max': 6, 'l_max': 4, 'n_sparse': 100}]},
     'mid200': {'default_sigma': [0.001, 0.05, 0.05, 0.0], 'allow_large_cutoff': True,
@@ -53,12 +63,27 @@ PRESETS = {
 }
 
 
-def training_frames(calculator, path_rattle: float = 0.04, path_frames: int = 36):
+def parent_phonon_forces(calculator):
+    parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
+    forces = []
+    for cell in card.displaced_supercells(parent, (2, 2, 2), 0.01):
+        cell.calc = calculator
+        forces.append(cell.get_forces())
+    return parent, forces
+
+
+def training_frames(calculator, path_rattle: float = 0.04, path_frames: int = 36, mode_frames: int = 0):
     frames = []
     for index, (_, atoms) in enumerate(sorted(batio3_polymorphs().items())):
         frames += rattled_strained(scaled_to_lattice(atoms, A0), 3, rattle=0.05, strain=0.01, seed=index)
     cubic = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], A0)
     frames += random_path_frames(cubic, 'Ti', DIRECTIONS, path_frames, 0.22, rattle=path_rattle, seed=1)
+    if mode_frames:
+        parent, forces = parent_phonon_forces(calculator)
+        modes = card.unstable_modes(parent, (2, 2, 2), 0.01, forces)
+        for number, atoms in enumerate(card.mode_frames(parent, (2, 2, 2), modes, mode_frames, (0.02, 0.2), seed=3)):
+            atoms.rattle(0.01, seed=100 + number)
+            frames.append(atoms)
     for atoms in frames:  # gap_fit's keys, as GapFitCalculation writes them
         atoms.calc = calculator
         energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
@@ -77,6 +102,9 @@ def measure(calculator) -> dict:
         volumes.append(cell.get_volume())
         energies.append(cell.get_potential_energy())
     result = {'eos': card.equation_of_state(volumes, energies)}
+    _, forces = parent_phonon_forces(calculator)
+    frequencies = card.soft_mode_frequencies(parent, (2, 2, 2), 0.01, forces)
+    result['unstable_THz'] = {point: [round(f, 2) for f in values if f < -0.1][:3] for point, values in frequencies.items()}
     displacements = np.arange(0, 0.251, 0.025)
     for name, direction in DIRECTIONS.items():
         path = []
@@ -101,10 +129,11 @@ def main():
     parser.add_argument('--workdir', default='/tmp/gap_presets')
     parser.add_argument('--path-rattle', type=float, default=0.04, help='rattle (Å) of the collective-Ti frames')
     parser.add_argument('--path-frames', type=int, default=36)
+    parser.add_argument('--mode-frames', type=int, default=0, help='frames along the labeller\'s unstable modes')
     parser.add_argument('--skip-labeller', action='store_true')
     args = parser.parse_args()
     sevennet = make_calculator('7net-0')
-    frames = training_frames(sevennet, args.path_rattle, args.path_frames)
+    frames = training_frames(sevennet, args.path_rattle, args.path_frames, args.mode_frames)
     if not args.skip_labeller:
         print('SevenNet-0 (the labeller):', json.dumps(measure(sevennet)))
     from quippy.potential import Potential

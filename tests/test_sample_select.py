@@ -238,3 +238,39 @@ def test_independent_runs_leave_out_the_exchange_move():
     assert parameter_problems({**base, 'temperatures': [300], 'exchange': False}, Stress()) == []
     assert 'at least two rungs' in parameter_problems({**base, 'temperatures': [300]}, Stress())[0]
     assert 'true or false' in parameter_problems({**base, 'exchange': 'no'}, Stress())[0]
+
+
+def test_a_lost_socket_client_ends_the_job_with_its_own_exit_code(md_code, tmp_path):
+    """A potential file no client can load: every socket client dies at start while i-PI waits for them. The job
+    must end (exit 311, naming the client and its error), not wait for ever nor report an MD failure."""
+    broken = tmp_path / 'gap.xml'
+    broken.write_text('<GAP_broken>this is not a GAP</GAP_broken>\n')
+    potential = GapPotential(str(broken))
+    potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
+    _, node = sample(md_code, potential.store(), r3m(), parameters={'steps': 10})
+    assert node.exit_status == SampleCalculation.exit_codes.ERROR_CLIENT_LOST.status, node.exit_message
+    assert 'socket client 0' in node.exit_message
+
+
+def test_the_ramp_refuses_a_potential_without_stress(tmp_path, monkeypatch):
+    """Every ramp frame carries the potential's stress; a potential that has none ends the run with that said."""
+    from ase.build import bulk
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    from aiida_ferromlip.engines import md, potentials
+
+    class NoStress(Calculator):
+        implemented_properties = ['energy', 'forces']
+
+        def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            reference = EMT()
+            self.results = {'energy': reference.get_potential_energy(atoms), 'forces': reference.get_forces(atoms)}
+
+    monkeypatch.chdir(tmp_path)
+    write(md.STRUCTURE_FILE, bulk('Cu', cubic=True), format='extxyz')
+    monkeypatch.setattr(potentials, 'calculator_from_spec', lambda spec: NoStress())
+    with pytest.raises(md.MissingStress, match='gave no stress at step 0'):
+        md.run_ramp({'steps': 4, 'stride': 2}, {})

@@ -89,6 +89,8 @@ class SampleCalculation(FerromlipCalcJob):
                               help='One trajectory per temperature rung, keyed `T_<kelvin>K` (ramp: `ramp`).')
         spec.output('statistics', valid_type=orm.Dict, help='Exchange acceptance per neighbour pair, timings.')
         spec.exit_code(310, 'ERROR_MD_FAILED', message='The MD failed: {error}')
+        spec.exit_code(311, 'ERROR_CLIENT_LOST', message='An i-PI socket client was lost: {error}')
+        spec.exit_code(312, 'ERROR_MISSING_STRESS', message='The potential gave no stress: {error}')
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):

@@ -157,7 +157,21 @@ def run_remd(parameters: dict, report: dict) -> list[list]:
     clients = [subprocess.Popen([sys.executable, '-m', 'aiida_ferromlip.engines.md', 'client', '--address', address],
                                 stdout=open(f'client_{k}.log', 'w'), stderr=subprocess.STDOUT)
                for k in range(num_clients)]
-    returncode = server.wait()
+    # i-PI waits for clients forever: a client that dies mid-run must end the job, not leave i-PI hanging (or
+    # finishing on the survivors while the loss goes unsaid)
+    lost = None
+    while server.poll() is None:
+        failed = [(k, c.returncode) for k, c in enumerate(clients) if c.poll() not in (None, 0)]
+        if failed:
+            lost = failed
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            break
+        time.sleep(0.5)
+    returncode = server.returncode
     for client in clients:
         try:
             client.wait(timeout=30)
@@ -165,6 +179,12 @@ def run_remd(parameters: dict, report: dict) -> list[list]:
             client.kill()
     if os.path.exists(socket_path):
         os.remove(socket_path)
+    # exit codes after i-PI finished are kept but not fatal: a client may see the socket reset as i-PI shuts down
+    report['client_exit_codes'] = [c.returncode for c in clients]
+    if lost:
+        k, code = lost[0]
+        raise ClientLost(f'socket client {k} of {num_clients} exited with code {code} while i-PI ran: '
+                         f'{_tail(f"client_{k}.log")}')
     with open(IPI_LOG) as handle:
         log = handle.read()
     if returncode != 0 or 'I-PI reports success' not in log:
@@ -197,13 +217,33 @@ def client(address: str) -> int:
 
     from aiida_ferromlip.engines.potentials import SPEC_FILE, calculator_from_spec
 
+    from ase.calculators.socketio import SocketClosed
+
     atoms = read(STRUCTURE_FILE)
     atoms.calc = calculator_from_spec(SPEC_FILE)
     try:
         SocketClient(unixsocket=address).run(atoms, use_stress=True)
-    except (BrokenPipeError, ConnectionResetError, OSError):
-        pass  # i-PI closes the socket when the run is over
+    except SocketClosed:
+        pass  # i-PI closes the socket when the run is over; any other error (a refused connection, a failing
+        # potential) propagates and the non-zero exit ends the job (run_remd watches the clients)
     return 0
+
+
+class ClientLost(RuntimeError):
+    """An i-PI socket client died while i-PI ran."""
+
+
+class MissingStress(RuntimeError):
+    """The potential gave no stress where the run needs it."""
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path) as handle:
+            text = handle.read().strip().splitlines()
+    except OSError:
+        return f'({path} not written)'
+    return ' | '.join(text[-lines:]) or f'({path} is empty)'
 
 
 # ------------------------------------------------------------------------------------------------ ramp
@@ -239,8 +279,9 @@ def run_ramp(parameters: dict, report: dict) -> list[list]:
         frame.arrays['md_forces'] = atoms.get_forces().copy()
         try:
             frame.info['md_stress'] = atoms.get_stress(voigt=True)
-        except Exception:  # a potential without stress still samples
-            pass
+        except Exception as exception:  # every frame of a trajectory carries its stress, or the job says why not
+            raise MissingStress(f'the potential gave no stress at step {step}: {type(exception).__name__}: '
+                                f'{exception}') from exception
         frames.append(frame)
 
     def ramp():
@@ -273,6 +314,8 @@ def main(argv=None) -> int:
         trajectories = (run_remd if parameters['mode'] == 'remd' else run_ramp)(parameters, report)
     except Exception as exception:  # leave a report the parser can explain
         report['error'] = f'{type(exception).__name__}: {exception}'
+        report['error_kind'] = {ClientLost: 'client_lost', MissingStress: 'missing_stress'}.get(type(exception),
+                                                                                                 'md_failed')
         with open(REPORT_FILE, 'w') as handle:
             json.dump(report, handle, indent=1)
         raise

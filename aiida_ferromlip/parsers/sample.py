@@ -20,7 +20,10 @@ class SampleParser(FerromlipParser):
             return missing
         repository, names = self.retrieved.base.repository, self.names()
         if 'error' in report:
-            return self.exit_codes.ERROR_MD_FAILED.format(error=report['error'])
+            exit_code = {'client_lost': self.exit_codes.ERROR_CLIENT_LOST,
+                         'missing_stress': self.exit_codes.ERROR_MISSING_STRESS}.get(report.get('error_kind'),
+                                                                                      self.exit_codes.ERROR_MD_FAILED)
+            return exit_code.format(error=report['error'])
         parameters = self.node.inputs.parameters.get_dict()
         for index, count in enumerate(report['frames_per_trajectory']):
             filename = f'trajectory_{index}.extxyz'
