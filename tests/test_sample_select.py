@@ -274,3 +274,21 @@ def test_the_ramp_refuses_a_potential_without_stress(tmp_path, monkeypatch):
     monkeypatch.setattr(potentials, 'calculator_from_spec', lambda spec: NoStress())
     with pytest.raises(md.MissingStress, match='gave no stress at step 0'):
         md.run_ramp({'steps': 4, 'stride': 2}, {})
+
+
+@pytest.mark.parametrize('protocol', ['seed003_nvt', 'seed003_npt'])
+def test_seed003_sampling_uses_the_papers_time_constants(protocol):
+    """The BaTiO3 SOAP-GAP paper's Methods: 'The characteristic times of the barostat, the SVR thermostat and the
+    MD timestep are 1 ps, 10 fs, and 2 fs respectively.' Read back from the i-PI input the protocol produces."""
+    import xml.etree.ElementTree as ElementTree
+
+    from aiida_ferromlip.engines.md import ipi_input
+
+    parameters = SampleCalculation.get_protocol_inputs(protocol)['parameters']
+    root = ElementTree.fromstring(ipi_input({**parameters, 'ensemble': 'nst'}, 'test').replace('CELL', '[1,0,0,0,1,0,0,0,1]'))
+    dynamics = root.find('.//dynamics')
+    assert float(dynamics.find('timestep').text) == 2.0 and dynamics.find('timestep').get('units') == 'femtosecond'
+    thermostat = dynamics.find('thermostat')
+    assert thermostat.get('mode') == 'svr' and float(thermostat.find('tau').text) == 10.0
+    assert float(dynamics.find('barostat/tau').text) == 1000.0
+    assert dynamics.find('barostat/tau').get('units') == 'femtosecond'
