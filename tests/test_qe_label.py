@@ -147,14 +147,14 @@ def test_seed000_inputs_for_bifeo3_reach_the_pw_input_file(pseudo_family, pw_cod
     assert system['hubbard_u'] == {'Fe1': 4.0, 'Fe2': 4.0}
     assert system['starting_magnetization']['Fe1'] == -system['starting_magnetization']['Fe2'] > 0
     assert system['ecutwfc'] == pytest.approx(pseudo_family.get_cutoffs()['Fe']['cutoff_wfc'])  # the largest
-    assert builder.kpoints_distance.value == 0.3
+    assert builder.kpoints_distance.value == 0.5  # the protocol's spacing for BiFeO3
     assert builder.pw.structure.creator.process_label == 'magnetic_structure'  # provenance of the kinds
 
     pw_inputs = dict(builder.pw)
     pw_inputs['kpoints'] = orm.KpointsData()
     pw_inputs['kpoints'].set_cell_from_structure(builder.pw.structure)
-    pw_inputs['kpoints'].set_kpoints_mesh_from_density(0.3)
-    assert pw_inputs['kpoints'].get_kpoints_mesh()[0] == [3, 3, 3]  # seed 000's mesh on a 40-atom perovskite
+    pw_inputs['kpoints'].set_kpoints_mesh_from_density(builder.kpoints_distance.value)
+    assert pw_inputs['kpoints'].get_kpoints_mesh()[0] == [2, 2, 2]  # the paper's BiFeO3 mesh on its 40-atom cell
     pw_inputs['metadata'] = {'dry_run': True, 'store_provenance': False, 'options': {
         'resources': {'num_machines': 1}, 'withmpi': False}}
     run(PwCalculation, **pw_inputs)

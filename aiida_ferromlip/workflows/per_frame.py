@@ -34,6 +34,11 @@ class PerFrameLabelWorkChain(WorkChain):
         spec.input('hubbard_u', valid_type=orm.Dict, required=False, help='Hubbard U in eV per element.')
         spec.input('options', valid_type=orm.Dict, required=False,
                    help='metadata.options of every calculation (resources, max_wallclock_seconds, ...).')
+        spec.input('kpoints_distance_by_formula', valid_type=orm.Dict, required=False,
+                   validator=_validate_distances,
+                   help='Γ-centred k-point spacing (Å⁻¹, 2π included) per material, by formula ({"BiFeO3": 0.5}): '
+                        'a frame whose reduced composition matches one takes it instead of the engine\'s default '
+                        '(how the seed000 protocol reproduces that paper\'s mesh for each material).')
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(0),
                    validator=lambda value, _: None if value.value >= 0 else '`max_concurrent` must be >= 0',
                    help='At most this many frames run at a time (0: all at once, for a cluster queue). On a laptop '
@@ -139,6 +144,35 @@ def input_value(inputs, key, default=None):
     if value is None:
         return default
     return value.get_dict() if isinstance(value, orm.Dict) else getattr(value, 'value', value)
+
+
+def _validate_distances(value, _):
+    from ase.formula import Formula
+
+    for formula, distance in value.get_dict().items():
+        try:
+            Formula(formula)
+        except ValueError:
+            return f'`kpoints_distance_by_formula`: `{formula}` is not a chemical formula'
+        if not isinstance(distance, (int, float)) or distance <= 0:
+            return f'`kpoints_distance_by_formula`: the spacing of {formula} must be a positive number, got {distance}'
+    return None
+
+
+def kpoints_distance_for(inputs, structure: orm.StructureData) -> float | None:
+    """The k-point spacing ``kpoints_distance_by_formula`` gives ``structure`` (its reduced composition matched
+    against each formula), or None when it names none."""
+    from collections import Counter
+
+    from ase.formula import Formula
+
+    by_formula = input_value(inputs, 'kpoints_distance_by_formula', {}) or {}
+    composition = Counter(structure.get_ase().get_chemical_symbols())
+    reduced = Formula.from_dict(composition).reduce()[0].count()
+    for formula, distance in by_formula.items():
+        if Formula(formula).reduce()[0].count() == reduced:
+            return float(distance)
+    return None
 
 
 @calcfunction

@@ -32,6 +32,7 @@ from aiida_ferromlip.workflows.per_frame import (
     called_calculations,
     frame_problems,
     input_value,
+    kpoints_distance_for,
     magnetic_setup,
 )
 
@@ -161,6 +162,9 @@ def pw_protocol_arguments(inputs, structure: orm.StructureData) -> tuple[orm.Str
     """
     overrides = dict(input_value(inputs, 'overrides', {}) or {})
     overrides['pseudo_family'] = input_value(inputs, 'pseudo_family', DEFAULT_FAMILY)
+    distance = kpoints_distance_for(inputs, structure)
+    if distance is not None:
+        overrides['kpoints_distance'] = distance
     structure, moments = magnetic_setup(inputs, structure)
     spin_type = SpinType.NONE if moments is None else SpinType.COLLINEAR
     hubbard = {kind.name: value for element, value in (input_value(inputs, 'hubbard_u', {}) or {}).items()

@@ -25,6 +25,7 @@ from aiida_ferromlip.workflows.per_frame import (
     called_calculations,
     frame_problems,
     input_value,
+    kpoints_distance_for,
     magnetic_setup,
 )
 
@@ -130,7 +131,8 @@ def vasp_inputs(inputs, structure: orm.StructureData) -> dict:
     result = {
         'structure': structure,
         'parameters': orm.Dict({'incar': incar}),
-        'kpoints': gamma_mesh(structure, float(input_value(inputs, 'kpoints_distance', 0.3))),
+        'kpoints': gamma_mesh(structure, kpoints_distance_for(inputs, structure)
+                              or float(input_value(inputs, 'kpoints_distance', 0.3))),
         'potential_family': orm.Str(input_value(inputs, 'potential_family', '')),
         'potential_mapping': orm.Dict({kind.name: mapping[kind.symbol] for kind in structure.kinds}),
         'settings': orm.Dict({'parser_settings': {'include_quantity': ['forces', 'stress']}}),
