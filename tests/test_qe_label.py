@@ -215,3 +215,28 @@ def test_pw_labels_batio3_with_consistent_forces_stress_and_provenance(pseudo_fa
     report = orm.load_node(cost['batches'][0]['pk']).outputs.report.get_dict()
     assert report['scf_iterations_total'] >= 5 and report['wall_time_total_s'] > 0
     assert set(report['frames']) == set(structures)
+
+
+def test_the_loops_paper_protocols_label_with_the_papers_dft_settings(pw_code):
+    """The minimalist loop labels with the minimalist-MLIP paper's settings (its per-material meshes, U = 4 eV and
+    G-type order on Fe), the seed003 loop with the BaTiO3 SOAP-GAP paper's (the family's cutoffs); only `fast`
+    keeps the 30/240 Ry test cutoffs."""
+    from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+
+    def qe(protocol, material):
+        builder = ActiveLearningWorkChain.get_builder_from_protocol(pw_code, pw_code, pw_code, material=material,
+                                                                    protocol=protocol, engine='qe')
+        return builder.label.qe
+
+    def cutoff(inputs):
+        overrides = inputs['overrides'].get_dict() if 'overrides' in inputs else {}
+        return overrides.get('pw', {}).get('parameters', {}).get('SYSTEM', {}).get('ecutwfc')
+
+    minimalist = qe('minimalist', 'BiFeO3')
+    assert minimalist['hubbard_u'].get_dict() == {'Fe': 4.0}
+    assert minimalist['magnetism'].get_dict()['Fe']['order'] == 'g-type'
+    assert minimalist['kpoints_distance_by_formula'].get_dict()['BiFeO3'] == 0.5
+    assert cutoff(minimalist) is None  # the family's recommended cutoffs
+    seed003 = qe('seed003', 'BaTiO3')
+    assert cutoff(seed003) is None and seed003['protocol'].value == 'balanced'
+    assert cutoff(qe('fast', 'BaTiO3')) == 30
