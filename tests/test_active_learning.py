@@ -116,6 +116,38 @@ def test_one_iteration_with_allegro(codes, aiida_code_installed):
     assert len(results['learning_curve'].get_array('forces_meV_per_A_rmse')) == 1
 
 
+def test_stages_sample_one_polymorph_after_the_other(codes):
+    """Two stages (the minimalist-MLIP paper's way): seeds and MD from R3m until that stage converges, then MD from
+    the cubic cell, the training set growing across both; converged only after the last stage."""
+    builder = builder_for(codes, starts('R3m', 'Pm-3m'),
+                          parameters={'max_iterations': 3, 'seed_frames_per_structure': 3,
+                                      'stages': [['R3m'], ['Pm_3m']],
+                                      'thresholds': {'energy_meV_per_fu': 1e6, 'forces_meV_per_A': 1e6}},
+                          select_parameters={'num_select': 2})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    samples = sorted(link.link_label for link in node.base.links.get_outgoing().all()
+                     if link.link_label.startswith('sample_'))
+    assert samples == ['sample_000_R3m', 'sample_001_Pm_3m']
+    seed = node.base.links.get_outgoing(link_label_filter='label_seed').one().node
+    assert sorted(seed.inputs.structures) == [f'seed_R3m_{i:02d}' for i in range(3)]
+    summary = results['summary'].get_dict()
+    assert [row['stage'] for row in summary['iterations']] == [0, 1] and summary['stop_reason'] == 'converged'
+    assert len(results['training_set']) == 3 + 2 + 2
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'stage 1 of 2 converged' in report and 'stage 2 samples from Pm_3m' in report
+
+
+def test_minimalist_stages_are_the_papers_per_material():
+    from aiida_ferromlip.workflows.active_learning import loop_stages, start_structures
+
+    expected = {'BaTiO3': [['R3m']], 'BiFeO3': [['R3c'], ['Pnma']], 'PbZrO3': [['R3c'], ['Pnma']],
+                'HfO2': [['P2_1_c'], ['P4_2_nmc']]}
+    for material, stages in expected.items():
+        assert loop_stages('minimalist', material, start_structures(material, {})) == stages
+    assert ActiveLearningWorkChain.get_protocol_inputs('minimalist')['parameters']['stages'] == 'minimalist'
+
+
 def test_bad_loop_inputs_fail_before_any_job(codes):
     jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
     cases = [
@@ -125,6 +157,8 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
         ({'parameters': {'bogus': 1}}, starts('R3m'), None, 'unknown loop parameters'),
         # seed 000's 24-atom HfO2 cells are 5.1 Å thick: the fast GAP's 3.8 Å cutoff needs an explicit allowance
         ({}, None, 'HfO2', r'start structures: the descriptor cutoff 3.8 Å exceeds half the shortest cell height'),
+        ({'parameters': {'stages': 'minimalist'}}, starts('R3m'), None, 'give `material`'),
+        ({'parameters': {'stages': [['R3m'], ['Cm']]}}, starts('R3m'), None, r"names \['Cm'\], which are not start"),
     ]
     for overrides, structures, material, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -21,6 +21,12 @@ def _batio3(kind: str = 'ranking') -> dict[str, Atoms]:
 #: The materials a user can name: their polymorph builders (``kind`` 'training' or 'ranking').
 MATERIALS = {'BaTiO3': _batio3, 'BiFeO3': bifeo3_polymorphs, 'PbZrO3': pbzro3_polymorphs, 'HfO2': hfo2_polymorphs}
 
+#: The minimalist-MLIP paper's training stages per material, in order: the first polymorph starts the training set,
+#: each next one continues it (BaTiO3 once, from R3m). The loop's ``stages: minimalist`` and the VASP on-the-fly
+#: work chain both read this.
+MINIMALIST_STAGES = {'BaTiO3': ['R3m'], 'PbZrO3': ['R3c', 'Pnma'], 'BiFeO3': ['R3c', 'Pnma'],
+                     'HfO2': ['P2_1/c', 'P4_2/nmc']}
+
 #: The phase each material's ranking is measured from (seed 000 Tables I-II; cubic for BaTiO3).
 RANKING_ZERO = {'BaTiO3': 'Pm-3m', 'BiFeO3': 'R3c', 'PbZrO3': 'AFE40', 'HfO2': 'monoclinic'}
 
@@ -38,6 +44,6 @@ def port_name(phase: str) -> str:
     return re.sub(r'\W', '_', phase)
 
 
-__all__ = ('BATIO3_PHASES', 'MATERIALS', 'RANKING_ZERO', 'batio3_polymorphs', 'bifeo3_polymorphs', 'dipole_texture',
+__all__ = ('BATIO3_PHASES', 'MATERIALS', 'MINIMALIST_STAGES', 'RANKING_ZERO', 'batio3_polymorphs', 'bifeo3_polymorphs', 'dipole_texture',
            'glazer_perovskite', 'hfo2_polymorphs', 'pbzro3_polymorphs', 'perovskite_polymorph', 'polymorphs',
            'port_name', 'rattled_strained', 'switching_endpoints')

@@ -43,6 +43,10 @@ LOOP_DEFAULTS = {
     'thresholds': {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0},
     'converged_iterations': 1,        # consecutive iterations below the thresholds
     'flexible_cell_from_iteration': None,  # seed 003: NVT replica exchange first, then NST from this iteration
+    # None: every start structure from the first iteration; `minimalist`: the minimalist-MLIP paper's stages of the
+    # named material (materials.MINIMALIST_STAGES); or a list of lists of start-structure keys. A stage samples its
+    # own structures, the TrainingSet grows across stages, and the loop moves on when the stage converges.
+    'stages': None,
     'seed': 0,
 }
 
@@ -72,6 +76,26 @@ def start_structures(material: str | None, structures: dict) -> dict[str, orm.St
             for phase, atoms in materials.polymorphs(material, 'training').items()}
 
 
+def loop_stages(stages, material: str | None, starts: dict) -> list[list[str]]:
+    """The start-structure keys of each stage, in order (see ``LOOP_DEFAULTS['stages']``).
+
+    :raises ValueError: for a stage list that names no start structure, or `minimalist` without a material the paper
+        trained."""
+    if stages is None:
+        return [sorted(starts)]
+    if stages == 'minimalist':
+        if material not in materials.MINIMALIST_STAGES:
+            raise ValueError('`stages: minimalist` follows the minimalist-MLIP paper\'s stages of a named material: '
+                             f'give `material` ({", ".join(materials.MINIMALIST_STAGES)}) or list the stages')
+        stages = [[materials.port_name(phase)] for phase in materials.MINIMALIST_STAGES[material]]
+    if not isinstance(stages, list) or not stages or not all(isinstance(stage, list) and stage for stage in stages):
+        raise ValueError(f'`stages` must be null, `minimalist` or a list of non-empty lists of start keys, got {stages}')
+    unknown = sorted({key for stage in stages for key in stage} - set(starts))
+    if unknown:
+        raise ValueError(f'`stages` names {unknown}, which are not start structures ({sorted(starts)})')
+    return [list(stage) for stage in stages]
+
+
 def validate_inputs(inputs, namespace):
     """Fail fast: bad thresholds or budgets, no start structures, unknown material."""
     if 'parameters' not in namespace:
@@ -82,8 +106,9 @@ def validate_inputs(inputs, namespace):
     try:
         loop = loop_parameters(inputs.get('parameters'))
         merged_options(inputs.get('select_parameters'))
-        starts = start_structures(inputs['material'].value if 'material' in inputs else None,
-                                  inputs.get('structures', {}))
+        material = inputs['material'].value if 'material' in inputs else None
+        starts = start_structures(material, inputs.get('structures', {}))
+        loop_stages(loop['stages'], material, starts)
     except ValueError as exception:
         return str(exception)
     label = inputs.get('label', {})
@@ -115,7 +140,7 @@ def validate_inputs(inputs, namespace):
         # the first training must hold out at least one validation frame (NequipTrainCalculation refuses less)
         fit_parameters = inputs[namespace_name]['parameters'].get_dict()
         first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
-                 else loop['seed_frames_per_structure'] * len(starts))
+                 else loop['seed_frames_per_structure'] * len(loop_stages(loop['stages'], material, starts)[0]))
         _, validation = split_indices(first, float(fit_parameters.get('validation_fraction', 0.1)), 0)
         if len(validation) < 1:
             return (f'the first training set ({first} frames) leaves no validation frame at validation_fraction '
@@ -125,7 +150,8 @@ def validate_inputs(inputs, namespace):
     if loop['max_iterations'] < 1:
         return '`max_iterations` must be at least 1'
     batch = merged_options(inputs.get('select_parameters'))['num_select']
-    seed_labels = 0 if 'initial_training_set' in inputs else loop['seed_frames_per_structure'] * len(starts)
+    first_stage = loop_stages(loop['stages'], material, starts)[0]
+    seed_labels = 0 if 'initial_training_set' in inputs else loop['seed_frames_per_structure'] * len(first_stage)
     if loop['max_labels'] < seed_labels + batch:
         return (f'`max_labels` ({loop["max_labels"]}) is smaller than the seed labels ({seed_labels}) plus one '
                 f'selected batch ({batch})')
@@ -363,6 +389,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         material = self.inputs.material.value if 'material' in self.inputs else None
         starts = start_structures(material, self.inputs.get('structures', {}))
         self.ctx.starts = {key: (s if s.is_stored else s.store()) for key, s in starts.items()}
+        self.ctx.stages = loop_stages(self.ctx.loop['stages'], material, starts)
+        self.ctx.stage = 0
+        if len(self.ctx.stages) > 1:
+            self.report('stages: ' + ' -> '.join('+'.join(stage) for stage in self.ctx.stages))
         self.ctx.iteration = 0
         self.ctx.errors = []          # Dict nodes, one per iteration
         self.ctx.history = []
@@ -455,9 +485,21 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     + (f'; {len(self.ctx.targets)} frames of failing items go to the next batch'
                        if self.ctx.targets else ''))
         if summary['passed'] and self.ctx.below >= self.ctx.loop['converged_iterations']:
-            self.ctx.stop_reason = 'converged'
-            self.report('converged: out-of-sample errors below the thresholds and the physics card green')
+            self._stage_converged('out-of-sample errors below the thresholds and the physics card green')
         return None
+
+    def _stage_converged(self, why: str) -> str:
+        """The current stage converged: the next stage starts, or the loop stops converged after the last one."""
+        if self.ctx.stage + 1 < len(self.ctx.stages):
+            self.ctx.stage += 1
+            self.ctx.below = 0
+            message = (f'stage {self.ctx.stage} of {len(self.ctx.stages)} converged ({why}); stage '
+                       f'{self.ctx.stage + 1} samples from {", ".join(self.ctx.stages[self.ctx.stage])}')
+        else:
+            self.ctx.stop_reason = 'converged'
+            message = f'converged: {why}'
+        self.report(message)
+        return message
 
     def not_stopped(self):
         return not self.ctx.stop_reason
@@ -474,12 +516,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
         loop = self.ctx.loop
         structures = {}
+        first = set(self.ctx.stages[0])
         for index, (key, start) in enumerate(sorted(self.ctx.starts.items())):
+            if key not in first:
+                continue
             frames = rattled_strained(start.get_ase(), loop['seed_frames_per_structure'], rattle=loop['rattle'],
                                       strain=loop['strain'], seed=loop['seed'] + index)
             for j, atoms in enumerate(frames):
                 structures[f'seed_{key}_{j:02d}'] = orm.StructureData(ase=atoms)
-        self.report(f'seed: labelling {len(structures)} rattled/strained copies of {len(self.ctx.starts)} structures')
+        self.report(f'seed: labelling {len(structures)} rattled/strained copies of {len(first)} structures')
         return self._launch_labels(structures, 'seed')
 
     def _launch_labels(self, structures, name, key='labels'):
@@ -543,7 +588,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             # Seed 003 sampled with NVT replica exchange, then let the cell relax (NpT): same ladder, NST ensemble.
             inputs['parameters'] = orm.Dict({**inputs['parameters'].get_dict(), 'ensemble': 'nst'})
             self.report(f'iteration {self.ctx.iteration}: sampling with a fully flexible cell (NST) from now on')
-        for key, structure in sorted(self.ctx.starts.items()):
+        for key in sorted(self.ctx.stages[self.ctx.stage]):
+            structure = self.ctx.starts[key]
             run = {**inputs, 'potential': self.ctx.potential, 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
                                 'call_link_label': f'sample_{self.ctx.iteration:03d}_{key}'}}
@@ -551,7 +597,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def inspect_sample(self):
         trajectories, failed = {}, []
-        for key in sorted(self.ctx.starts):
+        for key in sorted(self.ctx.stages[self.ctx.stage]):
             node = self.ctx[f'sample_{key}']
             if not node.is_finished_ok:
                 failed.append(f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
@@ -578,7 +624,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     f'({report.get("num_unresolved_trajectories", 0)} of {len(report["trajectories"])} trajectories too '
                     f'short to show their autocorrelation time gave their last frame only), '
                     f'selected {report["num_selected"]} by FPS')
-        self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': report['num_sampled'],
+        self.ctx.history.append({'iteration': self.ctx.iteration, 'stage': self.ctx.stage,
+                                 'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],
                                  **self.ctx.pop('card_record', {})})
         # Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
@@ -649,8 +696,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if self.card_enabled():
                 decision += ': the next potential\'s physics card decides'
             else:
-                self.ctx.stop_reason = 'converged'
-                decision += ': converged'
+                decision = self._stage_converged('out-of-sample errors below the thresholds')
         history['decision'] = decision
         self.report(f'iteration {self.ctx.iteration}: out-of-sample errors on {len(batch)} new frames: energy '
                     f'{e:.2f} meV/f.u., forces {f:.0f} meV/Å ({decision}); {history["labels_failed"]} label(s) '
@@ -667,6 +713,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.out('learning_curve', curve['curve'])
             self.out('learning_curve_plot', curve['plot'])
         reason = self.ctx.stop_reason or 'the maximum number of iterations was reached'
+        if reason != 'converged' and len(self.ctx.stages) > 1:
+            reason += f' in stage {self.ctx.stage + 1} of {len(self.ctx.stages)}'
         if 'card_record' in self.ctx:  # the card of the final potential (no sampling after it)
             self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': 0, 'rejected': 0, 'selected': 0,
                                      'final': True, **self.ctx.pop('card_record')})

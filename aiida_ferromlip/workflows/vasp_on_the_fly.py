@@ -33,16 +33,17 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.materials import MINIMALIST_STAGES
 from aiida_ferromlip.workflows.per_frame import input_value
 from aiida_ferromlip.workflows.vasp_label import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
 
 #: Seed 000's stages per material (the first starts the training set, the next ones continue it), k-point meshes
 #: of its 40-atom (24 for HfO2) cells, and the BiFeO3 extras.
 SEED000_MATERIALS = {
-    'BaTiO3': {'stages': ['R3m'], 'kpoints_mesh': [3, 3, 3]},
-    'PbZrO3': {'stages': ['R3c', 'Pnma'], 'kpoints_mesh': [3, 3, 3]},
-    'HfO2': {'stages': ['P2_1/c', 'P4_2/nmc'], 'kpoints_mesh': [3, 3, 3]},
-    'BiFeO3': {'stages': ['R3c', 'Pnma'], 'kpoints_mesh': [2, 2, 2], 'hubbard_u': {'Fe': 4.0},
+    'BaTiO3': {'stages': MINIMALIST_STAGES['BaTiO3'], 'kpoints_mesh': [3, 3, 3]},
+    'PbZrO3': {'stages': MINIMALIST_STAGES['PbZrO3'], 'kpoints_mesh': [3, 3, 3]},
+    'HfO2': {'stages': MINIMALIST_STAGES['HfO2'], 'kpoints_mesh': [3, 3, 3]},
+    'BiFeO3': {'stages': MINIMALIST_STAGES['BiFeO3'], 'kpoints_mesh': [2, 2, 2], 'hubbard_u': {'Fe': 4.0},
                'magnetism': {'Fe': {'order': 'g-type', 'moment': 4.0}}},
 }
 
