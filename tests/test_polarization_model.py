@@ -72,6 +72,31 @@ def test_work_chain_trains_validates_and_stores_the_model():
     np.testing.assert_allclose(stored.predict(frames[0])[0], results['model'].predict(frames[0])[0])
 
 
+def test_the_seed003_protocol_fits_the_papers_linear_kernel():
+    """The BaTiO3 SOAP-GAP paper's eq. 15: K_ij = X_i X_j^T of the λ = 1 features, no λ = 0 factor (zeta 1). The
+    protocol builds that model, whose kernel is the plain product of the features, and it learns the Born-charge
+    dipoles (linear in the displacements) to the same standard as the default."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from aiida_ferromlip.analysis.polarization_model import kernel
+
+    rng = np.random.default_rng(4)
+    x_i, x_j = rng.normal(size=(3, 3, 5)), rng.normal(size=(2, 3, 5))
+    s_i, s_j = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    np.testing.assert_allclose(kernel(x_i, s_i, x_j, s_j, 1), np.einsum('iaq,jbq->ijab', x_i, x_j))
+
+    frames, _ = displaced_cells(30, seed=3)
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
+    builder = PolarizationModelWorkChain.get_builder_from_protocol(
+        TrainingSet(frames=frames), protocol='seed003', overrides={'parameters': {'num_sparse': 20}})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    assert results['model'].base.attributes.get('zeta') == 1
+    metrics = results['metrics'].get_dict()
+    assert metrics['rmse_per_cell_e_angstrom'] < 0.3 * metrics['label_std_e_angstrom']
+
+
 def test_mismatched_dipoles_are_refused():
     frames, dipoles = displaced_cells(6)
     from ase.calculators.singlepoint import SinglePointCalculator

@@ -2,6 +2,7 @@
 
     verdi run workflows/polarization_model.py --berry [--berry-protocol fast] [--code pw@localhost] [--frames 24]
     verdi run workflows/polarization_model.py [--frames 60] [--training-set PK] [--dipoles PK] [--save plot.png]
+                                              [--protocol fast|seed003]
 
 The frames are random displacements (0.08 Å) of cubic 5-atom BaTiO3. With ``--berry`` they are labelled by
 Quantum ESPRESSO (``BerryPhaseWorkChain``: SCF energies/forces and Berry-phase cell dipoles, branch from the
@@ -76,15 +77,18 @@ def main():
     parser.add_argument('--berry', action='store_true', help='Label the displaced cells with pw.x Berry phases.')
     parser.add_argument('--berry-protocol', default='fast', choices=('fast', 'moderate'))
     parser.add_argument('--code', default='pw@localhost', help='The pw.x code (with --berry).')
+    parser.add_argument('--protocol', default='fast', choices=('fast', 'seed003'),
+                        help='fast: kernel zeta 2; seed003: the paper\'s linear kernel of the λ = 1 features.')
     args = parser.parse_args()
-    builder = PolarizationModelWorkChain.get_builder()
+    dipoles = None
     if args.berry:
-        builder.training_set, builder.dipoles = berry_phase_labels(args.frames, args.code, args.berry_protocol)
+        training_set, dipoles = berry_phase_labels(args.frames, args.code, args.berry_protocol)
     else:
-        builder.training_set = (orm.load_node(args.training_set) if args.training_set
-                                else displaced_training_set(args.frames))
+        training_set = orm.load_node(args.training_set) if args.training_set else displaced_training_set(args.frames)
     if args.dipoles:
-        builder.dipoles = orm.load_node(args.dipoles)
+        dipoles = orm.load_node(args.dipoles)
+    builder = PolarizationModelWorkChain.get_builder_from_protocol(training_set, protocol=args.protocol,
+                                                                  dipoles=dipoles)
     results, node = run_get_node(builder)
     metrics = results['metrics'].get_dict()
     print(f'\nPolarizationModelWorkChain<{node.pk}> -> PolarizationModel<{results["model"].pk}>; labels: '

@@ -10,7 +10,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-PROTOCOLS = pathlib.Path(__file__).parent.parent / 'protocols'
+from aiida_ferromlip.protocols import PROTOCOLS
 
 
 class FerromlipCalcJob(ProtocolMixin, CalcJob):

@@ -14,6 +14,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.protocols import default_inputs
 
 
 class PolarizationModel(orm.ArrayData):
@@ -64,8 +65,8 @@ def born_dipoles(frames) -> tuple[np.ndarray, str]:
     return dipoles.reshape(-1, 3), f'local dipoles with {source}'
 
 
-DEFAULTS = {'cutoff': 4.5, 'max_radial': 4, 'max_angular': 3, 'atom_sigma': 0.5, 'zeta': 2, 'num_sparse': 30,
-            'regularizer': 1e-4, 'validation_fraction': 0.2, 'seed': 0, 'learning_curve_points': 4}
+#: The model's settings and their defaults: ``protocols/polarization_model.yaml`` (the only place they live).
+DEFAULTS = default_inputs('polarization_model')['parameters']
 
 
 @calcfunction
@@ -75,7 +76,7 @@ def fit_polarization_model(training_set: TrainingSet, dipoles: orm.ArrayData, pa
     learning-curve PNG."""
     from aiida_ferromlip.analysis.polarization_model import SparseDipoleModel
     from aiida_ferromlip.analysis.soap import soap_hypers
-    from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+    from aiida_ferromlip.protocols import merged_settings
 
     settings = merged_settings(parameters, DEFAULTS, 'polarization-model')
     frames = training_set.get_frames(range(len(training_set)))

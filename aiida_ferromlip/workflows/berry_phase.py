@@ -37,7 +37,7 @@ from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.polarization import born_dipoles
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.protocols import merged_settings
 from aiida_ferromlip.workflows.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
 from aiida_ferromlip.workflows.qe_label import (
     QE_PROTOCOLS,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.engine import WorkChain
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip.data.polarization import DEFAULTS, PolarizationModel, born_charge_dipoles, fit_polarization_model
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.protocols import PROTOCOLS, merged_settings
 
 
 def validate_inputs(inputs, _):
@@ -33,8 +34,25 @@ def validate_inputs(inputs, _):
     return None
 
 
-class PolarizationModelWorkChain(WorkChain):
+class PolarizationModelWorkChain(ProtocolMixin, WorkChain):
     """Fit a PolarizationModel (SA-GPR of cell dipoles) and validate it."""
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return PROTOCOLS / 'polarization_model.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, training_set: TrainingSet, protocol: str | None = None,
+                                  overrides: dict | None = None, dipoles: orm.ArrayData | None = None):
+        """Builder from ``protocols/polarization_model.yaml`` (fast: zeta 2 | seed003: the paper's linear kernel);
+        ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.training_set = training_set
+        builder.parameters = orm.Dict(inputs['parameters'])
+        if dipoles is not None:
+            builder.dipoles = dipoles
+        return builder
 
     @classmethod
     def define(cls, spec):

@@ -7,6 +7,7 @@ from aiida.engine import calcfunction
 
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.protocols import merged_settings  # noqa: F401  (re-exported for the benchmarks)
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 
@@ -28,15 +29,6 @@ def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureD
         origins.append({'labeller': f'potential:{potential.uuid}', 'frame_key': key,
                         'structure_uuid': structures[key].uuid})
     return TrainingSet(frames=frames, origins=origins)
-
-
-def merged_settings(parameters: orm.Dict | None, defaults: dict, what: str) -> dict:
-    """``defaults`` updated with the given ``parameters``; unknown keys are an error naming the known ones."""
-    given = parameters.get_dict() if parameters is not None else {}
-    unknown = set(given) - set(defaults)
-    if unknown:
-        raise ValueError(f'unknown {what} parameters {sorted(unknown)}; known: {sorted(defaults)}')
-    return {**defaults, **given}
 
 
 class ReferenceMixin:

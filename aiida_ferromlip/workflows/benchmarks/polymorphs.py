@@ -25,7 +25,7 @@ from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.protocols import merged_settings
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 
 DEFAULTS = {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'reference_phase': None, 'symprec': 1e-3}

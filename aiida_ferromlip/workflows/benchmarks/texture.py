@@ -21,7 +21,7 @@ from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.materials import order_parameters
-from aiida_ferromlip.workflows.benchmarks.common import merged_settings
+from aiida_ferromlip.protocols import merged_settings
 
 DEFAULTS = {'fmax': 0.02, 'max_steps': 500, 'relax_cell': False, 'min_dipole_fraction': 0.25}
 
