@@ -240,6 +240,7 @@ def test_independent_runs_leave_out_the_exchange_move():
     assert 'true or false' in parameter_problems({**base, 'exchange': 'no'}, Stress())[0]
 
 
+@pytest.mark.timeout(600)  # before the fix, i-PI waited for its clients for ever
 def test_a_lost_socket_client_ends_the_job_with_its_own_exit_code(md_code, tmp_path):
     """A potential file no client can load: every socket client dies at start while i-PI waits for them. The job
     must end (exit 311, naming the client and its error), not wait for ever nor report an MD failure."""
