@@ -21,7 +21,12 @@ from aiida.common.links import LinkType
 
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, GapPotential, NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain, loop_parameters
+from aiida_ferromlip.workflows.active_learning import (
+    ActiveLearningWorkChain,
+    loop_parameters,
+    loop_stages,
+    start_structures,
+)
 from aiida_ferromlip.workflows.select import merged_options
 
 _STAGE = re.compile(r'^(fit|card|select|errors|label)_(\d{3})(_card)?$')
@@ -215,6 +220,14 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
 
     builder = node.get_builder_restart()
     parameters.update(max_labels=max_labels - used)
+    if parameters.get('stages') is not None and 'summary' in node.outputs:
+        # staged training goes on from the stage the first loop stopped in, not from the first stage again
+        material = getattr(_input(node, 'material'), 'value', None)
+        structures = {link.link_label[len('structures__'):]: link.node
+                      for link in node.base.links.get_incoming(link_label_filter='structures__%').all()}
+        stages = loop_stages(parameters['stages'], material, start_structures(material, structures))
+        reached = max([row.get('stage', 0) for row in node.outputs.summary['iterations']] or [0])
+        parameters['stages'] = stages[reached:]
     if max_iterations is not None:
         parameters['max_iterations'] = max_iterations
     builder.parameters = orm.Dict(parameters)
