@@ -159,3 +159,13 @@ def test_a_failing_soft_mode_sends_frames_along_the_labellers_unstable_modes():
     assert _target_candidates(failing, structures, reference, {}, settings) == {}
     old = {'soft_modes': {'frequencies': {'Γ': [-7.5]}}}
     assert _target_candidates(failing, structures, old, {}, settings) == {'soft_modes': ['phonon_000', 'phonon_001']}
+
+
+def test_a_swapped_polymorph_order_sends_the_swapped_polymorphs():
+    from aiida_ferromlip.workflows.physics_card import _target_candidates
+
+    row = {'group': 'polymorphs', 'item': 'order', 'passed': False, 'labeller': ['Amm2', 'R3m', 'P4mm'],
+           'potential': ['R3m', 'Amm2', 'P4mm']}
+    structures = {'relaxed_Amm2': None, 'relaxed_R3m': None, 'relaxed_P4mm': None}
+    assert _target_candidates([row], structures, {}, {}, {}) == {'polymorphs_order': ['relaxed_Amm2', 'relaxed_R3m']}
+    assert _target_candidates([{**row, 'passed': True}], structures, {}, {}, {}) == {}

@@ -305,7 +305,14 @@ def _target_candidates(rows, structures, reference, potential, settings) -> dict
             keys = [k for k in structures if k.startswith(f'path_{path}_')
                     and _near_minimum(k, reference, potential, settings)]
             candidates[f'wells_{path}'] = sorted(keys)
-        elif group == 'polymorphs' and row['item'] != 'order':
+        elif group == 'polymorphs' and row['item'] == 'order':
+            # the polymorphs whose rank the potential changes: their relaxed cells teach it the energy differences
+            swapped = [name for rank, name in enumerate(row['labeller'] or [])
+                       if rank >= len(row['potential'] or []) or row['potential'][rank] != name]
+            keys = [f'relaxed_{name}' for name in swapped if f'relaxed_{name}' in structures]
+            if keys:
+                candidates['polymorphs_order'] = keys
+        elif group == 'polymorphs':
             name = row['item'].split()[0]
             if f'relaxed_{name}' in structures:
                 candidates[f'polymorphs_{name}'] = [f'relaxed_{name}']
