@@ -717,7 +717,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             reason += f' in stage {self.ctx.stage + 1} of {len(self.ctx.stages)}'
         if 'card_record' in self.ctx:  # the card of the final potential (no sampling after it)
             self.ctx.history.append({'iteration': self.ctx.iteration, 'sampled': 0, 'rejected': 0, 'selected': 0,
-                                     'final': True, **self.ctx.pop('card_record')})
+                                     'final': True, 'training_frames': len(self.ctx.training_set),
+                                     **self.ctx.pop('card_record')})
         if self.card_enabled():
             node = self.ctx.card
             for key, port in (('card', 'card'), ('markdown', 'card_markdown'), ('plot', 'card_plot')):
