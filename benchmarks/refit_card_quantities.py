@@ -1,0 +1,61 @@
+"""Refit one TrainingSet (e.g. a loop's final one) with GAP variants and measure what the physics card measures:
+unstable phonons at Γ, X, M and the three collective-Ti wells at SevenNet-0's lattice (and the parent EOS and
+relaxed polymorphs), without AiiDA jobs. Prints one line per variant with its fit time.
+
+    verdi run benchmarks/refit_card_quantities.py TRAINING_SET_PK [--variants balanced:100 balanced:200 balanced:100:card]
+
+A variant is PRESET:SPARSE[:card]: ``fast`` (SOAP 3.8 Å n4 l3) or ``balanced`` (n6 l4), that many sparse points, and
+with ``card`` the frames of failing card items (frame keys containing ``card_``) fitted at half the sigmas
+(0.5 meV, 25 meV/Å), as the fast loop does. Every frame is fitted (no validation split).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from aiida import orm
+from ase.io import write
+
+from aiida_ferromlip.calculations.gap_fit import gap_fit_frames
+from gap_presets_card import SOAP, measure
+
+CARD_SIGMA = {'card_': [0.0005, 0.025, 0.05, 0.0]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('training_set', type=int)
+    parser.add_argument('--variants', nargs='+', default=['balanced:100', 'balanced:200', 'balanced:100:card'])
+    parser.add_argument('--workdir', default='/tmp/refit_card_quantities')
+    args = parser.parse_args()
+    from quippy.potential import Potential
+
+    training_set = orm.load_node(args.training_set)
+    for variant in args.variants:
+        preset, sparse, *card = variant.split(':')
+        n_max, l_max = {'fast': (4, 3), 'balanced': (6, 4)}[preset]
+        frame_sigma = CARD_SIGMA if card else None
+        parameters = {'e0_method': 'average', 'validation_fraction': 0.0, 'seed': 0, 'max_memory_gb': 8,
+                      'virial_fraction': 'auto', 'multi_species': False, 'allow_large_cutoff': False,
+                      'clip_sparse': True, 'default_sigma': [0.001, 0.05, 0.05, 0.0],
+                      **({'frame_sigma': frame_sigma} if frame_sigma else {}),
+                      'descriptors': [{**SOAP, 'cutoff': 3.8, 'n_max': n_max, 'l_max': l_max, 'n_sparse': int(sparse)}]}
+        folder = os.path.join(args.workdir, variant.replace(':', '_'))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        write(os.path.join(folder, 'train.extxyz'), gap_fit_frames(training_set, range(len(training_set)), frame_sigma),
+              format='extxyz')
+        with open(os.path.join(folder, 'parameters.json'), 'w') as handle:
+            json.dump(parameters, handle)
+        start = time.perf_counter()
+        subprocess.run(['ferromlip-gap'], cwd=folder, check=True, capture_output=True)
+        result = measure(Potential(param_filename=os.path.join(folder, 'gap.xml')))
+        print(f'{variant} (fit {time.perf_counter() - start:.0f} s):',
+              json.dumps({key: result[key] for key in ('unstable_THz', '001', '011', '111')}), flush=True)
+
+
+if __name__ == '__main__':
+    main()
