@@ -2,7 +2,7 @@
 unstable phonons at Γ, X, M and the three collective-Ti wells at SevenNet-0's lattice (and the parent EOS and
 relaxed polymorphs), without AiiDA jobs. Prints one line per variant with its fit time.
 
-    verdi run benchmarks/refit_card_quantities.py TRAINING_SET_PK [--variants balanced:100 balanced:200 balanced:100:card]
+    python benchmarks/refit_card_quantities.py TRAINING_SET_PK [--variants balanced:100 balanced:200 balanced:100:card]
 
 A variant is PRESET:SPARSE[:card]: ``fast`` (SOAP 3.8 Å n4 l3) or ``balanced`` (n6 l4), that many sparse points, and
 with ``card`` the frames of failing card items (frame keys containing ``card_``) fitted at half the sigmas
@@ -14,13 +14,16 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
-from aiida import orm
+from aiida import load_profile, orm
 from ase.io import write
 
-from aiida_ferromlip.calculations.gap_fit import gap_fit_frames
-from gap_presets_card import SOAP, measure
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gap_presets_card import SOAP, measure  # noqa: E402  (the card's quantities, measured the same way)
+
+from aiida_ferromlip.calculations.gap_fit import gap_fit_frames  # noqa: E402
 
 CARD_SIGMA = {'card_': [0.0005, 0.025, 0.05, 0.0]}
 
@@ -33,6 +36,7 @@ def main():
     args = parser.parse_args()
     from quippy.potential import Potential
 
+    load_profile()
     training_set = orm.load_node(args.training_set)
     for variant in args.variants:
         preset, sparse, *card = variant.split(':')
