@@ -73,3 +73,14 @@ def test_unit_cell_dipoles_share_every_atom_once():
     assert sorted(cells[:, 2]) == [0.0] * 6 + [1.0, 1.0]
     with pytest.raises(ValueError, match='one partial dipole per atom'):
         cell_dipoles_from_partials(atoms, partials[:-1])
+
+
+def test_static_dielectric_tensor_against_the_fluctuation_formula_by_hand():
+    """Dipoles of +-1 e·Å along each axis in turn (biased covariance exactly the identity, in (e·Å)^2), V = 1000 Å^3,
+    T = 300 K: eps - 1 = (e Å)^2 / (eps0 V kB T) = 6.9995 (worked by hand in SI), isotropic, off-diagonals 0."""
+    from aiida_ferromlip.analysis.dielectric import static_dielectric_tensor
+
+    dipoles = np.concatenate([np.eye(3), -np.eye(3)]) * np.sqrt(3)  # each axis: variance (2 x 3) / 6 = 1
+    tensor = static_dielectric_tensor(dipoles, 1000.0, 300.0)
+    np.testing.assert_allclose(np.diag(tensor), 1 + 6.9995, rtol=1e-4)
+    np.testing.assert_allclose(tensor - np.diag(np.diag(tensor)), 0, atol=1e-12)
