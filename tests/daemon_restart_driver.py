@@ -47,7 +47,8 @@ def main(profile):
         orm.load_code('ferromlip-md@localhost'), structures={'R3m': orm.StructureData(ase=batio3_polymorphs()['R3m'])},
         protocol='fast', overrides={'parameters': {'max_iterations': 2, 'thresholds': NEVER_CONVERGED, 'seed_frames_per_structure': 3},
                                     'select_parameters': {'num_select': 3},
-                                    'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}}})
+                                    'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
+                                    'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}})
     node = submit(builder)
 
     def sampling_started():

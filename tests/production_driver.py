@@ -57,7 +57,8 @@ def loop_builder(seed: int):
         *codes, structures={'R3m': orm.StructureData(ase=batio3_polymorphs()['R3m'])}, protocol='fast',
         overrides={'parameters': {'max_iterations': 2, 'thresholds': NEVER_CONVERGED, 'seed_frames_per_structure': 3, 'seed': seed},
                    'select_parameters': {'num_select': 3},
-                   'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}}})
+                   'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
+                   'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}})
 
 
 def daemon_pids(profile: str, role: str = '') -> list[int]:
