@@ -132,7 +132,8 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
                        card_passed=summary['passed'], card_failed=summary['failed_groups'], card=card.pk,
                        test_energy_per_fu_meV_rmse=_row_value(summary, 'test_set', 'energy'),
                        test_forces_meV_per_A_rmse=_row_value(summary, 'test_set', 'force'))
-        row['final'] = 'select' not in stages and fit is not None and iteration == max(calls)
+        row['final'] = (node.is_terminated and 'select' not in stages and fit is not None
+                        and iteration == max(calls))
         rows.append(row)
 
     outputs = node.outputs
