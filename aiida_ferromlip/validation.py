@@ -14,12 +14,17 @@ from ase.neighborlist import neighbor_list
 DEFAULT_MIN_DISTANCE = 0.6
 
 
+def cell_heights(cell) -> list[float]:
+    """Distances between the opposite faces of a cell (Å), one per cell vector."""
+    cell = np.asarray(cell, dtype=float)
+    volume = abs(np.linalg.det(cell))
+    return [float(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))) for i in range(3)]
+
+
 def cell_height(cell) -> float:
     """Smallest distance between opposite faces of a cell (Å): how far an atom is from its nearest own image
     along the thinnest direction."""
-    cell = np.asarray(cell, dtype=float)
-    volume = abs(np.linalg.det(cell))
-    return float(min(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)))
+    return min(cell_heights(cell))
 
 
 def min_interatomic_distance(atoms: Atoms) -> float:

@@ -76,18 +76,31 @@ def well(displacements, energies_per_fu) -> dict:
 def soft_mode_frequencies(parent, supercell, distance: float, forces, points=None) -> dict[str, list[float]]:
     """Phonon frequencies (THz, imaginary negative, sorted) of ``parent`` at ``points`` from finite-displacement
     ``forces`` (phonopy's displacement order, see ``displaced_supercells``)."""
-    phonon = _force_constants(parent, supercell, distance, forces)
-    points = points or CUBIC_POINTS
-    phonon.run_qpoints(np.array([points[label] for label in points]))
-    return {label: sorted(float(f) for f in frequencies)
-            for label, frequencies in zip(points, phonon.qpoints.frequencies)}
+    return _frequencies(_force_constants(parent, supercell, distance, forces), points)
 
 
 def unstable_modes(parent, supercell, distance: float, forces, points=None, below_thz: float = -0.1) -> list[dict]:
     """The unstable modes of ``parent`` at ``points`` (same forces as ``soft_mode_frequencies``): per mode the point,
     its q (fractional), the frequency (THz, negative) and the displacement pattern of the unit cell's atoms (the
     eigenvector divided by sqrt(mass), complex as ``real``/``imag``, largest component 1)."""
+    return _unstable(_force_constants(parent, supercell, distance, forces), parent, points, below_thz)
+
+
+def soft_modes(parent, supercell, distance: float, forces, points=None, below_thz: float = -0.1) -> dict:
+    """``{'frequencies': soft_mode_frequencies(...), 'unstable_modes': unstable_modes(...)}`` from one set of force
+    constants."""
     phonon = _force_constants(parent, supercell, distance, forces)
+    return {'frequencies': _frequencies(phonon, points), 'unstable_modes': _unstable(phonon, parent, points, below_thz)}
+
+
+def _frequencies(phonon, points) -> dict[str, list[float]]:
+    points = points or CUBIC_POINTS
+    phonon.run_qpoints(np.array([points[label] for label in points]))
+    return {label: sorted(float(f) for f in frequencies)
+            for label, frequencies in zip(points, phonon.qpoints.frequencies)}
+
+
+def _unstable(phonon, parent, points, below_thz: float) -> list[dict]:
     masses = np.asarray(parent.get_masses())
     modes = []
     for label, q in (points or CUBIC_POINTS).items():

@@ -76,7 +76,7 @@ def decorrelation(series: Sequence[float], indices: Sequence[int] | None = None,
     if usable.size == 0:
         return {'kept': [], 'tau': 1.0, 'spans': 0.0, 'reliable': False, 'stride': 1}
     runs = contiguous_segments(usable)
-    tau = autocorrelation_time(x, runs, window_c) if usable.size >= 4 else 1.0
+    tau = autocorrelation_time(x, runs, window_c)  # 1 for fewer than 4 frames
     spans = usable.size / tau
     reliable = bool(spans >= min_spans)
     if not reliable:

@@ -26,16 +26,13 @@ def with_profile(command):
     @functools.wraps(command)
     def wrapper(*args, profile=None, **kwargs):
         from aiida import load_profile
-
-        from aiida_ferromlip.workflows.after_loop import AfterLoopError
-
         from aiida.manage import get_manager
 
         if profile is not None or get_manager().get_profile() is None:  # keep a profile already loaded (a script)
             load_profile(profile, allow_switch=True)
         try:
             return command(*args, **kwargs)
-        except (AfterLoopError, ValueError) as exception:
+        except ValueError as exception:  # the after-loop refusals (AfterLoopError) and the data types' own
             raise click.ClickException(str(exception)) from None
 
     return wrapper

@@ -43,7 +43,7 @@ def import_(file, energy_key, forces_key, stress_key, fmt, label):
     """Import FILE as a TrainingSet (through a calcfunction: the file node is its origin)."""
     from aiida import orm
 
-    from aiida_ferromlip.data.ml_ab import MlAbError, read_ml_ab, training_set_from_ml_ab
+    from aiida_ferromlip.data.ml_ab import read_ml_ab, training_set_from_ml_ab
     from aiida_ferromlip.data.training_set import TrainingSet, training_set_from_extxyz
 
     fmt = _format(file, fmt)
@@ -56,7 +56,7 @@ def import_(file, energy_key, forces_key, stress_key, fmt, label):
             if any(value != default for value, default in zip(keys.values(), ('energy', 'forces', 'stress'))):
                 raise click.UsageError('--energy-key/--forces-key/--stress-key apply to extxyz only')
             frames = len(read_ml_ab(file.read_text())[0])
-    except (ValueError, MlAbError, OSError) as exception:
+    except (ValueError, OSError) as exception:  # MlAbError is a ValueError
         raise click.ClickException(f'{file}: {exception}') from None
     node = orm.SinglefileData(file.absolute())
     if fmt == 'extxyz':

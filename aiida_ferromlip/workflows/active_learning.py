@@ -108,7 +108,7 @@ def validate_inputs(inputs, namespace):
         merged_options(inputs.get('select_parameters'))
         material = inputs['material'].value if 'material' in inputs else None
         starts = start_structures(material, inputs.get('structures', {}))
-        loop_stages(loop['stages'], material, starts)
+        first_stage = loop_stages(loop['stages'], material, starts)[0]
     except ValueError as exception:
         return str(exception)
     label = inputs.get('label', {})
@@ -140,7 +140,7 @@ def validate_inputs(inputs, namespace):
         # the first training must hold out at least one validation frame (NequipTrainCalculation refuses less)
         fit_parameters = inputs[namespace_name]['parameters'].get_dict()
         first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
-                 else loop['seed_frames_per_structure'] * len(loop_stages(loop['stages'], material, starts)[0]))
+                 else loop['seed_frames_per_structure'] * len(first_stage))
         _, validation = split_indices(first, float(fit_parameters.get('validation_fraction', 0.1)), 0)
         if len(validation) < 1:
             return (f'the first training set ({first} frames) leaves no validation frame at validation_fraction '
@@ -150,7 +150,6 @@ def validate_inputs(inputs, namespace):
     if loop['max_iterations'] < 1:
         return '`max_iterations` must be at least 1'
     batch = merged_options(inputs.get('select_parameters'))['num_select']
-    first_stage = loop_stages(loop['stages'], material, starts)[0]
     seed_labels = 0 if 'initial_training_set' in inputs else loop['seed_frames_per_structure'] * len(first_stage)
     if loop['max_labels'] < seed_labels + batch:
         return (f'`max_labels` ({loop["max_labels"]}) is smaller than the seed labels ({seed_labels}) plus one '

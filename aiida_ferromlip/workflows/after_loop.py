@@ -21,8 +21,10 @@ from aiida.common.links import LinkType
 
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, GapPotential, NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.analysis.physics_card import _fmt
 from aiida_ferromlip.workflows.active_learning import (
     ActiveLearningWorkChain,
+    _row_value,
     loop_parameters,
     loop_stages,
     start_structures,
@@ -61,13 +63,6 @@ def load_loop(identifier) -> orm.WorkflowNode:
 
 
 # ------------------------------------------------------------------------------------------------ overview
-def _row_value(card: dict, group: str, prefix: str):
-    for row in card.get('rows', []):
-        if row['group'] == group and row['item'].startswith(prefix):
-            return row['potential']
-    return None
-
-
 def _input(node, *path):
     """The input node at the (nested) link-label ``path``, or None."""
     from aiida.common.exceptions import NotExistent
@@ -159,8 +154,8 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
     if 'card' in outputs:
         card = outputs.card.get_dict()
         overview['card'] = {'passed': card['passed'], 'num_passed': card['num_passed'], 'num_items': card['num_items'],
-                            'failing': [f'{r["group"]}: {r["item"]} (labeller {_short(r["labeller"])}, potential '
-                                        f'{_short(r["potential"])}, tolerance {r["tolerance"]})'
+                            'failing': [f'{r["group"]}: {r["item"]} (labeller {_fmt(r["labeller"])}, potential '
+                                        f'{_fmt(r["potential"])}, tolerance {r["tolerance"]})'
                                         for r in card['rows'] if not r['passed']]}
     if _input(node, 'initial_training_set') is not None:
         overview['continues'] = node.base.extras.get('continues', None)
@@ -168,25 +163,16 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
     return overview
 
 
-def _short(value):
-    if isinstance(value, float):
-        return f'{value:.4g}'
-    if isinstance(value, list):
-        return '[' + ', '.join(_short(v) for v in value) + ']'
-    return value
-
-
 def write_plots(overview: dict, directory: pathlib.Path) -> list[pathlib.Path]:
     """Write the loop's PNG/Markdown outputs into ``directory`` (created; existing files are not overwritten)."""
+    targets = {directory / item['filename']: item['pk'] for item in overview['plots'].values()}
+    existing = [str(target) for target in targets if target.exists()]
+    if existing:  # refused before anything is written
+        raise AfterLoopError(f'{", ".join(existing)} exist(s): not overwritten')
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for item in overview['plots'].values():
-        target = directory / item['filename']
-        if target.exists():
-            raise AfterLoopError(f'{target} exists: not overwritten')
-        target.write_bytes(orm.load_node(item['pk']).get_content('rb'))
-        written.append(target)
-    return written
+    for target, pk in targets.items():
+        target.write_bytes(orm.load_node(pk).get_content('rb'))
+    return list(targets)
 
 
 # ------------------------------------------------------------------------------------------------ continue
@@ -266,7 +252,7 @@ def _card_of(potential) -> orm.WorkflowNode | None:
     return max(cards, key=lambda n: n.ctime) if cards else None
 
 
-def _versions(potential) -> dict:
+def _versions() -> dict:
     from importlib import metadata
 
     versions = {}
@@ -376,7 +362,7 @@ def export_potential(potential, directory: str | os.PathLike) -> list[pathlib.Pa
             'physics_card': ({'uuid': card.uuid, 'passed': card.outputs.card['passed'],
                               'num_passed': card.outputs.card['num_passed'],
                               'num_items': card.outputs.card['num_items']} if card else None),
-            'exported_with': _versions(potential),
+            'exported_with': _versions(),
         }
         (staging / 'provenance.json').write_text(json.dumps(provenance, indent=2, default=str) + '\n')
         (staging / 'README.md').write_text(_readme(potential, attributes, species, model_file, training_set, card,

@@ -121,11 +121,10 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
         values['wells'] = wells
         phonon_keys = sorted(k for k in frames if k.startswith('phonon_'))
         try:
-            arguments = (parent_at_lattice.get_ase(), settings['phonon_supercell'], settings['phonon_distance'],
-                         [frames[k].get_forces() for k in phonon_keys])
-            # the unstable modes' patterns: a failing soft-mode item sends frames along the labeller's ones
-            values['soft_modes'] = {'frequencies': card.soft_mode_frequencies(*arguments),
-                                    'unstable_modes': card.unstable_modes(*arguments)}
+            # with the unstable modes' patterns: a failing soft-mode item sends frames along the labeller's ones
+            values['soft_modes'] = card.soft_modes(parent_at_lattice.get_ase(), settings['phonon_supercell'],
+                                                   settings['phonon_distance'],
+                                                   [frames[k].get_forces() for k in phonon_keys])
         except Exception as exception:
             values['soft_modes'] = {'error': f'{type(exception).__name__}: {exception}'}
     if polymorphs is not None:
@@ -281,12 +280,9 @@ def _soft_mode_targets(rows, reference, parent_at_lattice, settings, seed) -> di
 def _repeated_to_height(atoms, min_height: float):
     """``atoms`` repeated along each cell vector until the cell is at least ``min_height`` Å thick in every direction
     (a potential's relaxed 5-atom polymorph, or a squashed MD cell, would otherwise be thinner than a fit allows)."""
-    from aiida_ferromlip.validation import cell_height
+    from aiida_ferromlip.validation import cell_height, cell_heights
 
-    cell = atoms.cell.array
-    volume = abs(np.linalg.det(cell))
-    heights = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
-    repeats = tuple(max(1, int(np.ceil(min_height / h))) for h in heights)
+    repeats = tuple(max(1, int(np.ceil(min_height / h))) for h in cell_heights(atoms.cell.array))
     repeated = atoms.repeat(repeats)
     assert cell_height(repeated.cell.array) >= min_height - 1e-9
     return repeated
