@@ -20,8 +20,9 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
     leads to the TrainingSets that calcfunction took as inputs, and a set a calcfunction built from calculation
     outputs (``training_set_from_pw``: the ``output_parameters``/``output_trajectory`` of each PwCalculation)
     leads to the CalcJobs that created those inputs. Structures are what is labelled, and a potential is what
-    predicts, not labels: StructureData and Potential inputs never count, whoever created them (the benchmarks'
-    ``potential_labels`` sets are predictions of a fitted potential, not labelling work).
+    predicts, not labels: StructureData and Potential inputs never count, whoever created them, and neither does a
+    job that ran a fitted potential (an ``AtomsTaskCalculation`` whose ``model`` is a Potential: the benchmarks' and
+    the physics card's predictions, not labelling work; with the reference model it is labelling).
 
     Why not one ``QueryBuilder`` with ``with_descendants``: in an active-learning loop the ancestors of the final
     set include every fit, MD run and selection, and the recursive query enumerates *paths*, which multiply with
@@ -38,7 +39,8 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
         seen.add(node.pk)
         creator = node.creator
         if isinstance(creator, orm.CalcJobNode):
-            found[creator.pk] = creator
+            if not _predicted_by_potential(creator):
+                found[creator.pk] = creator
         elif creator is not None:
             query = orm.QueryBuilder()
             query.append(orm.ProcessNode, filters={'id': creator.pk}, tag='creator')
@@ -49,6 +51,12 @@ def labelling_calculations(training_set: TrainingSet) -> list[orm.CalcJobNode]:
                 elif not isinstance(data, NOT_LABELS) and isinstance(data.creator, orm.CalcJobNode):
                     found[data.creator.pk] = data.creator
     return [found[pk] for pk in sorted(found)]
+
+
+def _predicted_by_potential(calculation: orm.CalcJobNode) -> bool:
+    """Whether ``calculation``'s outputs are a fitted potential's predictions rather than labels."""
+    model = calculation.base.links.get_incoming(link_label_filter='model').all_nodes()
+    return bool(model) and isinstance(model[0], POTENTIAL_TYPES)
 
 
 def frame_origins_summary(training_set: TrainingSet) -> dict[str, int]:

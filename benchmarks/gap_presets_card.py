@@ -116,7 +116,7 @@ def measure(calculator) -> dict:
     for key, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items():
         atoms.info['frame_key'] = key
         frames.append(atoms)
-    _, rows, _, _ = run_task(frames, calculator, {'task': 'relax', 'fmax': 0.005, 'max_steps': 300})
+    _, rows, _, _, _ = run_task(frames, calculator, {'task': 'relax', 'fmax': 0.005, 'max_steps': 300})
     zero = rows['Pm-3m']['energy_eV']
     result['polymorphs'] = {key: (round(1000 * (row['energy_eV'] - zero), 1), [round(x, 3) for x in row['cell_lengths']])
                             for key, row in rows.items()}

@@ -22,6 +22,6 @@ def test_loop_continues_after_daemon_restart(tmp_path):
     assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
     result = json.loads(driver.stdout.strip().splitlines()[-1])
     assert result['state_when_stopped'] in ('waiting', 'running', 'created')
-    assert result['exit_status'] == 410 and result['stop_reason'] == 'the maximum of 2 iterations was reached'
+    assert result['exit_status'] == 501 and result['stop_reason'] == 'the maximum of 2 iterations was reached'
     assert result['training_frames'] == 3 + 3 + 3
     assert result['labelled'] == result['distinct_labelled'] == 9

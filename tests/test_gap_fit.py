@@ -10,6 +10,7 @@ from aiida.engine import run_get_node
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
@@ -17,7 +18,6 @@ from aiida_ferromlip.engines import gap as engine
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.parsers.gap_fit import classify_failure
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.benchmarks.common import potential_labels
 
 from .conftest import executable
 
@@ -39,7 +39,7 @@ def fit(gap_code, training_set, protocol='fast', overrides=None):
     return run_get_node(builder)
 
 
-def test_fit_predicts_out_of_sample(gap_code, training_set, sevennet):
+def test_fit_predicts_out_of_sample(gap_code, task_code, training_set, sevennet):
     results, node = fit(gap_code, training_set)
     assert node.is_finished_ok, node.exit_message
     potential = results['potential']
@@ -70,9 +70,15 @@ def test_fit_predicts_out_of_sample(gap_code, training_set, sevennet):
 
     # Labels the fitted potential predicts are no labelling calculation's: the provenance walk must not name the
     # GapFitCalculation that created the potential (it did before POTENTIAL_TYPES inputs were excluded).
-    predictions = potential_labels(potential, unseen=orm.StructureData(ase=unseen))
+    predictions = run_get_node(AtomsTaskCalculation.get_builder_for(
+        task_code, potential, {'unseen': orm.StructureData(ase=unseen)}, {'task': 'energies'}))[0]['labels']
+    assert predictions.get_frame(0).get_potential_energy() == pytest.approx(e_gap, abs=1e-6)
     assert potential.creator.process_label == 'GapFitCalculation'
     assert labelling_calculations(predictions) == []
+    # the same job with the reference model is labelling work
+    references = run_get_node(AtomsTaskCalculation.get_builder_for(
+        task_code, orm.Str('7net-0'), {'unseen': orm.StructureData(ase=unseen)}, {'task': 'energies'}))[0]['labels']
+    assert [node.process_label for node in labelling_calculations(references)] == ['AtomsTaskCalculation']
 
 
 def test_identical_fits_have_the_same_content_hash(gap_code, training_set):

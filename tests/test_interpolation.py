@@ -31,10 +31,10 @@ def test_equispaced_picks_centred_frames():
     assert equispaced(3, 1.0, 1) == [0, 1, 2]
 
 
-def test_gap_errors_on_md_frames(gap_potential, label_code, sevennet):
+def test_gap_errors_on_md_frames(gap_potential, label_code, task_code, sevennet):
     trajectories = {'R3m': gap_trajectory(gap_potential, 'R3m'), 'P4mm': gap_trajectory(gap_potential, 'P4mm')}
     builder = InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-        gap_potential, label_code, parameters={'fraction': 0.05}, trajectories=trajectories)
+        label_code, task_code, gap_potential, parameters={'fraction': 0.05}, trajectories=trajectories)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     metrics = results['metrics'].get_dict()
@@ -60,12 +60,12 @@ def test_gap_errors_on_md_frames(gap_potential, label_code, sevennet):
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 
-def test_bad_interpolation_inputs(gap_potential, label_code):
+def test_bad_interpolation_inputs(gap_potential, label_code, task_code):
     trajectory = orm.TrajectoryData()
     trajectory.set_trajectory(['Sr', 'O'], np.zeros((2, 2, 3)) + [[0, 0, 0], [2, 2, 2]], cells=np.array([np.eye(3) * 4] * 2), pbc=[True] * 3)
     with pytest.raises(ValueError, match='which the potential does not know'):
         run_get_node(InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-            gap_potential, label_code, trajectories={'x': trajectory.store()}))
+            label_code, task_code, gap_potential, trajectories={'x': trajectory.store()}))
     with pytest.raises(ValueError, match='`fraction` must be in'):
         run_get_node(InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-            gap_potential, label_code, parameters={'fraction': 0}, trajectories={'x': trajectory}))
+            label_code, task_code, gap_potential, parameters={'fraction': 0}, trajectories={'x': trajectory}))

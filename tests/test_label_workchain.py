@@ -62,7 +62,7 @@ def test_all_frames_failing_is_an_exit_code(label_code):
     _, node = run_get_node(builder)
     assert node.exit_status == LabelWorkChain.exit_codes.ERROR_NO_FRAME_LABELLED.status
     calc = node.called[0]
-    assert calc.exit_status == ReferenceLabelCalculation.exit_codes.ERROR_NO_FRAME_LABELLED.status
+    assert calc.exit_status == ReferenceLabelCalculation.exit_codes.ERROR_NO_FRAME_DONE.status
 
 
 def bad_builder(label_code, **structures_):

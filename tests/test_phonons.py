@@ -12,13 +12,13 @@ from aiida_ferromlip.workflows.benchmarks.phonons import PhononBenchmarkWorkChai
 from .conftest import cubic_batio3
 
 
-def builder_for(potential, label_code, structure, **parameters):
-    return PhononBenchmarkWorkChain.get_builder_from_protocol(potential, label_code, parameters=parameters,
+def builder_for(potential, label_code, task_code, structure, **parameters):
+    return PhononBenchmarkWorkChain.get_builder_from_protocol(label_code, task_code, potential, parameters=parameters,
                                                              structure=structure)
 
 
-def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code):
-    builder = builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()), npoints=21)
+def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code, task_code):
+    builder = builder_for(gap_potential, label_code, task_code, orm.StructureData(ase=cubic_batio3()), npoints=21)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     summary = results['summary'].get_dict()
@@ -41,13 +41,13 @@ def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code):
     assert len(labelling_calculations(results['reference_forces'])) == 1
 
 
-def test_bad_phonon_inputs_fail_before_any_job(gap_potential, label_code):
+def test_bad_phonon_inputs_fail_before_any_job(gap_potential, label_code, task_code):
     with pytest.raises(ValueError, match=r'use at least a 2x2x2 supercell'):
-        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()),
+        run_get_node(builder_for(gap_potential, label_code, task_code, orm.StructureData(ase=cubic_batio3()),
                                  supercell=[1, 1, 1]))
     srtio3 = Atoms('SrTiO3', cell=np.eye(3) * 3.9, pbc=True,
                    scaled_positions=[[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
     with pytest.raises(ValueError, match='the potential has no Sr'):
-        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=srtio3)))
+        run_get_node(builder_for(gap_potential, label_code, task_code, orm.StructureData(ase=srtio3)))
     with pytest.raises(ValueError, match='unknown phonon parameters'):
-        run_get_node(builder_for(gap_potential, label_code, orm.StructureData(ase=cubic_batio3()), mesh=3))
+        run_get_node(builder_for(gap_potential, label_code, task_code, orm.StructureData(ase=cubic_batio3()), mesh=3))

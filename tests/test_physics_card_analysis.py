@@ -2,12 +2,14 @@
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from ase.units import GPa
 
 from aiida_ferromlip.analysis import physics_card as card
-from aiida_ferromlip.engines.atoms_task import run_task, task_settings
+from aiida_ferromlip.engines.atoms_task import neb_ends_problem, run_task, task_settings
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.materials.paths import collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
@@ -96,7 +98,7 @@ def test_the_task_engine_relaxes_in_symmetry_and_evaluates():
     """EMT copper: the relaxed fcc lattice equals the minimum of EMT's own equation of state."""
     atoms = bulk('Cu', 'fcc', a=3.70)
     atoms.info['frame_key'] = 'cu'
-    outputs, rows, failures, _ = run_task([atoms], EMT(), {'task': 'relax', 'fmax': 1e-4})
+    outputs, rows, failures, _, _ = run_task([atoms], EMT(), {'task': 'relax', 'fmax': 1e-4})
     volumes = [a.get_volume() for a in strained_copies(bulk('Cu', 'fcc', a=3.59), np.linspace(-0.02, 0.02, 7))]
     energies = []
     for frame in strained_copies(bulk('Cu', 'fcc', a=3.59), np.linspace(-0.02, 0.02, 7)):
@@ -106,12 +108,56 @@ def test_the_task_engine_relaxes_in_symmetry_and_evaluates():
     assert not failures and rows['cu']['converged']
     assert outputs[0].get_volume() == pytest.approx(eos['volume_per_fu'], rel=1e-3)
     assert rows['cu']['formula_units'] == 1
-    outputs, rows, _, _ = run_task([atoms], EMT(), {'task': 'energies'})
+    outputs, rows, _, _, _ = run_task([atoms], EMT(), {'task': 'energies'})
     assert rows['cu']['energy_eV'] == pytest.approx(outputs[0].get_potential_energy())
     with pytest.raises(ValueError, match='unknown settings'):
         task_settings({'task': 'relax', 'fmaxx': 1})
     with pytest.raises(ValueError, match='unknown task'):
-        task_settings({'task': 'neb'})
+        task_settings({'task': 'md'})
+
+
+class _DoubleWell(Calculator):
+    """E = h ((x/a)^2 - 1)^2 + k y^2 + k z^2 on atom 0 (atom 1 feels nothing): minima at x = ±a, the saddle at
+    x = 0 with barrier h exactly."""
+
+    implemented_properties = ['energy', 'forces']
+
+    def __init__(self, height=0.3, half_width=0.8, stiffness=0.5):
+        super().__init__()
+        self.h, self.a, self.k = height, half_width, stiffness
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        x, y, z = self.atoms.positions[0] - 5.0
+        u = (x / self.a) ** 2 - 1
+        forces = np.zeros((len(self.atoms), 3))
+        forces[0] = [-4 * self.h * u * x / self.a**2, -2 * self.k * y, -2 * self.k * z]
+        self.results = {'energy': self.h * u**2 + self.k * (y * y + z * z), 'forces': forces}
+
+
+def test_the_task_engine_finds_the_saddle_of_a_double_well():
+    """Climbing-image NEB on an analytic double well: end points relaxed onto x = ±a, the climbing image at the
+    saddle x = 0 with the barrier h (closed form), images in order along x."""
+    cell = np.eye(3) * 10
+    initial = Atoms('H2', positions=[[4.1, 5.1, 5.0], [9.0, 9.0, 9.0]], cell=cell, pbc=True)
+    final = Atoms('H2', positions=[[5.9, 4.95, 5.0], [9.0, 9.0, 9.0]], cell=cell, pbc=True)
+    initial.info['frame_key'], final.info['frame_key'] = 'initial', 'final'
+    outputs, rows, failures, _, summary = run_task(
+        [initial, final], _DoubleWell(), {'task': 'neb', 'images': 5, 'fmax': 0.005, 'endpoint_fmax': 0.001})
+    assert not failures and summary['converged'] and summary['initial_converged'] and summary['final_converged']
+    assert list(rows) == [f'image_{i:03d}' for i in range(7)]
+    x = np.array([atoms.positions[0, 0] - 5.0 for atoms in outputs])
+    energies = np.array([rows[f'image_{i:03d}']['energy_eV'] for i in range(7)])
+    assert x[0] == pytest.approx(-0.8, abs=2e-3) and x[-1] == pytest.approx(0.8, abs=2e-3)
+    assert np.all(np.diff(x) > 0)
+    assert energies.max() == pytest.approx(0.3, abs=1e-3) and abs(x[np.argmax(energies)]) < 0.01
+    with pytest.raises(ValueError, match='exactly the structures initial and final'):
+        run_task([initial], _DoubleWell(), {'task': 'neb'})
+    moved = final.copy()
+    moved.set_cell(cell * 1.01)
+    assert 'share one cell' in neb_ends_problem({'initial': initial, 'final': moved})
+    with pytest.raises(ValueError, match='unknown optimizer'):
+        task_settings({'task': 'relax', 'optimizer': 'LBFGSX'})
 
 
 def test_mode_frames_follow_the_modes_phase_from_cell_to_cell():

@@ -46,6 +46,26 @@ def test_every_plugin_class_has_an_entry_point():
     assert len(found) >= 7
 
 
+def test_exit_codes_come_from_the_one_table():
+    """Every exit code a plugin process declares beyond AiiDA's own (< 300, and BaseRestartWorkChain's) is the
+    table's: same number, same message, and no number means two things across the plugin."""
+    from aiida_ferromlip.exit_codes import AIIDA_RESTART_CODES, EXIT_CODES
+
+    meanings = {}
+    for group in ('aiida.calculations', 'aiida.workflows'):
+        for ep in entry_points(group=group):
+            if not ep.value.startswith('aiida_ferromlip'):
+                continue
+            for label, code in ep.load().spec().exit_codes.items():
+                if code.status < 300 or AIIDA_RESTART_CODES.get(code.status) == label:
+                    continue
+                assert label in EXIT_CODES, f'{ep.name}: {label} is not in aiida_ferromlip.exit_codes'
+                assert (code.status, code.message) == EXIT_CODES[label], f'{ep.name}: {label}'
+                meanings.setdefault(code.status, set()).add(label)
+    assert all(len(labels) == 1 for labels in meanings.values()), meanings
+    assert {300, 404, 501} <= set(meanings)
+
+
 @pytest.mark.timeout(300)
 def test_embedded_profile_setup_is_idempotent(tmp_path):
     env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}

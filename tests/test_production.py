@@ -54,7 +54,7 @@ def test_loop_through_slurm_survives_a_daemon_sigkill(production_profile):
     assert result['worker_pids'] and set(result['worker_pids']) <= set(result['killed_pids'])
     assert not result['survivors'] and result['in_flight_when_killed']
     # the loop finished as the fast protocol ends (two iterations), nothing is left running or waiting
-    assert result['loops'] == [{'pk': result['loops'][0]['pk'], 'state': 'finished', 'exit_status': 410}]
+    assert result['loops'] == [{'pk': result['loops'][0]['pk'], 'state': 'finished', 'exit_status': 501}]
     assert result['unterminated'] == []
     # every CalcJob went through SLURM exactly once and completed there; none failed
     jobs = result['calcjobs']

@@ -16,10 +16,10 @@ def endpoints():
     return orm.StructureData(ase=first), orm.StructureData(ase=second)
 
 
-def test_batio3_polarization_switching_path(gap_potential, label_code):
+def test_batio3_polarization_switching_path(gap_potential, label_code, task_code):
     initial, final = endpoints()
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        gap_potential, label_code, parameters={'images': 5, 'fmax': 0.1, 'max_steps': 200},
+        label_code, task_code, gap_potential, parameters={'images': 5, 'fmax': 0.1, 'max_steps': 200},
         initial=initial, final=final)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -44,16 +44,16 @@ def test_batio3_polarization_switching_path(gap_potential, label_code):
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 
-def test_bad_switching_inputs(gap_potential, label_code):
+def test_bad_switching_inputs(gap_potential, label_code, task_code):
     initial, final = endpoints()
     squeezed = final.get_ase()
     squeezed.set_cell(squeezed.cell * 0.99, scale_atoms=True)
     cases = [({'final': orm.StructureData(ase=squeezed)}, 'share one cell'),
-             ({'parameters': {'images': 0}}, 'must be at least 1'),
+             ({'parameters': {'images': 0}}, 'at least 1 intermediate image'),
              ({'parameters': {'nimages': 3}}, 'unknown switching path parameters')]
     for change, message in cases:
         inputs = {'initial': initial, 'final': final, **{k: v for k, v in change.items() if k != 'parameters'}}
         builder = SwitchingPathWorkChain.get_builder_from_protocol(
-            gap_potential, label_code, parameters=change.get('parameters'), **inputs)
+            label_code, task_code, gap_potential, parameters=change.get('parameters'), **inputs)
         with pytest.raises(ValueError, match=message):
             run_get_node(builder)

@@ -27,9 +27,9 @@ def test_built_texture_has_two_vortices_and_two_antivortices():
         dipole_texture(size=3)
 
 
-def test_texture_workflow_with_a_small_gap(gap_potential):
+def test_texture_workflow_with_a_small_gap(gap_potential, task_code):
     builder = VortexTextureWorkChain.get_builder()
-    builder.potential = gap_potential
+    builder.potential, builder.task_code = gap_potential, task_code
     builder.texture = orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12))
     builder.homogeneous = orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12, kind='homogeneous'))
     builder.parameters = orm.Dict({'fmax': 0.05, 'max_steps': 150})
@@ -48,9 +48,9 @@ def test_texture_workflow_with_a_small_gap(gap_potential):
     assert len(results['relaxed_texture'].sites) == 80
 
 
-def test_a_structure_without_texture_is_refused(gap_potential):
+def test_a_structure_without_texture_is_refused(gap_potential, task_code):
     builder = VortexTextureWorkChain.get_builder()
-    builder.potential = gap_potential
+    builder.potential, builder.task_code = gap_potential, task_code
     builder.texture = orm.StructureData(ase=dipole_texture(size=4, kind='homogeneous'))
     builder.homogeneous = builder.texture
     with pytest.raises(ValueError, match='carries no vortex or antivortex'):

@@ -35,7 +35,8 @@ def main():
         for name, trajectory in results['trajectories'].items():
             trajectories[f'{phase.replace("-", "_")}_{name}'] = trajectory
     builder = InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-        potential, orm.load_code('ferromlip-label@localhost'), parameters={'fraction': args.fraction},
+        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-task@localhost'), potential,
+        parameters={'fraction': args.fraction},
         trajectories=trajectories)
     results, node = run_get_node(builder)
     metrics = results['metrics'].get_dict()

@@ -25,7 +25,7 @@ def main():
 
     code = orm.load_code('ferromlip-label@localhost' if args.engine == 'reference' else 'pw@localhost')
     builder = PhononBenchmarkWorkChain.get_builder_from_protocol(
-        orm.load_node(args.potential), code, engine=args.engine,
+        code, orm.load_code('ferromlip-task@localhost'), orm.load_node(args.potential), engine=args.engine,
         label_protocol='fast' if args.engine == 'reference' else 'moderate',
         parameters={'supercell': [args.supercell] * 3},
         structure=orm.StructureData(ase=batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m']))

@@ -26,7 +26,8 @@ def main():
     args = parser.parse_args()
     initial, final = switching_endpoints(**ENDPOINTS[args.material])
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        orm.load_node(args.potential), orm.load_code('ferromlip-label@localhost'), parameters={'images': args.images},
+        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-task@localhost'),
+        orm.load_node(args.potential), parameters={'images': args.images},
         initial=orm.StructureData(ase=initial), final=orm.StructureData(ase=final))
     results, node = run_get_node(builder)
     if not node.is_finished_ok:

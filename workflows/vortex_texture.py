@@ -24,6 +24,7 @@ def main():
     args = parser.parse_args()
     builder = VortexTextureWorkChain.get_builder()
     builder.potential = orm.load_node(args.potential)
+    builder.task_code = orm.load_code('ferromlip-task@localhost')
     shape = {'size': args.size, 'layers': args.layers, 'amplitude': args.amplitude}
     builder.texture = orm.StructureData(ase=dipole_texture(**shape))
     builder.homogeneous = orm.StructureData(ase=dipole_texture(kind='homogeneous', **shape))

@@ -17,6 +17,7 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import atoms_task as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
 from aiida_ferromlip.calculations.reference_label import validate_structures_for_labeller
+from aiida_ferromlip.exit_codes import declare
 
 #: What the ``model`` port takes: a Potential node, or a Str naming the reference labeller's model.
 MODEL_TYPES = (*POTENTIAL_TYPES, orm.Str)
@@ -45,10 +46,15 @@ def validate_inputs(inputs, namespace):
     if any(port not in namespace for port in ('model', 'structures', 'task')):
         return None
     try:
-        engine.task_settings(inputs['task'].get_dict())
+        task = inputs['task'].get_dict()
+        engine.task_settings(task)
         species = model_species(inputs['model'])
     except ValueError as exception:
         return str(exception)
+    if task['task'] == 'neb':
+        problem = engine.neb_ends_problem({key: node.get_ase() for key, node in inputs['structures'].items()})
+        if problem:
+            return problem
     return validate_structures_for_labeller(inputs.get('structures', {}), species, 'the model')
 
 
@@ -70,14 +76,14 @@ class AtomsTaskCalculation(FerromlipCalcJob):
         spec.inputs.validator = validate_inputs
 
         spec.output('results', valid_type=orm.Dict,
-                    help='`rows` per structure (energy, cell, convergence...), `failures` with reasons, timings.')
+                    help='`rows` per structure (energy, cell, convergence...), `failures` with reasons, timings, '
+                         "`summary` (task `neb`: the band's convergence).")
         spec.output('labels', valid_type=TrainingSet, required=False,
-                    help="The final frames with the model's energy, forces and stress.")
+                    help="The final frames (task `neb`: the band's images in order) with the model's energy, forces "
+                         'and stress.')
         spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
                               help='The relaxed structures (task `relax`).')
-        spec.exit_code(301, 'ERROR_OUTPUT_CORRUPT', message='The task output could not be read: {error}.')
-        spec.exit_code(310, 'ERROR_TASK_FAILED', message='The task failed: {error}')
-        spec.exit_code(311, 'ERROR_NO_FRAME_DONE', message='None of the {num} structures could be done: {failures}')
+        declare(spec, 'ERROR_OUTPUT_CORRUPT', 'ERROR_TASK_FAILED', 'ERROR_NO_FRAME_DONE')
 
     @classmethod
     def get_builder_for(cls, code, model, structures: dict, task: dict, options: dict | None = None):

@@ -10,6 +10,7 @@ from aiida.common import datastructures
 from aiida.engine import CalcJob
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import PROTOCOLS
 
 
@@ -30,7 +31,7 @@ class FerromlipCalcJob(ProtocolMixin, CalcJob):
         options['parser_name'].default = cls._PARSER
         options['withmpi'].default = False
         options['output_filename'].default = cls._OUTPUT_FILENAME
-        spec.exit_code(300, 'ERROR_OUTPUT_MISSING', message='The program wrote no {filename}.')
+        declare(spec, 'ERROR_OUTPUT_MISSING')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:

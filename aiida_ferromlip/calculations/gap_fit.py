@@ -16,6 +16,7 @@ from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import gap as engine
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
 
 
@@ -162,17 +163,8 @@ class GapFitCalculation(FerromlipCalcJob):
         spec.output('fit_report', valid_type=orm.Dict,
                     help='Wall time, peak RSS, memory plan (frames that kept virials), FPS distances, command.')
 
-        spec.exit_code(310, 'ERROR_MEMORY_BUDGET',
-                       message='gap_fit would need {need:.1f} GiB even with no virials, over the {budget:.1f} GiB '
-                               'budget: lower n_max/l_max, use diagonal_radial, fit fewer frames or raise '
-                               '`max_memory_gb`.')
-        spec.exit_code(311, 'ERROR_OUT_OF_MEMORY', message='gap_fit ran out of memory: {detail}')
-        spec.exit_code(312, 'ERROR_SINGULAR_MATRIX',
-                       message='gap_fit could not factorise its covariance matrix (singular or not positive '
-                               'definite): raise default_sigma or reduce duplicate/sparse points. {detail}')
-        spec.exit_code(313, 'ERROR_MISSING_SPECIES', message='gap_fit found a species it cannot handle: {detail}')
-        spec.exit_code(314, 'ERROR_BAD_PARAMETERS', message='gap_fit rejected its parameters: {detail}')
-        spec.exit_code(319, 'ERROR_GAP_FIT_FAILED', message='gap_fit failed (return code {code}): {detail}')
+        declare(spec, 'ERROR_MEMORY_BUDGET', 'ERROR_OUT_OF_MEMORY', 'ERROR_SINGULAR_MATRIX', 'ERROR_MISSING_SPECIES',
+                'ERROR_BAD_PARAMETERS', 'ERROR_GAP_FIT_FAILED')
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,

@@ -20,6 +20,7 @@ from aiida_ferromlip.calculations.gap_fit import shortest_cell_height, split_ind
 from aiida_ferromlip.data.potential import NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import nequip_train as engine
+from aiida_ferromlip.exit_codes import declare
 
 FAMILIES = ('allegro', 'nequip')
 
@@ -171,11 +172,7 @@ class NequipTrainCalculation(FerromlipCalcJob):
         spec.output('learning_curve_plot', valid_type=orm.SinglefileData, required=False, help='Loss per epoch (PNG).')
         spec.output('train_report', valid_type=orm.Dict, help='Device, epochs, wall times of train/package/compile.')
 
-        spec.exit_code(320, 'ERROR_NAN_LOSS', message='Training diverged: the loss became NaN at epoch {epoch}. Lower '
-                                                      'the learning rate or check the labels.')
-        spec.exit_code(321, 'ERROR_TRAINING_FAILED', message='nequip-train failed: {detail}')
-        spec.exit_code(322, 'ERROR_COMPILE_FAILED', message='nequip-compile failed (a C compiler is needed for '
-                                                            'AOTInductor): {detail}')
+        declare(spec, 'ERROR_NAN_LOSS', 'ERROR_TRAINING_FAILED', 'ERROR_COMPILE_FAILED')
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,

@@ -11,6 +11,7 @@ from aiida import orm
 
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, structure_problems
 
 INPUT_FILE = 'frames.extxyz'
@@ -79,8 +80,7 @@ class ReferenceLabelCalculation(FerromlipCalcJob):
                     help='Frames that could not be labelled: `{key: reason}` (empty when all succeeded).')
         spec.output('report', valid_type=orm.Dict, help='Labeller identity, versions and per-frame wall times.')
 
-        spec.exit_code(301, 'ERROR_OUTPUT_CORRUPT', message='The labeller output could not be read: {error}.')
-        spec.exit_code(310, 'ERROR_NO_FRAME_LABELLED', message='None of the {num} frames could be labelled.')
+        declare(spec, 'ERROR_OUTPUT_CORRUPT', 'ERROR_NO_FRAME_DONE')
 
     def prepare_for_submission(self, folder):
         from ase.io import write

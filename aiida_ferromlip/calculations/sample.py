@@ -17,6 +17,7 @@ from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.engines import md as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import structure_problems
 
 
@@ -88,9 +89,7 @@ class SampleCalculation(FerromlipCalcJob):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
                               help='One trajectory per temperature rung, keyed `T_<kelvin>K` (ramp: `ramp`).')
         spec.output('statistics', valid_type=orm.Dict, help='Exchange acceptance per neighbour pair, timings.')
-        spec.exit_code(310, 'ERROR_MD_FAILED', message='The MD failed: {error}')
-        spec.exit_code(311, 'ERROR_CLIENT_LOST', message='An i-PI socket client was lost: {error}')
-        spec.exit_code(312, 'ERROR_MISSING_STRESS', message='The potential gave no stress: {error}')
+        declare(spec, 'ERROR_MD_FAILED', 'ERROR_CLIENT_LOST', 'ERROR_MISSING_STRESS')
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):

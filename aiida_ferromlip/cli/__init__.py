@@ -1,5 +1,6 @@
 """``ferromlip``: the plugin's command line. Setting up (``pseudos``) and, after a loop, inspecting it, taking its
-potential and data out and continuing it (``loop``, ``potential``, ``trainingset``).
+potential and data out and continuing it (``loop``, ``potential``, ``trainingset``); ``exit-codes`` prints the
+plugin's exit-code table.
 
 Every command that reads the database takes ``-p/--profile`` (default: the default profile). Refusals (an unknown
 pk, a node of the wrong type, an existing target, a budget already spent) are one line on stderr and exit code 1,
@@ -63,6 +64,25 @@ def install(kind, label, directory, profile):
     for element in sorted(cutoffs):
         click.echo(f'  {element:2s} ecutwfc {cutoffs[element]["cutoff_wfc"]:6.1f} Ry, '
                    f'ecutrho {cutoffs[element]["cutoff_rho"]:6.1f} Ry')
+
+
+@main.command('exit-codes')
+def exit_codes():
+    """The plugin's exit codes: number, label, which processes use it, message (a Markdown table)."""
+    from importlib.metadata import entry_points
+
+    from aiida_ferromlip.exit_codes import EXIT_CODES
+
+    users: dict[str, list[str]] = {label: [] for label in EXIT_CODES}
+    for group in ('aiida.calculations', 'aiida.workflows'):
+        for entry_point in entry_points(group=group):
+            if entry_point.value.startswith('aiida_ferromlip'):
+                process = entry_point.load()
+                for label in set(process.spec().exit_codes) & set(users):
+                    users[label].append(process.__name__)
+    click.echo('| status | label | used by | message |\n|---|---|---|---|')
+    for label, (status, message) in sorted(EXIT_CODES.items(), key=lambda item: item[1][0]):
+        click.echo(f'| {status} | `{label}` | {", ".join(sorted(users[label])) or "-"} | {message} |')
 
 
 from aiida_ferromlip.cli import loop, potential, training_set  # noqa: E402,F401  (register the command groups)

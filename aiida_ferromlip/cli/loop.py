@@ -8,6 +8,7 @@ import pathlib
 import click
 
 from aiida_ferromlip.cli import main, with_profile
+from aiida_ferromlip.exit_codes import EXIT_CODES
 
 
 @main.group()
@@ -127,6 +128,6 @@ def continue_(identifier, max_labels, max_iterations, daemon):
     _, node = run_get_node(builder)
     node.base.extras.set('continues', first.uuid)
     click.echo(format_overview(loop_overview(node)))
-    if not node.is_finished_ok and node.exit_status != 410:
+    if not node.is_finished_ok and node.exit_status != EXIT_CODES['STOPPED_BUDGET_EXHAUSTED'][0]:
         raise SystemExit(1)
 

@@ -151,6 +151,12 @@ class TrainingSet(orm.ArrayData):
             frames.append(atoms)
         return frames
 
+    def frames_by_key(self) -> dict[str, Atoms]:
+        """The frames with their labels by the ``frame_key`` of their origin (frames without one are left out):
+        how the results of one set of structures are paired across labellers and models."""
+        return {origin['frame_key']: frame for origin, frame in zip(self.origins, self.to_atoms())
+                if 'frame_key' in origin}
+
     def get_structure(self, index: int) -> orm.StructureData:
         """Frame ``index`` as an (unstored) ``StructureData``."""
         atoms = self.get_frame(index)

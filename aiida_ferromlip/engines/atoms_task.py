@@ -7,7 +7,10 @@ under SLURM, not the daemon):
   displacements, predictions on a test set);
 * ``relax`` — every frame relaxed, optionally keeping its space group (ASE's ``FixSymmetry``: without it a
   metastable polymorph such as Amm2 BaTiO3 slides into the ground state) and with the cell free
-  (``FrechetCellFilter``), by BFGS to ``fmax``.
+  (``FrechetCellFilter``), by BFGS (or FIRE) to ``fmax``;
+* ``neb`` — the minimum-energy path between the frames keyed ``initial`` and ``final`` (same atoms, same cell):
+  both end points relaxed at fixed cell, then ASE's climbing-image nudged elastic band (improved tangent, images
+  started by IDPP interpolation, FIRE); the output frames are the band's images ``image_000`` ... in order.
 
 Inputs: ``structures.extxyz`` (each frame's ``frame_key`` in its info), ``task.json`` (``{"task": ..., settings}``),
 ``potential.json`` (+ the model's files, see ``engines.potentials``). Outputs: ``results.json`` (one row per frame,
@@ -33,8 +36,14 @@ OUTPUT_FILE = 'structures_out.extxyz'
 #: Every task and its settings with their defaults.
 TASKS = {
     'energies': {},
-    'relax': {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'keep_symmetry': True, 'symprec': 1e-3},
+    'relax': {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'keep_symmetry': True, 'symprec': 1e-3,
+              'optimizer': 'BFGS'},
+    'neb': {'images': 7, 'fmax': 0.05, 'max_steps': 400, 'endpoint_fmax': 0.02, 'climb': True, 'spring': 0.1},
 }
+#: The optimizers a relaxation may use (ASE's).
+OPTIMIZERS = ('BFGS', 'FIRE')
+#: The frame keys of a ``neb`` task's two end points.
+NEB_ENDS = ('initial', 'final')
 
 
 def task_settings(task: dict) -> dict:
@@ -48,7 +57,24 @@ def task_settings(task: dict) -> dict:
     unknown = set(given) - set(TASKS[name])
     if unknown:
         raise ValueError(f'unknown settings {sorted(unknown)} of task `{name}`; known: {sorted(TASKS[name])}')
-    return {**TASKS[name], **given}
+    settings = {**TASKS[name], **given}
+    if settings.get('optimizer', 'BFGS') not in OPTIMIZERS:
+        raise ValueError(f'unknown optimizer `{settings["optimizer"]}`; known: {", ".join(OPTIMIZERS)}')
+    if name == 'neb' and settings['images'] < 1:
+        raise ValueError(f'a band needs at least 1 intermediate image, got `images` {settings["images"]}')
+    return settings
+
+
+def neb_ends_problem(frames: dict) -> str | None:
+    """Why ``frames`` (by key) cannot be a band's end points, or None."""
+    if sorted(frames) != sorted(NEB_ENDS):
+        return f'a band takes exactly the structures {" and ".join(NEB_ENDS)}, got {sorted(frames)}'
+    initial, final = (frames[key] for key in NEB_ENDS)
+    if initial.get_chemical_symbols() != final.get_chemical_symbols():
+        return 'the end points must hold the same atoms in the same order'
+    if not np.allclose(initial.cell.array, final.cell.array, atol=1e-6):
+        return 'the end points must share one cell (the band is computed at fixed cell)'
+    return None
 
 
 def single_point(atoms, calculator) -> dict:
@@ -65,31 +91,66 @@ def single_point(atoms, calculator) -> dict:
 
 
 def relax(atoms, calculator, fmax: float, max_steps: int, relax_cell: bool, keep_symmetry: bool,
-          symprec: float) -> tuple[object, dict]:
-    """``atoms`` relaxed by BFGS (a copy); its row: energy, cell lengths/angles, volume, convergence, steps."""
+          symprec: float, optimizer: str = 'BFGS') -> tuple[object, dict]:
+    """``atoms`` relaxed (a copy); its row: convergence and steps."""
+    from ase import optimize
     from ase.constraints import FixSymmetry
     from ase.filters import FrechetCellFilter
-    from ase.optimize import BFGS
 
     atoms = atoms.copy()
     atoms.calc = calculator
     if keep_symmetry:
         atoms.set_constraint(FixSymmetry(atoms, symprec=symprec))
     target = FrechetCellFilter(atoms) if relax_cell else atoms
-    optimizer = BFGS(target, logfile=None)
+    optimizer = getattr(optimize, optimizer)(target, logfile=None)
     converged = bool(optimizer.run(fmax=fmax, steps=max_steps))
     atoms.set_constraint()
     return atoms, {'converged': converged, 'steps': int(optimizer.nsteps)}
 
 
-def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict]:
-    """``(output frames, rows, failures, timings)`` of ``task`` on ``frames``, keyed by frame key."""
+def band(initial, final, calculator, images: int, fmax: float, max_steps: int, endpoint_fmax: float,
+         climb: bool, spring: float) -> tuple[list, dict]:
+    """The climbing-image NEB between ``initial`` and ``final`` (end points relaxed first, fixed cell):
+    ``(images, summary)``."""
+    from ase.mep import NEB
+    from ase.optimize import FIRE
+
+    ends, summary = [], {}
+    for name, atoms in zip(NEB_ENDS, (initial, final)):
+        atoms, row = relax(atoms, calculator, fmax=endpoint_fmax, max_steps=max_steps, relax_cell=False,
+                           keep_symmetry=False, symprec=0.0)
+        summary[f'{name}_converged'], summary[f'{name}_steps'] = row['converged'], row['steps']
+        ends.append(atoms)
+    path = [ends[0]] + [ends[0].copy() for _ in range(images)] + [ends[1]]
+    for image in path:
+        image.calc = calculator
+    neb = NEB(path, k=spring, climb=climb, method='improvedtangent', allow_shared_calculator=True)
+    neb.interpolate('idpp', mic=True)
+    optimizer = FIRE(neb, logfile=None)
+    summary['converged'] = bool(optimizer.run(fmax=fmax, steps=max_steps))
+    summary['steps'] = int(optimizer.nsteps)
+    for index, image in enumerate(path):
+        image.info['frame_key'] = f'image_{index:03d}'
+    return path, summary
+
+
+def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict, dict]:
+    """``(output frames, rows, failures, timings, summary)`` of ``task`` on ``frames``; rows, failures and timings
+    keyed by frame key (for ``neb``: by image, and the band's convergence in ``summary``)."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from aiida_ferromlip.materials.units import formula_units
 
     settings = task_settings(task)
-    outputs, rows, failures, timings = [], {}, {}, {}
+    outputs, rows, failures, timings, summary = [], {}, {}, {}, {}
+    if task['task'] == 'neb':
+        ends = {str(atoms.info.get('frame_key', index)): atoms for index, atoms in enumerate(frames)}
+        problem = neb_ends_problem(ends)
+        if problem:
+            raise ValueError(problem)
+        start = time.perf_counter()
+        frames, summary = band(ends['initial'], ends['final'], calculator, **settings)
+        summary['wall_time_s'] = time.perf_counter() - start
     for index, atoms in enumerate(frames):
         key = str(atoms.info.get('frame_key', index))
         start = time.perf_counter()
@@ -115,7 +176,7 @@ def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict]:
         atoms.calc = SinglePointCalculator(atoms, **results)
         atoms.info['frame_key'] = key
         outputs.append(atoms)
-    return outputs, rows, failures, timings
+    return outputs, rows, failures, timings, summary
 
 
 def main(argv=None) -> int:
@@ -139,7 +200,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         calculator = calculator_from_spec(args.potential)
         report['model_load_time_s'] = time.perf_counter() - start
-        outputs, rows, failures, timings = run_task(frames, calculator, task)
+        outputs, rows, failures, timings, summary = run_task(frames, calculator, task)
     except Exception as exception:  # the parser turns this into an exit code with the reason
         report['error'] = f'{type(exception).__name__}: {exception}'
         with open(RESULTS_FILE, 'w') as handle:
@@ -148,7 +209,7 @@ def main(argv=None) -> int:
         return 1
     write(OUTPUT_FILE, outputs, format='extxyz')
     report.update({'rows': rows, 'failures': failures, 'wall_time_per_frame_s': timings, 'num_input': len(frames),
-                   'finished_at': time.time()})
+                   'summary': summary, 'finished_at': time.time()})
     with open(RESULTS_FILE, 'w') as handle:
         json.dump(report, handle, indent=1)
     print(f'{task["task"]}: {len(rows)}/{len(frames)} frames done', flush=True)

@@ -34,7 +34,8 @@ class AtomsTaskParser(FerromlipParser):
         for atoms in frames:
             key = str(atoms.info.pop('frame_key'))
             origins.append({'labeller': f'model:{self.node.inputs.model.uuid}', 'process_uuid': self.node.uuid,
-                            'structure_uuid': structures[key].uuid, 'frame_key': key, 'wall_time_s': timings.get(key)})
+                            'structure_uuid': structures[key].uuid if key in structures else None,  # neb images
+                            'frame_key': key, 'wall_time_s': timings.get(key)})
             if report['task'] == 'relax':
                 self.out(f'structures.{key}', orm.StructureData(ase=atoms))
         self.out('labels', TrainingSet(frames=frames, origins=origins))

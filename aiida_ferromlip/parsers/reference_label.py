@@ -35,7 +35,7 @@ class ReferenceLabelParser(Parser):
         self.out('report', orm.Dict({**report, 'wall_time_total_s': sum(timings.values())}))
 
         if not frames:
-            return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(num=report.get('num_input', 0))
+            return self.exit_codes.ERROR_NO_FRAME_DONE.format(num=report.get('num_input', 0), failures=failures)
 
         structures = self.node.inputs.structures
         origins = []

@@ -2,7 +2,7 @@
 
 Each stage is one of the plugin's processes behind its contract, so the loop never branches on an engine's
 name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` or
-``NequipTrainCalculation`` (``model``) a Potential, ``SampleCalculation`` trajectories, ``select_candidates``
+``NequipTrainCalculation`` (``model``, each in its restart wrapper of ``workflows/restart.py``) a Potential, ``SampleCalculation`` trajectories, ``select_candidates``
 structures. Before a new batch joins the TrainingSet,
 the current potential's errors on it are recorded: that out-of-sample learning curve is the stop criterion.
 """
@@ -25,10 +25,12 @@ from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, ne
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
 from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
 from aiida_ferromlip.workflows.select import merged_options, select_candidates
 
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
@@ -53,6 +55,8 @@ LOOP_DEFAULTS = {
 
 #: model -> (fitting process, input namespace). Both return a Potential behind the same contract.
 MODELS = {'gap': (GapFitCalculation, 'fit'), 'nequip': (NequipTrainCalculation, 'fit_nequip')}
+#: The restart wrapper each fit job runs in.
+RESTART_WRAPPERS = {GapFitCalculation: GapFitBaseWorkChain, NequipTrainCalculation: NequipTrainBaseWorkChain}
 
 
 def loop_parameters(parameters: orm.Dict | None) -> dict:
@@ -326,13 +330,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     help="The labeller's side of the card (its equilibrium, wells, phonons, polymorphs).")
         spec.output('test_set', valid_type=TrainingSet, required=False,
                     help='The independent test set of the card (never offered to selection).')
-        spec.exit_code(401, 'ERROR_LABELLING_FAILED', message='Labelling failed: {detail}')
-        spec.exit_code(402, 'ERROR_FIT_FAILED', message='The fit failed: {detail}')
-        spec.exit_code(403, 'ERROR_SAMPLING_FAILED', message='Every sampling run failed: {detail}')
-        spec.exit_code(404, 'ERROR_CARD_FAILED', message='The physics card could not be computed: {detail}')
-        spec.exit_code(410, 'STOPPED_BUDGET_EXHAUSTED',
-                       message='Not converged: stopped because {reason}. The outputs hold the potential and '
-                               'TrainingSet reached.')
+        declare(spec, 'ERROR_LABELLING_FAILED', 'ERROR_FIT_FAILED', 'ERROR_SAMPLING_FAILED', 'ERROR_CARD_FAILED',
+                'STOPPED_BUDGET_EXHAUSTED')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -561,17 +560,23 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return not (self.ctx.iteration == 0 and 'initial_potential' in self.inputs)
 
     def fit(self):
+        """The fit job inside its restart wrapper (out of memory, NaN loss: rescued, not the end of the loop)."""
         process, namespace = MODELS[self.inputs.model.value]
         inputs = self.exposed_inputs(process, namespace=namespace)
         inputs['training_set'] = self.ctx.training_set
-        inputs.setdefault('metadata', {})['call_link_label'] = f'fit_{self.ctx.iteration:03d}'
-        return self.to_context(fit=self.submit(process, **inputs))
+        wrapper = RESTART_WRAPPERS[process]
+        node = self.submit(wrapper, **{wrapper._namespace: inputs,
+                                       'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
+        return self.to_context(fit=node)
 
     def inspect_fit(self):
         node = self.ctx.fit
         if not node.is_finished_ok:
+            jobs = sorted(node.called, key=lambda n: n.ctime)
+            last = f'; last job {jobs[-1].process_label}<{jobs[-1].pk}>: [{jobs[-1].exit_status}] ' \
+                   f'{jobs[-1].exit_message}' if jobs else ''
             return self.exit_codes.ERROR_FIT_FAILED.format(
-                detail=f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
+                detail=f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}{last}')
         self.ctx.potential = node.outputs.potential
         self.ctx.fitted_on_current = True
         metrics = node.outputs.metrics.get_dict() if 'metrics' in node.outputs else {}

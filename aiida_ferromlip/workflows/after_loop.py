@@ -100,7 +100,7 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
         stages, row = calls[iteration], {'iteration': iteration}
         fit = stages.get('fit')
         if fit is not None:
-            row['training_frames'] = len(fit.inputs.training_set)
+            row['training_frames'] = len(_fit_training_set(fit))
             row['potential'] = fit.outputs.potential.pk if _ok(fit) else None
         elif iteration == 0 and _input(node, 'initial_potential') is not None:  # a continued loop: no refit first
             row['training_frames'] = len(node.inputs.initial_training_set)
@@ -228,6 +228,14 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
     builder.metadata.description = (f'continues ActiveLearningWorkChain<{node.pk}> ({node.uuid}) from '
                                     f'TrainingSet<{training_set.pk}> ({used} frames) to at most {max_labels} labels')
     return builder
+
+
+def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:
+    """The TrainingSet a loop's fit was given: a fit job's input, or its restart wrapper's (loops since the
+    wrappers)."""
+    if 'training_set' in fit.inputs:
+        return fit.inputs.training_set
+    return next(fit.inputs[name].training_set for name in ('gap_fit', 'nequip') if name in fit.inputs)
 
 
 # -------------------------------------------------------------------------------------------------- export

@@ -36,6 +36,7 @@ from aiida_ferromlip.analysis.berry_phase import (
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.polarization import born_dipoles
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
 from aiida_ferromlip.protocols import merged_settings
 from aiida_ferromlip.workflows.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
@@ -118,12 +119,7 @@ class PwBerryPhaseWorkChain(WorkChain):
         spec.output('scf_trajectory', valid_type=orm.TrajectoryData, help='The SCF forces and stress.')
         spec.output('berry_phase', valid_type=orm.Dict,
                     help='Per direction the total phase (fraction of a_d) and what pw.x printed; the band gap.')
-        spec.exit_code(410, 'ERROR_SCF_FAILED', message='The SCF PwBaseWorkChain<{pk}> failed: {why}')
-        spec.exit_code(420, 'ERROR_METALLIC',
-                       message='The frame is metallic: the gap between the highest occupied and lowest empty band is '
-                               '{gap:.3f} eV (< {minimum} eV) over the SCF k-mesh; a Berry-phase polarization is only '
-                               'defined for an insulator')
-        spec.exit_code(430, 'ERROR_BERRY_FAILED', message='The Berry-phase pw.x run along gdir {gdir} failed: {why}')
+        declare(spec, 'ERROR_SCF_FAILED', 'ERROR_METALLIC', 'ERROR_BERRY_FAILED')
 
     def settings(self) -> dict:
         return merged_settings(self.inputs.get('parameters'), DEFAULTS, 'Berry-phase')
@@ -296,8 +292,7 @@ class BerryPhaseWorkChain(ProtocolMixin, PerFrameLabelWorkChain):
                     help='Array `dipoles` [frames of `training_set`, 3], e·Å; `born_dipoles` beside it.')
         spec.output('branch_report', valid_type=orm.Dict, required=False,
                     help='Per frame: phases, branch, Berry - Born residual, gap; the flagged frames and why.')
-        spec.exit_code(402, 'ERROR_REFERENCE_FAILED', message='The reference could not be used: {why}')
-        spec.exit_code(403, 'ERROR_NO_DIPOLES', message='No frame has a clear branch: {flagged}')
+        declare(spec, 'ERROR_REFERENCE_FAILED', 'ERROR_NO_DIPOLES')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:
@@ -355,11 +350,11 @@ class BerryPhaseWorkChain(ProtocolMixin, PerFrameLabelWorkChain):
         node = self.ctx[f'frame_{self.ctx.frame_keys.index(REFERENCE_KEY):04d}']
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_REFERENCE_FAILED.format(
-                why=f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
+                detail=f'{node.process_label}<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')
         try:
             reference_phases(node.outputs.berry_phase['phases'])
         except ValueError as exception:
-            return self.exit_codes.ERROR_REFERENCE_FAILED.format(why=str(exception))
+            return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=str(exception))
         failed = super().collect()
         if failed:
             return failed

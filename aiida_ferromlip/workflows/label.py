@@ -16,6 +16,7 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain
@@ -73,7 +74,7 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.output('training_set', valid_type=TrainingSet, help='All frames that were labelled.')
         spec.output('failed_frames', valid_type=orm.Dict, help='`{frame key: reason}` of frames left out.')
         spec.output('cost', valid_type=orm.Dict, help='Wall time per batch and per frame of the labels.')
-        spec.exit_code(401, 'ERROR_NO_FRAME_LABELLED', message='Not a single frame could be labelled: {failures}')
+        declare(spec, 'ERROR_NO_FRAME_LABELLED')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:

@@ -13,6 +13,7 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction, while_
 
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials.magnetism import cell_problems, is_spin_polarised, kinds_and_moments, magnetism_problems
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, structure_problems
 
@@ -47,7 +48,7 @@ class PerFrameLabelWorkChain(WorkChain):
         spec.output('training_set', valid_type=TrainingSet, required=False, help='The frames that were labelled.')
         spec.output('failed_frames', valid_type=orm.Dict, help='`{frame key: reason}` of the frames left out.')
         spec.output('report', valid_type=orm.Dict, help='Cost per frame: wall time, SCF iterations, restarts.')
-        spec.exit_code(401, 'ERROR_NO_FRAME_LABELLED', message='No frame could be labelled: {failures}')
+        declare(spec, 'ERROR_NO_FRAME_LABELLED')
 
     # ------------------------------------------------------------------------------ what subclasses provide
     def frame_builder(self, structure: orm.StructureData):

@@ -29,6 +29,7 @@ from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
 from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relax_outputs, pw_relaxed_polymorphs, task_rows
@@ -85,10 +86,6 @@ def card_structures(parent: orm.StructureData, reference_eos: orm.Dict, paths: o
     return outputs
 
 
-def _by_key(labels: TrainingSet) -> dict:
-    return {origin['frame_key']: frame for origin, frame in zip(labels.origins, labels.to_atoms())}
-
-
 @calcfunction
 def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent_at_lattice: orm.StructureData | None = None,
               polymorphs: orm.Dict | None = None) -> orm.Dict:
@@ -96,7 +93,7 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
     points), ``wells`` (energies and minimum per path), ``soft_modes`` (frequencies at Γ, X, M, R), and the
     ``polymorphs`` rows when given. A group that cannot be computed is ``{'error': reason}``."""
     settings = card_settings(parameters)
-    frames = _by_key(labels)
+    frames = labels.frames_by_key()
     values = {}
     eos_keys = sorted(k for k in frames if k.startswith('eos_'))
     try:
@@ -178,7 +175,7 @@ def test_set_errors(reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
     """The potential's errors on the test set (frames paired by key)."""
     from aiida_ferromlip.analysis.errors import error_metrics, labels_from_pairs
 
-    reference_frames, predicted_frames = _by_key(reference), _by_key(predicted)
+    reference_frames, predicted_frames = reference.frames_by_key(), predicted.frames_by_key()
     keys = sorted(set(reference_frames) & set(predicted_frames))
     metrics = error_metrics(labels_from_pairs([reference_frames[k] for k in keys], [predicted_frames[k] for k in keys]))
     return orm.Dict(metrics)
@@ -441,10 +438,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         spec.output('plot', valid_type=orm.SinglefileData, required=False, help='EOS, wells, polymorphs, phonons (PNG).')
         spec.output_namespace('targets', valid_type=orm.StructureData, dynamic=True, required=False,
                               help='Frames where failing items were measured, for the next labels.')
-        spec.exit_code(401, 'ERROR_REFERENCE_EOS_FAILED',
-                       message="The labeller's equation of state could not be computed: {detail}")
-        spec.exit_code(402, 'ERROR_POTENTIAL_JOB_FAILED', message='A job of the potential failed: {detail}')
-        spec.exit_code(403, 'ERROR_TEST_SET_FAILED', message='The test set could not be labelled: {detail}')
+        declare(spec, 'ERROR_REFERENCE_EOS_FAILED', 'ERROR_POTENTIAL_JOB_FAILED', 'ERROR_TEST_SET_FAILED')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:

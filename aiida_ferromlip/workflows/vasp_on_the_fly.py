@@ -33,6 +33,7 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_ferromlip.calculations.base import PROTOCOLS
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import MINIMALIST_STAGES
 from aiida_ferromlip.workflows.per_frame import input_value
 from aiida_ferromlip.workflows.vasp_label import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
@@ -145,10 +146,7 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('stage_ml_ab', valid_type=orm.SinglefileData, dynamic=True,
                               help='The ML_ABN after each stage.')
         spec.output('training_set', valid_type=TrainingSet, help='The final ML_ABN as a TrainingSet.')
-        spec.exit_code(420, 'ERROR_STAGE_FAILED', message='The on-the-fly MD of stage {stage} ({process}) failed: '
-                                                          '{message}')
-        spec.exit_code(421, 'ERROR_NO_ML_AB', message='Stage {stage} finished but retrieved no ML_ABN: was VASP '
-                                                      'built with machine learning (VASP >= 6.3)?')
+        declare(spec, 'ERROR_STAGE_FAILED', 'ERROR_NO_ML_AB')
 
     @classmethod
     def get_protocol_filepath(cls) -> pathlib.Path:

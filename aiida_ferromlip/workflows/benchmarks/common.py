@@ -1,43 +1,58 @@
-"""What the benchmark workflows share: labels predicted by a potential, and the reference-labeller namespace."""
+"""What the benchmark workflows share: the potential judged, its jobs (``AtomsTaskCalculation``: single points,
+relaxations, NEB on the computer, not in the daemon) and the reference-labeller namespace."""
 
 from __future__ import annotations
 
 from aiida import orm
-from aiida.engine import calcfunction
 
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import merged_settings  # noqa: F401  (re-exported for the benchmarks)
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 
-@calcfunction
-def potential_labels(potential: orm.SinglefileData, **structures: orm.StructureData) -> TrainingSet:
-    """Energy, forces and stress of ``structures`` predicted by ``potential`` (any Potential node)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
+class PotentialTaskMixin:
+    """The potential judged and its jobs: ``potential``, ``task_code`` (a ``ferromlip.atoms_task`` code) and
+    ``task_options`` ports, and ``submit_task``."""
 
-    calculator = potential.calculator()
-    frames, origins = [], []
-    for key in sorted(structures):
-        atoms = structures[key].get_ase()
-        atoms.calc = calculator
-        results = {'energy': atoms.get_potential_energy(), 'forces': atoms.get_forces()}
-        if potential.gives_stress:
-            results['stress'] = atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        frames.append(atoms)
-        origins.append({'labeller': f'potential:{potential.uuid}', 'frame_key': key,
-                        'structure_uuid': structures[key].uuid})
-    return TrainingSet(frames=frames, origins=origins)
+    @classmethod
+    def define_potential_task(cls, spec) -> None:
+        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        spec.input('task_code', valid_type=orm.AbstractCode,
+                   help="A ferromlip.atoms_task code (ferromlip-task): runs the potential's relaxations, NEB and "
+                        'single points as jobs.')
+        spec.input('task_options', valid_type=orm.Dict, required=False, help='metadata.options of the task job.')
+        declare(spec, 'ERROR_POTENTIAL_JOB_FAILED')
+
+    def submit_task(self, structures: dict, task: dict, name: str):
+        """Run ``task`` (``{'task': ..., settings}``) on ``structures`` with the potential; the job lands in
+        ``ctx.task``."""
+        from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+
+        inputs = {'code': self.inputs.task_code, 'model': self.inputs.potential, 'structures': dict(structures),
+                  'task': orm.Dict(task), 'metadata': {'call_link_label': name}}
+        if 'task_options' in self.inputs:
+            inputs['metadata']['options'] = self.inputs.task_options.get_dict()
+        node = self.submit(AtomsTaskCalculation, **inputs)
+        self.report(f'{task["task"]} on {len(structures)} structure(s) with the potential: {node.process_label}<{node.pk}>')
+        return self.to_context(task=node)
+
+    def task_failed(self):
+        """The exit code when the potential's job failed, else None."""
+        node = self.ctx.task
+        if node.is_finished_ok:
+            return None
+        return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
+            detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
 
 
-class ReferenceMixin:
-    """What the benchmark workflows share: the potential judged, their parameters, and a `reference` namespace
-    that is a LabelWorkChain's (any engine), built from its protocol."""
+class ReferenceMixin(PotentialTaskMixin):
+    """What the benchmark workflows share: the potential judged and its jobs, their parameters, and a `reference`
+    namespace that is a LabelWorkChain's (any engine), built from its protocol."""
 
     @classmethod
     def define_benchmark(cls, spec, defaults: dict) -> None:
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        cls.define_potential_task(spec)
         spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(defaults)}.')
         spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
                            namespace_options={'help': 'How the reference labels are made (any engine).'})
@@ -49,12 +64,14 @@ class ReferenceMixin:
         return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
 
     @classmethod
-    def get_builder_from_protocol(cls, potential, reference_code: orm.AbstractCode, engine: str = 'reference',
-                                  label_protocol: str = 'fast', parameters: dict | None = None, **inputs):
-        """Builder judging ``potential`` against ``engine`` on ``reference_code``; ``inputs`` fill the rest."""
+    def get_builder_from_protocol(cls, reference_code: orm.AbstractCode, task_code: orm.AbstractCode, potential, *,
+                                  engine: str = 'reference', label_protocol: str = 'fast',
+                                  parameters: dict | None = None, **inputs):
+        """Builder judging ``potential`` (its jobs on ``task_code``) against ``engine`` on ``reference_code``;
+        ``inputs`` fill the rest."""
         label = LabelWorkChain.get_builder_from_protocol(reference_code, {}, engine=engine, protocol=label_protocol)
         builder = cls.get_builder()
-        builder.potential = potential
+        builder.potential, builder.task_code = potential, task_code
         builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
         if parameters:
             builder.parameters = orm.Dict(parameters)
@@ -75,7 +92,7 @@ class MolecularDynamicsMixin:
         spec.input('structure', valid_type=orm.StructureData, help=structure_help)
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'),
                            namespace_options={'help': 'The MD: code, parameters (remd mode), options.'})
-        spec.exit_code(410, 'ERROR_MD_FAILED', message='The MD (SampleCalculation<{pk}>) failed: {message}')
+        declare(spec, 'ERROR_MD_JOB_FAILED')
 
     @staticmethod
     def md_problems(inputs) -> list[str]:
@@ -118,7 +135,8 @@ class MolecularDynamicsMixin:
         node = self.ctx.md
         if node.is_finished_ok:
             return None
-        return self.exit_codes.ERROR_MD_FAILED.format(pk=node.pk, message=node.exit_message or node.process_state)
+        return self.exit_codes.ERROR_MD_JOB_FAILED.format(
+            detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
 
 
 def run_reusing_md(builder, reuse_md: bool):

@@ -16,6 +16,7 @@ from aiida.engine import WorkChain, calcfunction
 from aiida_ferromlip.analysis.errors import EV_A3_TO_KBAR, error_metrics
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
 from aiida_ferromlip.workflows.select import trajectory_frames
 
@@ -69,9 +70,10 @@ def pick_frames(parameters: orm.Dict, **trajectories: orm.TrajectoryData) -> dic
 
 
 @calcfunction
-def error_histograms(potential: orm.SinglefileData, reference: TrainingSet, parameters: orm.Dict) -> dict:
-    """Metrics, normalised histograms and their plot of ``potential``'s errors on the ``reference`` labels."""
-    from aiida_ferromlip.analysis.errors import predicted_labels
+def error_histograms(reference: TrainingSet, predicted: TrainingSet, parameters: orm.Dict) -> dict:
+    """Metrics, normalised histograms and their plot of the potential's errors (``predicted``: its labels of the
+    same frames, paired by key) on the ``reference`` labels."""
+    from aiida_ferromlip.analysis.errors import labels_from_pairs
 
     import matplotlib
 
@@ -79,7 +81,9 @@ def error_histograms(potential: orm.SinglefileData, reference: TrainingSet, para
     import matplotlib.pyplot as plt
 
     settings = interpolation_parameters(parameters)
-    labels = predicted_labels(reference.to_atoms(), potential.calculator())
+    reference_frames, predicted_frames = reference.frames_by_key(), predicted.frames_by_key()
+    keys = sorted(set(reference_frames) & set(predicted_frames))
+    labels = labels_from_pairs([reference_frames[k] for k in keys], [predicted_frames[k] for k in keys])
     errors = {
         'energy_meV_per_fu': 1000 * (labels['pred_energy'] - labels['ref_energy']) / labels['n_fu'],
         'force_components_meV_per_A': 1000 * (labels['pred_forces'] - labels['ref_forces']).ravel(),
@@ -99,7 +103,7 @@ def error_histograms(potential: orm.SinglefileData, reference: TrainingSet, para
             axis.set_title(f'RMSE {rmse:.3g}, MAE {float(np.mean(np.abs(values))):.3g}', fontsize=9)
         axis.set_xlabel(name.replace('_', ' ').replace('meV per fu', 'meV/f.u.').replace('meV per A', 'meV/Å'))
         axis.set_ylabel('normalised count')
-    figure.suptitle(f'errors on {len(reference)} frames picked from the trajectories')
+    figure.suptitle(f'errors on {len(keys)} frames picked from the trajectories')
     png = figure_png(figure, dpi=100)
     return {'metrics': orm.Dict(metrics), 'histograms': histograms,
             'plot': orm.SinglefileData(io.BytesIO(png), filename='interpolation_errors.png')}
@@ -120,7 +124,7 @@ class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
         spec.output('histograms', valid_type=orm.ArrayData, help='Errors and their normalised histograms.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Error histograms (PNG).')
         spec.output('reference_labels', valid_type=TrainingSet, help='The reference labels of the picked frames.')
-        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='No picked frame could be labelled: {detail}')
+        declare(spec, 'ERROR_REFERENCE_FAILED')
 
     def pick(self):
         self.ctx.parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
@@ -128,9 +132,13 @@ class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
         self.report(f'{len(self.ctx.frames)} frame(s) picked from {len(self.inputs.trajectories)} trajectory(ies)')
 
     def label(self):
+        self.submit_task(self.ctx.frames, {'task': 'energies'}, 'potential_labels')
         return self.submit_reference(self.ctx.frames)
 
     def compare(self):
+        failed_task = self.task_failed()
+        if failed_task:
+            return failed_task
         node = self.ctx.reference
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=node.exit_message)
@@ -138,7 +146,7 @@ class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
         failed = node.outputs.failed_frames.get_dict()
         if failed:
             self.report(f'{len(failed)} frame(s) the reference could not label are left out: {sorted(failed)}')
-        results = error_histograms(self.inputs.potential, reference, self.ctx.parameters)
+        results = error_histograms(reference, self.ctx.task.outputs.labels, self.ctx.parameters)
         self.out('reference_labels', reference)
         for key in ('metrics', 'histograms', 'plot'):
             self.out(key, results[key])

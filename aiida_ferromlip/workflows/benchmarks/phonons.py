@@ -1,7 +1,7 @@
 """``PhononBenchmarkWorkChain``: phonons of a reference phase with a potential and with a reference (seed 000 Fig. 3).
 
 Finite displacements in a supercell (phonopy); the reference forces come from the ``LabelWorkChain`` (any engine:
-DFT or the reference labeller), the potential's from the ``potential_labels`` calcfunction. Both sets of forces
+DFT or the reference labeller), the potential's from an ``AtomsTaskCalculation`` job. Both sets of forces
 are TrainingSets, so the comparison has provenance back to every labelling calculation. Outputs: the two band
 structures along seekpath's standard path, their overlay (PNG), the frequency RMSE (THz) and the unstable modes
 of each — and whether the potential misses an instability of the reference or adds a spurious one.
@@ -17,8 +17,9 @@ from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis import phonons
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings, potential_labels
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
 
 DEFAULTS = {'supercell': [2, 2, 2], 'distance': 0.01, 'npoints': 51,
             'unstable_below_thz': phonons.UNSTABLE_BELOW_THZ, 'allow_small_supercell': False}
@@ -68,11 +69,6 @@ def phonon_supercells(structure: orm.StructureData, parameters: orm.Dict) -> dic
     return {f'disp_{index:03d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(cells)}
 
 
-def _forces_by_key(training_set: TrainingSet) -> dict[str, np.ndarray]:
-    return {origin['frame_key']: frame.get_forces()
-            for origin, frame in zip(training_set.origins, training_set.get_frames(range(len(training_set))))}
-
-
 @calcfunction
 def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, reference: TrainingSet,
                     model: TrainingSet) -> dict:
@@ -81,7 +77,7 @@ def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, referenc
     atoms = structure.get_ase()
     results = {}
     for name, training_set in (('reference', reference), ('potential', model)):
-        forces = _forces_by_key(training_set)
+        forces = {key: frame.get_forces() for key, frame in training_set.frames_by_key().items()}
         results[name] = phonons.bands(atoms, settings['supercell'], settings['distance'],
                                       [forces[key] for key in sorted(forces)], settings['npoints'])
     unstable = {name: phonons.unstable_modes(result, settings['unstable_below_thz']) for name, result in results.items()}
@@ -122,7 +118,7 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
         spec.output('bands', valid_type=orm.ArrayData, help='Both band structures along the path.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Overlay of the two band structures (PNG).')
         spec.output('reference_forces', valid_type=TrainingSet, help='Reference labels of the displaced supercells.')
-        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='The reference labels failed: {detail}')
+        declare(spec, 'ERROR_REFERENCE_FAILED')
 
     def displace(self):
         parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
@@ -131,16 +127,19 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
         self.report(f'{len(self.ctx.supercells)} displaced supercell(s) to label')
 
     def label(self):
-        self.ctx.model = potential_labels(self.inputs.potential, **self.ctx.supercells)
+        self.submit_task(self.ctx.supercells, {'task': 'energies'}, 'potential_forces')
         return self.submit_reference(self.ctx.supercells)
 
     def compare(self):
+        failed_task = self.task_failed()
+        if failed_task:
+            return failed_task
         node = self.ctx.reference
         failed = node.outputs.failed_frames.get_dict() if 'failed_frames' in node.outputs else {}
         if not node.is_finished_ok or failed:
             return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=failed or node.exit_message)
         reference = node.outputs.training_set
-        results = compare_phonons(self.inputs.structure, self.ctx.parameters, reference, self.ctx.model)
+        results = compare_phonons(self.inputs.structure, self.ctx.parameters, reference, self.ctx.task.outputs.labels)
         self.out('reference_forces', reference)
         for key in ('summary', 'bands', 'plot'):
             self.out(key, results[key])

@@ -25,6 +25,7 @@ from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import merged_settings
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 
@@ -240,11 +241,8 @@ class PolymorphRankingWorkChain(WorkChain):
         spec.output('table', valid_type=orm.Dict, help='Rows per polymorph, orders, non-converged relaxations, Markdown.')
         spec.output('csv', valid_type=orm.SinglefileData, help='The table as CSV.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Bar chart of the relative energies (PNG).')
-        spec.exit_code(410, 'ERROR_REFERENCE_PHASE_FAILED',
-                       message='the pw.x relaxation of the zero-of-energy phase `{phase}` failed; no table')
-        spec.exit_code(411, 'ERROR_TOO_FEW_REFERENCE_RELAXATIONS',
-                       message='fewer than two pw.x relaxations finished ({failed} failed); no table')
-        spec.exit_code(412, 'ERROR_RELAXATION_JOB_FAILED', message='The relaxation job of the {side} failed: {detail}')
+        declare(spec, 'ERROR_REFERENCE_PHASE_FAILED', 'ERROR_TOO_FEW_REFERENCE_RELAXATIONS',
+                'ERROR_RELAXATION_JOB_FAILED')
 
     @classmethod
     def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, structures: dict,

@@ -1,7 +1,8 @@
 """``SwitchingPathWorkChain``: the minimum-energy path between two ferroelectric variants (seed 000 Fig. 5).
 
 The potential relaxes both end points (positions, fixed cell), then a climbing-image nudged elastic band (ASE's
-``NEB``, images started by IDPP interpolation, FIRE) finds the path. Per image: energy (meV/f.u. relative to the
+``NEB``, images started by IDPP interpolation, FIRE) finds the path — one ``AtomsTaskCalculation`` (task ``neb``)
+on the computer. Per image: energy (meV/f.u. relative to the
 lower end point), polarization (local dipoles of ``materials.order_parameters``; Born charges of BaTiO3 for Ba/Ti
 perovskites, formal charges otherwise, stated in the output) and the antiphase rotation amplitudes R_x, R_y, R_z.
 The reference engine then labels the potential's images: its energies along the same path show whether the
@@ -19,16 +20,18 @@ from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet, formula_units
+from aiida_ferromlip.engines.atoms_task import TASKS, neb_ends_problem, task_settings
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
 
-DEFAULTS = {'images': 7, 'fmax': 0.05, 'max_steps': 400, 'endpoint_fmax': 0.02, 'climb': True, 'spring': 0.1}
+#: The band's settings: those of the task job's ``neb``.
+DEFAULTS = dict(TASKS['neb'])
 
 
 def switching_parameters(parameters: orm.Dict | None) -> dict:
     merged = merged_settings(parameters, DEFAULTS, 'switching path')
-    if merged['images'] < 1:
-        raise ValueError(f'`images` (intermediate images) must be at least 1, got {merged["images"]}')
+    task_settings({'task': 'neb', **merged})  # the job's own checks, before any job
     return merged
 
 
@@ -39,11 +42,10 @@ def validate_inputs(inputs, _):
         switching_parameters(inputs.get('parameters'))
     except ValueError as exception:
         return str(exception)
-    initial, final = inputs['initial'].get_ase(), inputs['final'].get_ase()
-    if initial.get_chemical_symbols() != final.get_chemical_symbols():
-        return 'the end points must hold the same atoms in the same order'
-    if not np.allclose(initial.cell.array, final.cell.array, atol=1e-6):
-        return 'the end points must share one cell (the path is computed at fixed cell)'
+    initial = inputs['initial'].get_ase()
+    problem = neb_ends_problem({'initial': initial, 'final': inputs['final'].get_ase()})
+    if problem:
+        return problem
     missing = sorted(set(initial.get_chemical_symbols()) - set(inputs['potential'].species))
     if missing:
         return f'the end points have {", ".join(missing)}, which the potential does not know'
@@ -60,38 +62,25 @@ def _observables(images, charges: dict) -> dict:
 
 
 @calcfunction
-def nudged_elastic_band(potential: orm.SinglefileData, initial: orm.StructureData, final: orm.StructureData,
-                        parameters: orm.Dict) -> dict:
-    """End points relaxed, then the climbing-image NEB with ``potential``: the images and the profile."""
-    from ase.mep import NEB
-    from ase.optimize import BFGS, FIRE
-
-    settings = switching_parameters(parameters)
-    calculator = potential.calculator()
-    ends = []
-    for structure in (initial, final):
-        atoms = structure.get_ase()
-        atoms.calc = calculator
-        BFGS(atoms, logfile=None).run(fmax=settings['endpoint_fmax'], steps=settings['max_steps'])
-        ends.append(atoms)
-    images = [ends[0]] + [ends[0].copy() for _ in range(settings['images'])] + [ends[1]]
-    for image in images:
-        image.calc = calculator
-    band = NEB(images, k=settings['spring'], climb=settings['climb'], method='improvedtangent',
-               allow_shared_calculator=True)
-    band.interpolate('idpp', mic=True)
-    optimizer = FIRE(band, logfile=None)
-    converged = bool(optimizer.run(fmax=settings['fmax'], steps=settings['max_steps']))
-    energies = np.array([image.get_potential_energy() for image in images])
-    per_fu = 1000 * (energies - energies[[0, -1]].min()) / formula_units(images[0])
+def switching_profile(images: TrainingSet, results: orm.Dict) -> dict:
+    """The band's images (an ``AtomsTaskCalculation``'s ``neb`` labels) as a path, their energy, polarization and
+    rotation profile, and the band's summary."""
+    frames = images.frames_by_key()
+    path_frames = [frames[key] for key in sorted(frames)]
+    energies = np.array([atoms.get_potential_energy() for atoms in path_frames])
+    per_fu = 1000 * (energies - energies[[0, -1]].min()) / formula_units(path_frames[0])
     profile = orm.ArrayData()
     profile.set_array('energy_meV_per_fu', per_fu)
-    charges, which = order_parameters.default_charges(images[0])
-    for name, values in _observables(images, charges).items():
+    charges, which = order_parameters.default_charges(path_frames[0])
+    for name, values in _observables(path_frames, charges).items():
         profile.set_array(name, values)
-    path = orm.TrajectoryData([orm.StructureData(ase=image) for image in images])
-    summary = {'barrier_meV_per_fu': float(per_fu.max()), 'converged': converged, 'neb_steps': int(optimizer.nsteps),
-               'charges': which, 'images': len(images)}
+    for atoms in path_frames:
+        atoms.calc = None
+    path = orm.TrajectoryData([orm.StructureData(ase=atoms) for atoms in path_frames])
+    band = results['summary']
+    summary = {'barrier_meV_per_fu': float(per_fu.max()), 'converged': band['converged'], 'neb_steps': band['steps'],
+               'endpoints_converged': bool(band['initial_converged'] and band['final_converged']),
+               'charges': which, 'images': len(path_frames)}
     return {'path': path, 'profile': profile, 'summary': orm.Dict(summary)}
 
 
@@ -152,20 +141,28 @@ class SwitchingPathWorkChain(ReferenceMixin, WorkChain):
         spec.input('initial', valid_type=orm.StructureData, help='First variant (e.g. materials.switching_endpoints).')
         spec.input('final', valid_type=orm.StructureData, help='Second variant: same atoms, same order, same cell.')
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.band, cls.label, cls.compare)
+        spec.outline(cls.band, cls.profile, cls.label, cls.compare)
         spec.output('path', valid_type=orm.TrajectoryData, help='The images of the converged band.')
         spec.output('profile', valid_type=orm.ArrayData, help='Energy, polarization and R per image.')
         spec.output('summary', valid_type=orm.Dict, help='Barriers (potential, reference), NEB convergence.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Energy vs P_z, P and R per image (PNG).')
-        spec.exit_code(401, 'ERROR_REFERENCE_FAILED', message='The reference could not label the images: {detail}')
+        declare(spec, 'ERROR_REFERENCE_FAILED')
 
     def band(self):
-        parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
-        self.ctx.neb = nudged_elastic_band(self.inputs.potential, self.inputs.initial, self.inputs.final, parameters)
+        settings = switching_parameters(self.inputs.get('parameters'))
+        return self.submit_task({'initial': self.inputs.initial, 'final': self.inputs.final},
+                                {'task': 'neb', **settings}, 'band')
+
+    def profile(self):
+        failed = self.task_failed()
+        if failed:
+            return failed
+        self.ctx.neb = switching_profile(self.ctx.task.outputs.labels, self.ctx.task.outputs.results)
         summary = self.ctx.neb['summary'].get_dict()
         self.report(f'NEB with the potential: barrier {summary["barrier_meV_per_fu"]:.1f} meV/f.u. over '
                     f'{summary["images"]} images, {"converged" if summary["converged"] else "NOT converged"} in '
                     f'{summary["neb_steps"]} steps')
+        return None
 
     def label(self):
         images = self.ctx.neb['path']

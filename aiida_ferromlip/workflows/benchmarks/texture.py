@@ -2,7 +2,8 @@
 what does it cost against the homogeneous in-plane state (seed 000 Fig. 4; DFT there: 9 meV/f.u.)?
 
 Both structures (e.g. ``materials.dipole_texture(kind='vortex' | 'homogeneous')``) are relaxed with the potential
-(positions, and the cell when ``relax_cell``; no symmetry constraint, so the texture may unwind). Reported: the
+(positions, and the cell when ``relax_cell``; no symmetry constraint, so the texture may unwind; FIRE) in one
+``AtomsTaskCalculation`` on the computer. Reported: the
 energy of the texture above the homogeneous state in meV/f.u., the winding numbers of the local-dipole field
 before and after (vortex +1, antivortex -1 per plaquette, ``materials.order_parameters.winding_numbers``), whether
 the texture survives (the same vortices and antivortices after relaxation, and dipoles that did not vanish), and
@@ -18,10 +19,10 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-from aiida_ferromlip.data.training_set import formula_units
+from aiida_ferromlip.data.training_set import TrainingSet, formula_units
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.protocols import merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import PotentialTaskMixin
 
 DEFAULTS = {'fmax': 0.02, 'max_steps': 500, 'relax_cell': False, 'min_dipole_fraction': 0.25}
 
@@ -52,30 +53,30 @@ def validate_inputs(inputs, _):
     return None
 
 
-def _relax(atoms, calculator, settings) -> tuple:
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    optimizer = FIRE(FrechetCellFilter(atoms) if settings['relax_cell'] else atoms, logfile=None)
-    converged = bool(optimizer.run(fmax=settings['fmax'], steps=settings['max_steps']))
-    return atoms, converged, int(optimizer.nsteps)
+def relaxation_task(parameters: orm.Dict | None) -> dict:
+    """The task job's settings for the two relaxations."""
+    settings = texture_parameters(parameters)
+    return {'task': 'relax', 'fmax': settings['fmax'], 'max_steps': settings['max_steps'],
+            'relax_cell': settings['relax_cell'], 'keep_symmetry': False, 'optimizer': 'FIRE'}
 
 
 @calcfunction
-def relax_textures(potential: orm.SinglefileData, texture: orm.StructureData, homogeneous: orm.StructureData,
-                   parameters: orm.Dict) -> dict:
-    """Both states relaxed by ``potential``; energies, winding numbers before/after, dipole maps and their plot."""
+def compare_textures(texture: orm.StructureData, homogeneous: orm.StructureData, relaxed: TrainingSet,
+                     results: orm.Dict, parameters: orm.Dict) -> dict:
+    """Energies, winding numbers before/after, dipole maps and their plot of the two states as the potential
+    relaxed them (``relaxed``, ``results``: the ``AtomsTaskCalculation``'s outputs)."""
     settings = texture_parameters(parameters)
-    calculator = potential.calculator()
     charges, _ = order_parameters.default_charges(texture.get_ase())
+    frames, rows = relaxed.frames_by_key(), results['rows']
+    missing = sorted({'texture', 'homogeneous'} - set(frames))
+    if missing:
+        raise ValueError(f'the relaxation of {" and ".join(missing)} failed: '
+                         f'{ {key: results["failures"].get(key) for key in missing} }')
     states, maps, summary = {}, orm.ArrayData(), {}
     for name, structure in (('texture', texture), ('homogeneous', homogeneous)):
-        start = structure.get_ase()
-        relaxed, converged, steps = _relax(start, calculator, settings)
+        start, final = structure.get_ase(), frames[name]
         grid, before = order_parameters.dipole_map(start, charges)
-        _, after = order_parameters.dipole_map(relaxed, charges)
+        _, after = order_parameters.dipole_map(final, charges)
         maps.set_array(f'{name}_grid', grid)
         maps.set_array(f'{name}_dipoles_initial', before)
         maps.set_array(f'{name}_dipoles_relaxed', after)
@@ -83,13 +84,14 @@ def relax_textures(potential: orm.SinglefileData, texture: orm.StructureData, ho
                    'relaxed': order_parameters.winding_numbers(grid, after)}
         maps.set_array(f'{name}_winding_relaxed', winding['relaxed'])
         strength = float(np.linalg.norm(after[:, :2], axis=1).mean() / np.linalg.norm(before[:, :2], axis=1).mean())
-        summary[name] = {'energy_per_fu_eV': float(relaxed.get_potential_energy() / formula_units(relaxed)),
-                         'converged': converged, 'steps': steps,
+        summary[name] = {'energy_per_fu_eV': float(final.get_potential_energy() / formula_units(final)),
+                         'converged': rows[name]['converged'], 'steps': rows[name]['steps'],
                          'vortices': int((winding['relaxed'] == 1).sum()),
                          'antivortices': int((winding['relaxed'] == -1).sum()),
                          'same_windings': bool(np.array_equal(winding['initial'], winding['relaxed'])),
                          'in_plane_dipole_ratio': strength}
-        states[name] = orm.StructureData(ase=relaxed)
+        final.calc = None
+        states[name] = orm.StructureData(ase=final)
     texture_row = summary['texture']
     summary['energy_difference_meV_per_fu'] = 1000 * (texture_row['energy_per_fu_eV']
                                                       - summary['homogeneous']['energy_per_fu_eV'])
@@ -130,18 +132,18 @@ def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
     return figure_png(figure, dpi=100)
 
 
-class VortexTextureWorkChain(WorkChain):
+class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
     """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='The potential to judge.')
+        cls.define_potential_task(spec)
         spec.input('texture', valid_type=orm.StructureData, help='A structure carrying vortices/antivortices.')
         spec.input('homogeneous', valid_type=orm.StructureData, help='The competing homogeneous state.')
         spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.relax)
+        spec.outline(cls.relax, cls.compare)
         spec.output('summary', valid_type=orm.Dict, help='Energies, winding numbers, survival, convergence.')
         spec.output('dipole_maps', valid_type=orm.ArrayData, help='Local dipoles per column, before and after.')
         spec.output('relaxed_texture', valid_type=orm.StructureData)
@@ -149,8 +151,15 @@ class VortexTextureWorkChain(WorkChain):
         spec.output('plot', valid_type=orm.SinglefileData, help='Dipole maps (PNG).')
 
     def relax(self):
-        results = relax_textures(self.inputs.potential, self.inputs.texture, self.inputs.homogeneous,
-                                 self.inputs.get('parameters', orm.Dict(DEFAULTS)))
+        structures = {'texture': self.inputs.texture, 'homogeneous': self.inputs.homogeneous}
+        return self.submit_task(structures, relaxation_task(self.inputs.get('parameters')), 'relax')
+
+    def compare(self):
+        failed = self.task_failed()
+        if failed:
+            return failed
+        results = compare_textures(self.inputs.texture, self.inputs.homogeneous, self.ctx.task.outputs.labels,
+                                   self.ctx.task.outputs.results, self.inputs.get('parameters', orm.Dict(DEFAULTS)))
         for key, node in results.items():
             self.out(key, node)
         summary = results['summary'].get_dict()
@@ -161,3 +170,4 @@ class VortexTextureWorkChain(WorkChain):
         for name in ('texture', 'homogeneous'):
             if not summary[name]['converged']:
                 self.report(f'the {name} relaxation did not converge in {summary[name]["steps"]} steps')
+        return None
