@@ -112,7 +112,8 @@ def test_one_iteration_with_allegro(codes, aiida_code_installed):
     assert isinstance(results['potential'], NequipPotential)
     assert len(results['training_set']) == 6 + 3
     links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
-    assert links['fit_000'].process_label == 'NequipTrainCalculation'
+    assert links['fit_000'].process_label == 'NequipTrainBaseWorkChain'  # the job in its restart wrapper
+    assert [job.process_label for job in links['fit_000'].called] == ['NequipTrainCalculation']
     assert isinstance(links['sample_000_R3m'].inputs.potential, NequipPotential)
     assert links['sample_000_R3m'].is_finished_ok
     assert len(results['learning_curve'].get_array('forces_meV_per_A_rmse')) == 1

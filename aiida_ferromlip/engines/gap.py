@@ -94,11 +94,20 @@ def sparse_count(n_sparse, symbol: str) -> int:
     return int(n_sparse)
 
 
+#: Environment variable naming the gap_fit to run instead of the wheel's (set it in the code's or the job's
+#: ``prepend_text``): a site's own QUIP build (the quippy-ase wheel's gap_fit is neither OpenMP nor MPI built), or a
+#: wrapper script that sets limits or modules first.
+GAP_FIT_VARIABLE = 'FERROMLIP_GAP_FIT'
+
+
 def gap_fit_executable() -> str:
-    """gap_fit of this environment (the quippy-ase wheel puts it beside the interpreter), else from PATH."""
+    """``$FERROMLIP_GAP_FIT`` when set; else gap_fit of this environment (the quippy-ase wheel puts it beside the
+    interpreter), else from PATH."""
     import os
     import shutil
 
+    if os.environ.get(GAP_FIT_VARIABLE):
+        return os.environ[GAP_FIT_VARIABLE]
     beside = os.path.join(os.path.dirname(sys.executable), 'gap_fit')
     return beside if os.path.exists(beside) else (shutil.which('gap_fit') or 'gap_fit')
 

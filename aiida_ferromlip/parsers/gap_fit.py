@@ -31,6 +31,9 @@ def classify_failure(log: str, returncode: int | None) -> tuple[str, str]:
     detail = ' '.join(abort.group(1).split()) if abort else ' '.join(log.strip().splitlines()[-3:])[:400]
     for name, pattern in FAILURE_PATTERNS:
         if pattern.search(log):
+            if not abort:  # the lines that matched say more than a backtrace's tail
+                lines = [line.strip() for line in log.splitlines() if pattern.search(line)]
+                detail = ' | '.join(dict.fromkeys(lines))[:400] or detail
             return name, detail
     return 'ERROR_GAP_FIT_FAILED', detail
 
