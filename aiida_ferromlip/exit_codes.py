@@ -42,6 +42,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_MD_FAILED': (340, 'The MD failed: {error}'),
     'ERROR_CLIENT_LOST': (341, 'An i-PI socket client was lost: {error}'),
     'ERROR_MISSING_STRESS': (342, 'The potential gave no stress: {error}'),
+    'ERROR_MD_BLOW_UP': (343, 'The MD blew up: {error}'),
     # --- 4xx: work chains ------------------------------------------------------------------------------------
     'ERROR_NO_FRAME_LABELLED': (403, 'No frame could be labelled: {failures}'),
     'ERROR_LABELLING_FAILED': (404, 'Labelling failed: {detail}'),

@@ -10,9 +10,11 @@ from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
+from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines.gap import GAP_FIT_VARIABLE, gap_fit_executable
-from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
+from aiida_ferromlip.materials import batio3_polymorphs
+from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain, SampleBaseWorkChain
 
 from .conftest import executable
 
@@ -84,3 +86,39 @@ def test_nequip_nan_loss_is_rescued_by_a_lower_learning_rate(aiida_code_installe
     assert np.all(np.isfinite(curve.get_array('train_loss'))) and np.all(np.isfinite(curve.get_array('validation_loss')))
     assert np.isclose(curve.get_array('learning_rate')[0], 0.01)
     assert results['potential'].uuid == second.outputs.potential.uuid
+
+
+def test_md_blow_up_is_rescued_by_a_shorter_timestep(aiida_code_installed, gap_potential):
+    """16 fs steps at 300 and 600 K make the test GAP's R3m cell blow up (two atoms come closer than 1.2 Å; measured
+    0.64 Å); the wrapper halves the timestep and the 8 fs run ends with no pair closer than that in any frame."""
+    from ase.neighborlist import neighbor_list
+
+    code = aiida_code_installed(label='ferromlip-md', default_calc_job_plugin='ferromlip.sample',
+                                filepath_executable=executable('ferromlip-md'))
+    sample = SampleCalculation.get_builder_from_protocol(
+        code, gap_potential, orm.StructureData(ase=batio3_polymorphs()['R3m']), protocol='fast',
+        overrides={'parameters': {'temperatures': [300, 600], 'exchange': False, 'steps': 60, 'stride': 10,
+                                  'timestep_fs': 16.0, 'stop_below_distance': 1.2}})
+    builder = SampleBaseWorkChain.get_builder()
+    builder.sample = {key: sample[key] for key in sample}
+    builder.min_timestep_fs = orm.Float(4.0)
+    results, node = run_get_node(builder)
+
+    assert node.is_finished_ok, node.exit_message
+    first, second = _jobs(node)
+    assert first.exit_status == SampleCalculation.exit_codes.ERROR_MD_BLOW_UP.status, first.exit_message
+    assert 'Å apart' in first.exit_message
+    assert [job.inputs.parameters['timestep_fs'] for job in (first, second)] == [16.0, 8.0]
+    for trajectory in results['trajectories'].values():
+        for index in range(trajectory.numsteps):
+            assert not len(neighbor_list('d', trajectory.get_step_structure(index).get_ase(), 1.2))
+
+
+def test_stop_below_distance_is_checked_before_the_job(gap_potential):
+    from aiida_ferromlip.calculations.sample import parameter_problems
+
+    base = {'mode': 'remd', 'temperatures': [300, 600], 'steps': 10}
+    assert parameter_problems({**base, 'stop_below_distance': 1.2}, gap_potential) == []
+    for bad in (0, -1, 3.0, 'close'):
+        assert any('stop_below_distance' in p for p in parameter_problems({**base, 'stop_below_distance': bad},
+                                                                           gap_potential))

@@ -54,6 +54,9 @@ def parameter_problems(parameters: dict, potential) -> list[str]:
             problems.append(f'`{key}` must be a positive integer')
     if float(parameters.get('timestep_fs', 2.0)) <= 0:
         problems.append('`timestep_fs` must be positive')
+    limit = parameters.get('stop_below_distance')
+    if limit is not None and not (isinstance(limit, (int, float)) and 0 < limit < 2):
+        problems.append(f'`stop_below_distance` must be null or a distance in (0, 2) Å, got {limit}')
     return problems
 
 
@@ -83,13 +86,14 @@ class SampleCalculation(FerromlipCalcJob):
                    help='mode (remd | ramp), ensemble (nvt | npt | nst), temperatures (remd ladder, K), '
                         'exchange (remd: swap ensembles, default true; false = independent runs per temperature), '
                         't_start/t_end (ramp, K), pressure_gpa, timestep_fs, steps, stride, exchange_stride, '
-                        'thermostat_tau_fs, barostat_tau_fs, num_clients, seed.')
+                        'thermostat_tau_fs, barostat_tau_fs, num_clients, seed, stop_below_distance (Å: a run '
+                        'that brings two atoms closer stops with ERROR_MD_BLOW_UP; null: never).')
         spec.inputs.validator = validate_inputs
 
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
                               help='One trajectory per temperature rung, keyed `T_<kelvin>K` (ramp: `ramp`).')
         spec.output('statistics', valid_type=orm.Dict, help='Exchange acceptance per neighbour pair, timings.')
-        declare(spec, 'ERROR_MD_FAILED', 'ERROR_CLIENT_LOST', 'ERROR_MISSING_STRESS')
+        declare(spec, 'ERROR_MD_FAILED', 'ERROR_CLIENT_LOST', 'ERROR_MISSING_STRESS', 'ERROR_MD_BLOW_UP')
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):

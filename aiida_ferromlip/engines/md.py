@@ -11,6 +11,10 @@ Two modes, chosen by ``parameters.json``:
 * ``ramp`` — seed 000's on-the-fly protocol: Langevin MD whose target temperature rises linearly (10 -> 300 K,
   2 fs steps) from one polymorph, with ASE.
 
+With ``stop_below_distance`` (Å) set, every force call first checks that no two atoms are closer than that: a run
+that blows up (a too long timestep, a potential with a hole) stops there with ``error_kind: blow_up`` and the
+step, instead of producing a trajectory of garbage (``SampleBaseWorkChain`` then halves the timestep).
+
 Outputs: ``trajectory_<k>.extxyz`` per temperature rung (ramp: one), and ``report.json``.
 No AiiDA imports: this runs where the job lands.
 """
@@ -33,6 +37,7 @@ REPORT_FILE = 'report.json'
 IPI_INPUT = 'ipi_input.xml'
 IPI_LOG = 'ipi.log'
 PREFIX = 'simulation'
+BLOW_UP_FILE = 'blow_up.json'
 
 #: i-PI's dynamics mode and barostat for each ensemble name of the plugin.
 ENSEMBLES = {'nvt': ('nvt', None), 'npt': ('npt', 'isotropic'), 'nst': ('nst', 'anisotropic')}
@@ -181,6 +186,9 @@ def run_remd(parameters: dict, report: dict) -> list[list]:
         os.remove(socket_path)
     # exit codes after i-PI finished are kept but not fatal: a client may see the socket reset as i-PI shuts down
     report['client_exit_codes'] = [c.returncode for c in clients]
+    if os.path.exists(BLOW_UP_FILE):
+        with open(BLOW_UP_FILE) as handle:
+            raise BlowUp(json.load(handle)['error'])
     if lost:
         k, code = lost[0]
         raise ClientLost(f'socket client {k} of {num_clients} exited with code {code} while i-PI ran: '
@@ -219,14 +227,55 @@ def client(address: str) -> int:
 
     from ase.calculators.socketio import SocketClosed
 
+    with open(PARAMETERS_FILE) as handle:
+        limit = json.load(handle).get('stop_below_distance')
     atoms = read(STRUCTURE_FILE)
-    atoms.calc = calculator_from_spec(SPEC_FILE)
+    atoms.calc = guarded(calculator_from_spec(SPEC_FILE), limit)
     try:
         SocketClient(unixsocket=address).run(atoms, use_stress=True)
+    except BlowUp as exception:  # leave the reason where run_remd finds it; the non-zero exit ends the job
+        with open(BLOW_UP_FILE, 'w') as handle:
+            json.dump({'error': str(exception)}, handle)
+        raise
     except SocketClosed:
         pass  # i-PI closes the socket when the run is over; any other error (a refused connection, a failing
         # potential) propagates and the non-zero exit ends the job (run_remd watches the clients)
     return 0
+
+
+def closest_pair(atoms, limit: float) -> float | None:
+    """The shortest interatomic distance (periodic images included) when it is below ``limit``, else None."""
+    from ase.neighborlist import neighbor_list
+
+    distances = neighbor_list('d', atoms, limit)
+    return float(distances.min()) if len(distances) else None
+
+
+def guarded(calculator, limit: float | None):
+    """``calculator``, raising :class:`BlowUp` before it evaluates a structure with two atoms closer than
+    ``limit`` (Å); ``calculator`` itself when ``limit`` is None."""
+    if not limit:
+        return calculator
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Guarded(Calculator):
+        implemented_properties = list(calculator.implemented_properties)
+
+        def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            closest = closest_pair(self.atoms, limit)
+            if closest is not None:
+                raise BlowUp(f'two atoms {closest:.2f} Å apart (stop_below_distance {limit} Å)')
+            probe = self.atoms.copy()
+            probe.calc = calculator
+            self.results = {name: probe.calc.get_property(name, probe) for name in properties
+                            if name in self.implemented_properties}
+
+    return Guarded()
+
+
+class BlowUp(RuntimeError):
+    """The MD reached a structure with two atoms closer than ``stop_below_distance``."""
 
 
 class ClientLost(RuntimeError):
@@ -257,7 +306,7 @@ def run_ramp(parameters: dict, report: dict) -> list[list]:
     from aiida_ferromlip.engines.potentials import SPEC_FILE, calculator_from_spec
 
     atoms = read(STRUCTURE_FILE)
-    atoms.calc = calculator_from_spec(SPEC_FILE)
+    atoms.calc = guarded(calculator_from_spec(SPEC_FILE), parameters.get('stop_below_distance'))
     steps, stride = int(parameters['steps']), int(parameters.get('stride', 10))
     t_start, t_end = float(parameters.get('t_start', 10.0)), float(parameters.get('t_end', 300.0))
     rng = np.random.default_rng(int(parameters.get('seed', 0)))
@@ -314,8 +363,8 @@ def main(argv=None) -> int:
         trajectories = (run_remd if parameters['mode'] == 'remd' else run_ramp)(parameters, report)
     except Exception as exception:  # leave a report the parser can explain
         report['error'] = f'{type(exception).__name__}: {exception}'
-        report['error_kind'] = {ClientLost: 'client_lost', MissingStress: 'missing_stress'}.get(type(exception),
-                                                                                                 'md_failed')
+        report['error_kind'] = {ClientLost: 'client_lost', MissingStress: 'missing_stress',
+                                BlowUp: 'blow_up'}.get(type(exception), 'md_failed')
         with open(REPORT_FILE, 'w') as handle:
             json.dump(report, handle, indent=1)
         raise

@@ -21,8 +21,9 @@ class SampleParser(FerromlipParser):
         repository, names = self.retrieved.base.repository, self.names()
         if 'error' in report:
             exit_code = {'client_lost': self.exit_codes.ERROR_CLIENT_LOST,
-                         'missing_stress': self.exit_codes.ERROR_MISSING_STRESS}.get(report.get('error_kind'),
-                                                                                      self.exit_codes.ERROR_MD_FAILED)
+                         'missing_stress': self.exit_codes.ERROR_MISSING_STRESS,
+                         'blow_up': self.exit_codes.ERROR_MD_BLOW_UP}.get(report.get('error_kind'),
+                                                                          self.exit_codes.ERROR_MD_FAILED)
             return exit_code.format(error=report['error'])
         parameters = self.node.inputs.parameters.get_dict()
         for index, count in enumerate(report['frames_per_trajectory']):

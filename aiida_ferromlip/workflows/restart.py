@@ -12,6 +12,11 @@ ends the wrapper with AiiDA's ``ERROR_UNHANDLED_FAILURE`` and the job's own mess
   error here, so no failure could be provoked to test a handler against.)
 * ``NequipTrainBaseWorkChain`` — the loss became NaN (``ERROR_NAN_LOSS``): the learning rate (the config's
   optimizer ``lr``) is divided by ``lr_factor`` (10 by default) and the training starts again.
+* ``SampleBaseWorkChain`` — the MD blew up (``ERROR_MD_BLOW_UP``: two atoms closer than the parameters'
+  ``stop_below_distance``): the timestep is halved and the run starts again from the same structure (with several
+  replicas there is no one "last good frame" to continue from, and a restart from the start keeps the trajectory
+  one run at one timestep), until ``min_timestep_fs``. The active-learning loop does not use this wrapper: there a
+  blown-up run is a finding (selection rejects its frames, the card's stability item fails), not a failure.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
+from aiida_ferromlip.calculations.sample import SampleCalculation
 
 
 class _JobRestartWorkChain(BaseRestartWorkChain):
@@ -98,4 +104,32 @@ class NequipTrainBaseWorkChain(_JobRestartWorkChain):
         optimizer['lr'] = old / self.inputs.lr_factor.value
         self.ctx.inputs.config = orm.Dict(config)
         self.report_error_handled(node, f'learning rate lowered from {old:g} to {optimizer["lr"]:g}')
+        return ProcessHandlerReport(True)
+
+
+class SampleBaseWorkChain(_JobRestartWorkChain):
+    """A ``SampleCalculation`` restarted with half the timestep when the MD blows up."""
+
+    _process_class = SampleCalculation
+    _namespace = 'sample'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        cls.define_wrapper(spec)
+        spec.input('min_timestep_fs', valid_type=orm.Float, default=lambda: orm.Float(0.25),
+                   help='No restart below this timestep: a run that still blows up is the potential\'s fault.')
+
+    @process_handler(priority=500, exit_codes=[SampleCalculation.exit_codes.ERROR_MD_BLOW_UP])
+    def handle_blow_up(self, node):
+        """Halve the timestep and run again from the start structure."""
+        parameters = dict(self.ctx.inputs.parameters.get_dict())
+        old = float(parameters.get('timestep_fs', 2.0))
+        if old / 2 < self.inputs.min_timestep_fs.value:
+            self.report_error_handled(node, f'none: half of {old:g} fs is below min_timestep_fs '
+                                            f'{self.inputs.min_timestep_fs.value:g} fs')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_UNHANDLED_FAILURE)
+        parameters['timestep_fs'] = old / 2
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.report_error_handled(node, f'timestep halved from {old:g} to {old / 2:g} fs, same start structure')
         return ProcessHandlerReport(True)
