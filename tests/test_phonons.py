@@ -37,6 +37,11 @@ def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code, t
     assert bands.get_array('reference_frequencies').shape[1] == nbands
     assert bands.get_array('potential_frequencies').shape == bands.get_array('reference_frequencies').shape
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
+    # both sides are aiida-phonopy PhonopyData carrying the forces their TrainingSets hold, in phonopy's order
+    reference_forces = results['reference_forces'].frames_by_key()
+    phonon = results['reference_phonopy'].get_phonopy_instance()
+    assert np.allclose(phonon.forces, [reference_forces[k].get_forces() for k in sorted(reference_forces)])
+    assert len(results['potential_phonopy'].get_phonopy_instance().forces) == 3
     # the reference forces lead back to their labelling calculation
     assert len(labelling_calculations(results['reference_forces'])) == 1
 

@@ -66,6 +66,44 @@ def test_exit_codes_come_from_the_one_table():
     assert {300, 404, 501} <= set(meanings)
 
 
+#: The package's layers, lowest first (docs/architecture.md): a module may import its own layer and those below.
+LAYERS = {'materials': 0, 'analysis': 0, 'exit_codes': 0, 'validation': 0, 'engines': 1, 'protocols': 1,
+          'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'workflows': 4, 'cli': 5}
+
+
+def test_layers_import_downward_only():
+    """Every ``aiida_ferromlip`` import (module level or inside a function) points to the same layer or one below;
+    layer 0 (materials, analysis) and the engines (which run on the computer) never import AiiDA."""
+    import ast
+    import pathlib
+
+    import aiida_ferromlip
+
+    root = pathlib.Path(aiida_ferromlip.__file__).parent
+    wrong = []
+    for path in root.rglob('*.py'):
+        parts = path.relative_to(root).with_suffix('').parts
+        if parts == ('__init__',):
+            continue
+        assert parts[0] in LAYERS, f'{parts[0]} has no layer: add it to LAYERS and docs/architecture.md'
+        level = LAYERS[parts[0]]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module] if node.module != 'aiida_ferromlip' else \
+                    [f'aiida_ferromlip.{alias.name}' for alias in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                head, _, rest = module.partition('.')
+                if head == 'aiida_ferromlip' and rest and LAYERS.get(rest.split('.')[0], 99) > level:
+                    wrong.append(f'{path.relative_to(root)} imports {module}')
+                if head == 'aiida' and level <= 1:
+                    wrong.append(f'{path.relative_to(root)} imports {module} (layer {level} is free of AiiDA)')
+    assert not wrong, wrong
+
+
 @pytest.mark.timeout(300)
 def test_embedded_profile_setup_is_idempotent(tmp_path):
     env = {**os.environ, 'AIIDA_PATH': str(tmp_path)}

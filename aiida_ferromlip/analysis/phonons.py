@@ -40,6 +40,12 @@ def bands(atoms: Atoms, supercell, distance: float, forces: list[np.ndarray], np
     displaced supercells (in phonopy's order)."""
     phonon = phonopy_object(atoms, supercell, distance)
     phonon.forces = np.asarray(forces)
+    return band_structure(phonon, npoints)
+
+
+def band_structure(phonon, npoints: int = 51) -> dict:
+    """:func:`bands` of a ``Phonopy`` object that holds its forces (e.g. aiida-phonopy's
+    ``PhonopyData.get_phonopy_instance()``)."""
     phonon.produce_force_constants()
     phonon.auto_band_structure(npoints=npoints)
     structure = phonon.band_structure

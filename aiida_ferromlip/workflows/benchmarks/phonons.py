@@ -63,23 +63,35 @@ def validate_inputs(inputs, _):
 
 @calcfunction
 def phonon_supercells(structure: orm.StructureData, parameters: orm.Dict) -> dict:
-    """The displaced supercells phonopy asks for, as ``disp_000``, ``disp_001``... (phonopy's order)."""
+    """aiida-phonopy's ``PreProcessData`` (unit cell, supercell matrix, phonopy's displacement dataset) as
+    ``preprocess``, and the displaced supercells as ``disp_000``, ``disp_001``... (phonopy's order)."""
+    from aiida_phonopy.data import PreProcessData
+
     settings = phonon_parameters(parameters)
-    cells = phonons.displaced_supercells(structure.get_ase(), settings['supercell'], settings['distance'])
-    return {f'disp_{index:03d}': orm.StructureData(ase=atoms) for index, atoms in enumerate(cells)}
+    preprocess = PreProcessData(structure=structure, supercell_matrix=np.diag(settings['supercell']).tolist(),
+                                primitive_matrix='auto')
+    preprocess.set_displacements(distance=settings['distance'])
+    cells = preprocess.get_supercells_with_displacements()  # supercell_1, supercell_2, ...
+    ordered = sorted(cells, key=lambda key: int(key.rsplit('_', 1)[1]))
+    return {'preprocess': preprocess,
+            **{f'disp_{index:03d}': cells[key].clone() for index, key in enumerate(ordered)}}
 
 
 @calcfunction
-def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, reference: TrainingSet,
-                    model: TrainingSet) -> dict:
-    """Bands of both, their overlay, the frequency RMSE and the unstable modes of each."""
+def compare_phonons(preprocess: orm.Data, parameters: orm.Dict, reference: TrainingSet, model: TrainingSet) -> dict:
+    """Both sides as aiida-phonopy ``PhonopyData`` (the displacement dataset with each side's forces: reusable with
+    aiida-phonopy's own tools), their bands, overlay, the frequency RMSE and the unstable modes of each."""
+    from aiida_phonopy.data import PhonopyData
+
     settings = phonon_parameters(parameters)
-    atoms = structure.get_ase()
-    results = {}
+    structure = preprocess.get_unitcell()
+    results, phonopy_data = {}, {}
     for name, training_set in (('reference', reference), ('potential', model)):
         forces = {key: frame.get_forces() for key, frame in training_set.frames_by_key().items()}
-        results[name] = phonons.bands(atoms, settings['supercell'], settings['distance'],
-                                      [forces[key] for key in sorted(forces)], settings['npoints'])
+        data = PhonopyData(preprocess_data=preprocess)
+        data.set_forces(sets_of_forces=[forces[key] for key in sorted(forces)])
+        phonopy_data[f'{name}_phonopy'] = data
+        results[name] = phonons.band_structure(data.get_phonopy_instance(), settings['npoints'])
     unstable = {name: phonons.unstable_modes(result, settings['unstable_below_thz']) for name, result in results.items()}
     missed = sorted(set(unstable['reference']) - set(unstable['potential']))
     spurious = sorted(set(unstable['potential']) - set(unstable['reference']))
@@ -99,7 +111,7 @@ def compare_phonons(structure: orm.StructureData, parameters: orm.Dict, referenc
     png = phonons.overlay_png(results['reference'], results['potential'],
                               f'{structure.get_formula()} phonons, {"x".join(map(str, settings["supercell"]))} '
                               f'supercell: RMSE {summary["frequency_rmse_thz"]:.2f} THz')
-    return {'summary': orm.Dict(summary), 'bands': bands,
+    return {'summary': orm.Dict(summary), 'bands': bands, **phonopy_data,
             'plot': orm.SinglefileData(io.BytesIO(png), filename='phonons.png')}
 
 
@@ -118,12 +130,17 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
         spec.output('bands', valid_type=orm.ArrayData, help='Both band structures along the path.')
         spec.output('plot', valid_type=orm.SinglefileData, help='Overlay of the two band structures (PNG).')
         spec.output('reference_forces', valid_type=TrainingSet, help='Reference labels of the displaced supercells.')
+        spec.output('reference_phonopy', valid_type=orm.Data,
+                    help="aiida-phonopy's PhonopyData with the reference's forces (`get_phonopy_instance()`).")
+        spec.output('potential_phonopy', valid_type=orm.Data,
+                    help="aiida-phonopy's PhonopyData with the potential's forces.")
         declare(spec, 'ERROR_REFERENCE_FAILED')
 
     def displace(self):
         parameters = self.inputs.get('parameters', orm.Dict(DEFAULTS))
         self.ctx.parameters = parameters
-        self.ctx.supercells = phonon_supercells(self.inputs.structure, parameters)
+        self.ctx.supercells = dict(phonon_supercells(self.inputs.structure, parameters))
+        self.ctx.preprocess = self.ctx.supercells.pop('preprocess')
         self.report(f'{len(self.ctx.supercells)} displaced supercell(s) to label')
 
     def label(self):
@@ -139,9 +156,9 @@ class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
         if not node.is_finished_ok or failed:
             return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=failed or node.exit_message)
         reference = node.outputs.training_set
-        results = compare_phonons(self.inputs.structure, self.ctx.parameters, reference, self.ctx.task.outputs.labels)
+        results = compare_phonons(self.ctx.preprocess, self.ctx.parameters, reference, self.ctx.task.outputs.labels)
         self.out('reference_forces', reference)
-        for key in ('summary', 'bands', 'plot'):
+        for key in ('summary', 'bands', 'plot', 'reference_phonopy', 'potential_phonopy'):
             self.out(key, results[key])
         summary = results['summary'].get_dict()
         self.report(f'frequency RMSE {summary["frequency_rmse_thz"]:.2f} THz; unstable (reference) '
