@@ -10,7 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 # One thread per process: the 2-core machines run several CalcJobs side by side.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup venv profile demo test test-slow production clean
+.PHONY: setup venv profile demo test test-slow test-all production clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,9 @@ test: setup
 
 test-slow: setup
 	$(VENV)/bin/pytest -m slow
+
+# What CI runs (.ci/run): the README's test command, then the slow tier
+test-all: test test-slow
 
 # PostgreSQL + RabbitMQ + a local SLURM (as root), and a profile `ferromlip-prod` on them (docs/production.md)
 production: setup

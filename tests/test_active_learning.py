@@ -172,6 +172,7 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == jobs_before
 
 
+@pytest.mark.slow
 def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(codes, aiida_code_installed):
     from .test_physics_card import SMALL
 

@@ -193,6 +193,7 @@ def check_model_on_held_out_cells(training_set, dipole_node, held_out: int):
     return rmse / spread
 
 
+@pytest.mark.slow
 def test_polarization_model_trained_on_berry_phase_labels(pseudo_family, pw_code, patient_polling):
     """Acceptance of #12: QE Berry-phase labels of displaced 5-atom BaTiO3 cells train a polarization model that
     predicts held-out displacements and rotates with the structure. Also checks the labels' physics: the dipole

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_loop_continues_after_daemon_restart(tmp_path):
     here = os.path.dirname(__file__)

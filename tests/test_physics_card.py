@@ -42,6 +42,7 @@ def card_builder(codes, potential=None, **inputs):
     return builder
 
 
+@pytest.mark.slow
 def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has_seen_the_wells(codes, sevennet):
     # the labeller's side alone: its equilibrium, wells and phonons at that lattice
     results, node = run_get_node(card_builder(codes))

@@ -138,7 +138,7 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family, task_code):
         run_get_node(bifeo3)
 
 
-@pytest.mark.slow
+@pytest.mark.manual
 def test_pw_relax_reference(gap_potential, pw_code, pseudo_family, task_code):
     """pw.x relaxes cubic and tetragonal BaTiO3 in their space groups (fast protocol, fixed cells, minutes): P4mm
     lies below Pm-3m and stays tetragonal, and the table's reference side comes from the PwRelaxWorkChains."""

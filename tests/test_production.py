@@ -44,6 +44,7 @@ def production_profile(services, tmp_path):
                    capture_output=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_loop_through_slurm_survives_a_daemon_sigkill(production_profile):
     name, env = production_profile
     driver = subprocess.run([sys.executable, os.path.join(HERE, 'production_driver.py'), name, 'kill'], env=env,
