@@ -1,4 +1,4 @@
-"""GAP and Allegro trained on the same TrainingSet (seed 000's comparison): validation errors, training time and MD
+"""GAP and Allegro trained on the same TrainingSet (the minimalist paper's comparison): validation errors, training time and MD
 speed (atom-steps per second) on a 320-atom BaTiO3 cell.
 
     verdi run benchmarks/gap_vs_allegro.py [--frames 48] [--gap-protocol fast] [--nequip-protocol fast]

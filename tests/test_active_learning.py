@@ -60,7 +60,7 @@ def test_two_iterations_then_continue_to_convergence(codes):
     assert {o['process_uuid'] for o in training_set.origins} == {c.uuid for c in calcs}
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'out-of-sample errors on 4 new frames' in report and 'selected 4 by FPS' in report
-    # NVT replica exchange first, then a flexible cell (seed 003's NVT -> NpT), as asked from iteration 1.
+    # NVT replica exchange first, then a flexible cell (the BaTiO3-GAP paper's NVT -> NpT), as asked from iteration 1.
     ensembles = {link.link_label: link.node.inputs.parameters['ensemble']
                  for link in node.base.links.get_outgoing().all() if link.link_label.startswith('sample_')}
     assert ensembles == {'sample_000_R3m': 'nvt', 'sample_000_Pm_3m': 'nvt',
@@ -158,7 +158,7 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
         ({'parameters': {'max_labels': 5}}, starts('R3m'), None, 'smaller than the seed labels'),
         ({}, None, 'SrRuO3', 'unknown material'),
         ({'parameters': {'bogus': 1}}, starts('R3m'), None, 'unknown loop parameters'),
-        # seed 000's 24-atom HfO2 cells are 5.1 Å thick: the fast GAP's 3.8 Å cutoff needs an explicit allowance
+        # the minimalist paper's 24-atom HfO2 cells are 5.1 Å thick: the fast GAP's 3.8 Å cutoff needs an explicit allowance
         ({}, None, 'HfO2', r'start structures: the descriptor cutoff 3.8 Å exceeds half the shortest cell height'),
         ({'parameters': {'stages': 'minimalist'}}, starts('R3m'), None, 'give `material`'),
         ({'parameters': {'stages': [['R3m'], ['Cm']]}}, starts('R3m'), None, r"names \['Cm'\], which are not start"),

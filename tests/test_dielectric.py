@@ -1,4 +1,4 @@
-"""Dielectric response from dipole fluctuations (seed 003 eqs. 4-6) and unit-cell dipoles from partial dipoles,
+"""Dielectric response from dipole fluctuations (the BaTiO3-GAP paper eqs. 4-6) and unit-cell dipoles from partial dipoles,
 checked against closed forms: a Gaussian dipole of known covariance, a Curie-Weiss curve, a Debye relaxation."""
 
 import numpy as np
@@ -31,7 +31,7 @@ def test_static_tensor_from_a_known_covariance():
 def test_curie_weiss_fit_recovers_its_parameters():
     temperatures = np.array([200.0, 225, 250, 300, 350, 400, 500])
     eps = 57100 / (temperatures - 167.4) + 90
-    fit = curie_weiss_fit(temperatures, eps * (1 + 0.002 * np.sin(temperatures)))   # seed 003's 4x4x4 numbers
+    fit = curie_weiss_fit(temperatures, eps * (1 + 0.002 * np.sin(temperatures)))   # the BaTiO3-GAP paper's 4x4x4 numbers
     assert fit['Tc_K'] == pytest.approx(167.4, abs=2) and fit['C_K'] == pytest.approx(57100, rel=0.05)
     with pytest.raises(ValueError, match='at least 4'):
         curie_weiss_fit(temperatures[:3], eps[:3])

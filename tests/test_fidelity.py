@@ -11,8 +11,8 @@ def test_minimalist_sampling_is_the_papers_ramp():
     assert (parameters['t_start'], parameters['t_end']) == (10.0, 300.0)
 
 
-def test_seed003_gap_is_the_papers_soap_kernel():
+def test_batio3_gap_gap_is_the_papers_soap_kernel():
     """BaTiO3 SOAP-GAP paper: SOAP power spectrum with a 5.5 Å cutoff, kernel (scalar product)^zeta with zeta = 4."""
-    descriptors = GapFitCalculation.get_protocol_inputs('seed003')['parameters']['descriptors']
+    descriptors = GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']['descriptors']
     soap = [d for d in descriptors if d['type'] == 'soap']
     assert soap and all(d['cutoff'] == 5.5 and d['zeta'] == 4 and d['covariance_type'] == 'dot_product' for d in soap)

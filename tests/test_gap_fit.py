@@ -90,10 +90,10 @@ def test_identical_fits_have_the_same_content_hash(gap_code, training_set):
     assert other['potential'].content_hash != first['potential'].content_hash
 
 
-def test_seed003_preset_with_fps_sparse_points(gap_code, training_set):
-    descriptors = copy.deepcopy(GapFitCalculation.get_protocol_inputs('seed003')['parameters']['descriptors'])
+def test_batio3_gap_preset_with_fps_sparse_points(gap_code, training_set):
+    descriptors = copy.deepcopy(GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']['descriptors'])
     descriptors[1]['n_sparse'] = {'default': 20, 'O': 40}
-    results, node = fit(gap_code, training_set, 'seed003', {'parameters': {'descriptors': descriptors}})
+    results, node = fit(gap_code, training_set, 'batio3_gap', {'parameters': {'descriptors': descriptors}})
     assert node.is_finished_ok, node.exit_message
     report = results['fit_report'].get_dict()
     assert 'sparse_method=index_file' in report['command']
@@ -102,9 +102,9 @@ def test_seed003_preset_with_fps_sparse_points(gap_code, training_set):
 
 
 def test_overrides_never_mutate_the_protocol():
-    before = GapFitCalculation.get_protocol_inputs('seed003')
-    GapFitCalculation.get_protocol_inputs('seed003', {'parameters': {'max_memory_gb': 1, 'seed': 3}})
-    assert GapFitCalculation.get_protocol_inputs('seed003') == before
+    before = GapFitCalculation.get_protocol_inputs('batio3_gap')
+    GapFitCalculation.get_protocol_inputs('batio3_gap', {'parameters': {'max_memory_gb': 1, 'seed': 3}})
+    assert GapFitCalculation.get_protocol_inputs('batio3_gap') == before
     assert before['parameters']['max_memory_gb'] == 16
 
 
@@ -117,7 +117,7 @@ def single_species_set():
 def test_bad_inputs_fail_before_the_job(gap_code, training_set):
     jobs_before = orm.QueryBuilder().append(orm.CalcJobNode).count()
     with pytest.raises(ValueError, match='multi-species'):
-        fit(gap_code, single_species_set(), 'seed003')
+        fit(gap_code, single_species_set(), 'batio3_gap')
     with pytest.raises(ValueError, match='the TrainingSet is empty'):
         fit(gap_code, TrainingSet(frames=[]).store())
     with pytest.raises(ValueError, match='exceeds half the shortest cell height'):
@@ -125,7 +125,7 @@ def test_bad_inputs_fail_before_the_job(gap_code, training_set):
                         'delta': 0.2, 'covariance_type': 'dot_product', 'n_sparse': 10}]
         fit(gap_code, training_set, overrides={'parameters': {'descriptors': descriptors}})
     with pytest.raises(ValueError, match='asks for 500 sparse environments around Ba'):
-        fit(gap_code, training_set, 'seed003', {'parameters': {'descriptors': [
+        fit(gap_code, training_set, 'batio3_gap', {'parameters': {'descriptors': [
             {'type': 'soap', 'cutoff': 5.5, 'n_max': 4, 'l_max': 3, 'zeta': 4, 'delta': 0.2, 'per_species': True,
              'covariance_type': 'dot_product', 'n_sparse': 500, 'sparse_method': 'fps'}]}})
     with pytest.raises(ValueError, match='default_sigma'):

@@ -1,4 +1,4 @@
-"""Interpolation benchmark of seed 000 (Fig. 2): a GAP's errors on equispaced MD frames against the reference."""
+"""Interpolation benchmark of the minimalist paper (Fig. 2): a GAP's errors on equispaced MD frames against the reference."""
 
 import numpy as np
 import pytest

@@ -58,7 +58,7 @@ def test_structure_checks():
                             'Pm-3m': ('Pm-3m (221)', 40)}),
 ])
 def test_shipped_polymorphs_have_their_space_groups(material, kind, expected):
-    """Seed 000's phases (Tables I and II, and its training starts): spglib finds each space group, in the cell
+    """The minimalist paper's phases (Tables I and II, and its training starts): spglib finds each space group, in the cell
     size of the literature (AFE40 = 40 atoms, FiE = 30, AFE80 = 80; HfO2 training cells 24 atoms)."""
     structures = polymorphs(material, kind)
     assert sorted(structures) == sorted(expected)
@@ -108,7 +108,7 @@ def test_hfo2_training_cells_are_the_most_isotropic_doubling():
 
 
 @pytest.mark.parametrize('engine', ['qe', 'vasp'])
-def test_seed000_label_protocol_gives_the_papers_mesh_for_each_material(engine):
+def test_minimalist_label_protocol_gives_the_papers_mesh_for_each_material(engine):
     """Methods of the minimalist-MLIP paper: 'a Γ-centered 3x3x3 k-point mesh for BaTiO3 and PbZrO3, and a 2x2x2
     mesh for BiFeO3 [40-atom cell]. For HfO2, we use a grid of 3x3x3 k-points for the considered 24-atom supercell.'
     Every training cell of each material, through the protocol's spacing for it, as the engines build the mesh."""
@@ -119,7 +119,7 @@ def test_seed000_label_protocol_gives_the_papers_mesh_for_each_material(engine):
     from aiida_ferromlip.workflows.vasp_label import gamma_mesh
 
     paper = {'BaTiO3': [3, 3, 3], 'PbZrO3': [3, 3, 3], 'BiFeO3': [2, 2, 2], 'HfO2': [3, 3, 3]}
-    protocol = LabelWorkChain.get_protocol_inputs('seed000')[engine]
+    protocol = LabelWorkChain.get_protocol_inputs('minimalist')[engine]
     inputs = {'kpoints_distance_by_formula': orm.Dict(protocol['kpoints_distance_by_formula'])}
     for material, mesh in paper.items():
         for name, atoms in polymorphs(material, 'training').items():

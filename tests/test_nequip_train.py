@@ -111,7 +111,7 @@ def test_bad_training_inputs_fail_before_the_job(nequip_code, training_set, refe
                                                          overrides={'model': {'family': 'mace'}})
 
 
-def test_minimalist_protocol_is_seed000_allegro(nequip_code, training_set):
+def test_minimalist_protocol_is_minimalist_allegro(nequip_code, training_set):
     builder = NequipTrainCalculation.get_builder_from_protocol(nequip_code, training_set, protocol='minimalist')
     config = builder.config.get_dict()
     model = config['training_module']['model']

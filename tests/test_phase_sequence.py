@@ -1,4 +1,4 @@
-"""Finite-temperature phase sequence (seed 003 Figs. 1, 5, 6): the analysis on hand-built R/O/T/C trajectories,
+"""Finite-temperature phase sequence (BaTiO3-GAP paper, Figs. 1, 5, 6): the analysis on hand-built R/O/T/C trajectories,
 and the work chain's NST MD with a small BaTiO3 GAP."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Phonon benchmark of seed 000 (Fig. 3): a GAP against the reference labeller on cubic BaTiO3."""
+"""Phonon benchmark of the minimalist paper (Fig. 3): a GAP against the reference labeller on cubic BaTiO3."""
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ def test_cubic_batio3_phonons_gap_against_reference(gap_potential, label_code, t
     summary = results['summary'].get_dict()
 
     # The reference (SevenNet-0) finds cubic BaTiO3's ferroelectric instability: a triply degenerate polar mode
-    # at Γ with an imaginary frequency (seed 000 Fig. 3), plus the unstable branches towards X and M.
+    # at Γ with an imaginary frequency (minimalist paper, Fig. 3), plus the unstable branches towards X and M.
     gamma = summary['unstable_modes_reference']['Γ']
     assert len(gamma) == 3 and max(gamma) < -2.0 and np.ptp(gamma) < 0.1
     assert summary['path'][:5] == ['Γ', 'X', 'M', 'Γ', 'R'] and 'X|R' in summary['path']

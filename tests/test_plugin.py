@@ -119,3 +119,17 @@ def test_embedded_profile_setup_is_idempotent(tmp_path):
     no_path = subprocess.run([sys.executable, script], env={k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'},
                              capture_output=True, text=True)
     assert no_path.returncode == 2 and 'AIIDA_PATH is not set' in no_path.stderr
+
+
+def test_renamed_protocols_still_work_with_a_warning():
+    """The protocols named after the papers (`minimalist`, `batio3_gap`) answer to their old names too."""
+    from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
+    from aiida_ferromlip.calculations.sample import SampleCalculation
+
+    with pytest.warns(DeprecationWarning, match='`seed003` is now called `batio3_gap`'):
+        old = GapFitCalculation.get_protocol_inputs('seed003')
+    assert old == GapFitCalculation.get_protocol_inputs('batio3_gap')
+    with pytest.warns(DeprecationWarning, match='batio3_gap_npt'):
+        assert SampleCalculation.get_protocol_inputs('seed003_npt')['parameters']['ensemble'] == 'nst'
+    with pytest.raises(ValueError):
+        GapFitCalculation.get_protocol_inputs('seed004')

@@ -1,4 +1,4 @@
-"""The SA-GPR cell-dipole model (seed 003): learns the dipoles of displaced 5-atom BaTiO3 cells, predicts a held-out
+"""The SA-GPR cell-dipole model (BaTiO3-GAP paper): learns the dipoles of displaced 5-atom BaTiO3 cells, predicts a held-out
 one, rotates with the structure, and is trained/validated by its work chain with provenance.
 
 The labels here are Born-charge dipoles (no Berry-phase run exists yet): linear in the displacements, so a model
@@ -72,7 +72,7 @@ def test_work_chain_trains_validates_and_stores_the_model():
     np.testing.assert_allclose(stored.predict(frames[0])[0], results['model'].predict(frames[0])[0])
 
 
-def test_the_seed003_protocol_fits_the_papers_linear_kernel():
+def test_the_batio3_gap_protocol_fits_the_papers_linear_kernel():
     """The BaTiO3 SOAP-GAP paper's eq. 15: K_ij = X_i X_j^T of the λ = 1 features, no λ = 0 factor (zeta 1). The
     protocol builds that model, whose kernel is the plain product of the features, and it learns the Born-charge
     dipoles (linear in the displacements) to the same standard as the default."""
@@ -89,7 +89,7 @@ def test_the_seed003_protocol_fits_the_papers_linear_kernel():
     for atoms in frames:
         atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((len(atoms), 3)))
     builder = PolarizationModelWorkChain.get_builder_from_protocol(
-        TrainingSet(frames=frames), protocol='seed003', overrides={'parameters': {'num_sparse': 20}})
+        TrainingSet(frames=frames), protocol='batio3_gap', overrides={'parameters': {'num_sparse': 20}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert results['model'].base.attributes.get('zeta') == 1

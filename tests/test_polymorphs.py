@@ -1,4 +1,4 @@
-"""Polymorph energy ranking (seed 000 Tables I-II): a GAP against SevenNet-0 on the BaTiO3 polymorphs."""
+"""Polymorph energy ranking (minimalist paper, Tables I-II): a GAP against SevenNet-0 on the BaTiO3 polymorphs."""
 
 import pytest
 from aiida import orm
@@ -76,7 +76,7 @@ def test_bad_ranking_inputs(gap_potential, task_code):
 
 
 def test_hfo2_phases_ranked_by_the_reference_model_as_pbesol_does(task_code):
-    """The shipped HfO2 builders relax, in their space groups, into the phases of seed 000 Table II: SevenNet-0
+    """The shipped HfO2 builders relax, in their space groups, into the phases of the minimalist paper Table II: SevenNet-0
     orders them monoclinic < oI < oIII < tetragonal < cubic, as PBEsol does (0, 16, 64, 139, 207 meV/f.u.)."""
     structures = {name: orm.StructureData(ase=atoms) for name, atoms in materials.polymorphs('HfO2').items()}
     settings = {'fmax': 0.02, 'max_steps': 400, 'relax_cell': True, 'symprec': 1e-3}

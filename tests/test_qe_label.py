@@ -131,13 +131,13 @@ def test_bad_qe_inputs_fail_before_any_calculation(pseudo_family, pw_code):
         run_get_node(builder)
 
 
-def test_seed000_inputs_for_bifeo3_reach_the_pw_input_file(pseudo_family, pw_code, tmp_path, monkeypatch):
+def test_minimalist_inputs_for_bifeo3_reach_the_pw_input_file(pseudo_family, pw_code, tmp_path, monkeypatch):
     """G-type kinds, Hubbard U in pw.x 6.x syntax, spin polarisation and k-points by density, as written."""
     from aiida.engine import run
     from aiida_quantumespresso.calculations.pw import PwCalculation
 
     monkeypatch.chdir(tmp_path)  # a dry run writes its folder under the working directory
-    protocol = LabelWorkChain.get_protocol_inputs('seed000')['qe']
+    protocol = LabelWorkChain.get_protocol_inputs('minimalist')['qe']
     inputs = {key: (orm.Dict(value) if isinstance(value, dict) else orm.to_aiida_type(value))
               for key, value in protocol.items()}
     structure = orm.StructureData(ase=bifeo3_cubic())
@@ -219,7 +219,7 @@ def test_pw_labels_batio3_with_consistent_forces_stress_and_provenance(pseudo_fa
 
 def test_the_loops_paper_protocols_label_with_the_papers_dft_settings(pw_code):
     """The minimalist loop labels with the minimalist-MLIP paper's settings (its per-material meshes, U = 4 eV and
-    G-type order on Fe), the seed003 loop with the BaTiO3 SOAP-GAP paper's (the family's cutoffs); only `fast`
+    G-type order on Fe), the batio3_gap loop with the BaTiO3 SOAP-GAP paper's (the family's cutoffs); only `fast`
     keeps the 30/240 Ry test cutoffs."""
     from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
 
@@ -237,6 +237,6 @@ def test_the_loops_paper_protocols_label_with_the_papers_dft_settings(pw_code):
     assert minimalist['magnetism'].get_dict()['Fe']['order'] == 'g-type'
     assert minimalist['kpoints_distance_by_formula'].get_dict()['BiFeO3'] == 0.5
     assert cutoff(minimalist) is None  # the family's recommended cutoffs
-    seed003 = qe('seed003', 'BaTiO3')
-    assert cutoff(seed003) is None and seed003['protocol'].value == 'balanced'
+    batio3_gap = qe('batio3_gap', 'BaTiO3')
+    assert cutoff(batio3_gap) is None and batio3_gap['protocol'].value == 'balanced'
     assert cutoff(qe('fast', 'BaTiO3')) == 30

@@ -277,8 +277,8 @@ def test_the_ramp_refuses_a_potential_without_stress(tmp_path, monkeypatch):
         md.run_ramp({'steps': 4, 'stride': 2}, {})
 
 
-@pytest.mark.parametrize('protocol', ['seed003_nvt', 'seed003_npt'])
-def test_seed003_sampling_uses_the_papers_time_constants(protocol):
+@pytest.mark.parametrize('protocol', ['batio3_gap_nvt', 'batio3_gap_npt'])
+def test_batio3_gap_sampling_uses_the_papers_time_constants(protocol):
     """The BaTiO3 SOAP-GAP paper's Methods: 'The characteristic times of the barostat, the SVR thermostat and the
     MD timestep are 1 ps, 10 fs, and 2 fs respectively.' Read back from the i-PI input the protocol produces."""
     import xml.etree.ElementTree as ElementTree

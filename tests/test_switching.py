@@ -1,4 +1,4 @@
-"""Switching path (seed 000 Fig. 5): climbing-image NEB between two R3m variants of BaTiO3 with a small GAP,
+"""Switching path (minimalist paper, Fig. 5): climbing-image NEB between two R3m variants of BaTiO3 with a small GAP,
 the reference labeller on the same images."""
 
 import numpy as np

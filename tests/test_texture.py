@@ -1,4 +1,4 @@
-"""Vortex-antivortex texture (seed 000 Fig. 4): the hand-built texture's winding numbers, and the workflow with a
+"""Vortex-antivortex texture (minimalist paper, Fig. 4): the hand-built texture's winding numbers, and the workflow with a
 small BaTiO3 GAP."""
 
 import numpy as np

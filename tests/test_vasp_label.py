@@ -1,4 +1,4 @@
-"""VASP labelling without VASP: seed 000's inputs as aiida-vasp writes them, clear errors, vasprun.xml reading."""
+"""VASP labelling without VASP: the minimalist paper's inputs as aiida-vasp writes them, clear errors, vasprun.xml reading."""
 
 import pathlib
 import re
@@ -13,7 +13,7 @@ from ase.units import GPa
 
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.vasp_label import (
-    SEED000_POTCARS,
+    MINIMALIST_POTCARS,
     input_files,
     training_set_from_vasp,
     vasp_input_problems,
@@ -51,14 +51,14 @@ def test_missing_code_or_potcar_family_says_what_to_set_up(vasp_code):
         {'code': vasp_code}, {'bfo': orm.StructureData(ase=bifeo3_40())})
 
     # and the LabelWorkChain refuses before launching anything
-    builder = LabelWorkChain.get_builder_from_protocol(vasp_code, structures, engine='vasp', protocol='seed000')
+    builder = LabelWorkChain.get_builder_from_protocol(vasp_code, structures, engine='vasp', protocol='minimalist')
     with pytest.raises(ValueError, match='no POTCAR family'):
         run_get_node(builder)
 
 
-def test_seed000_batio3_inputs():
-    """40-atom BaTiO3: PBEsol, 500 eV, Γ-centred 3x3x3, seed 000's PAW valences, no U, no spin."""
-    protocol = LabelWorkChain.get_protocol_inputs('seed000')['vasp']
+def test_minimalist_batio3_inputs():
+    """40-atom BaTiO3: PBEsol, 500 eV, Γ-centred 3x3x3, the minimalist paper's PAW valences, no U, no spin."""
+    protocol = LabelWorkChain.get_protocol_inputs('minimalist')['vasp']
     inputs = {'kpoints_distance': orm.Float(protocol['kpoints_distance']), 'hubbard_u': orm.Dict(protocol['hubbard_u']),
               'magnetism': orm.Dict(protocol['magnetism']), 'potential_family': orm.Str('PBE.54')}
     structure = orm.StructureData(ase=cubic_batio3().repeat((2, 2, 2)))
@@ -74,9 +74,9 @@ def test_seed000_batio3_inputs():
     assert len(files['POSCAR'].splitlines()) >= 8 + 40
 
 
-def test_seed000_bifeo3_inputs_have_u_and_g_type_moments():
-    protocol = LabelWorkChain.get_protocol_inputs('seed000')['vasp']
-    inputs = {'kpoints_distance': orm.Float(0.45),  # seed 000's 2x2x2 for BiFeO3
+def test_minimalist_bifeo3_inputs_have_u_and_g_type_moments():
+    protocol = LabelWorkChain.get_protocol_inputs('minimalist')['vasp']
+    inputs = {'kpoints_distance': orm.Float(0.45),  # the minimalist paper's 2x2x2 for BiFeO3
               'hubbard_u': orm.Dict(protocol['hubbard_u']), 'magnetism': orm.Dict(protocol['magnetism'])}
     structure = orm.StructureData(ase=bifeo3_40())
     built = vasp_inputs(inputs, structure)
@@ -95,7 +95,7 @@ def test_seed000_bifeo3_inputs_have_u_and_g_type_moments():
     assert re.search(r'MAGMOM\s*=', files['INCAR'].upper())
     assert files['KPOINTS'].splitlines()[3].split() == ['2', '2', '2']
     assert set(built['potential_mapping'].get_dict().values()) == {'Bi_d', 'Fe_pv', 'O'}
-    assert SEED000_POTCARS['Fe'] == 'Fe_pv'
+    assert MINIMALIST_POTCARS['Fe'] == 'Fe_pv'
 
 
 def _poscar_species(structure):

@@ -1,5 +1,5 @@
 """VASP on-the-fly training without VASP: the ML_AB reader/writer (a hand-written file in VASP's layout, a round
-trip, malformed files), its import as a TrainingSet with provenance, and seed 000's on-the-fly INCAR/KPOINTS/POSCAR
+trip, malformed files), its import as a TrainingSet with provenance, and the minimalist paper's on-the-fly INCAR/KPOINTS/POSCAR
 per stage as aiida-vasp writes them."""
 
 import pathlib
@@ -93,7 +93,7 @@ def test_import_as_training_set_with_provenance():
     assert orm.QueryBuilder().append(TrainingSet).count() == sets_before
 
 
-def test_seed000_on_the_fly_stages_for_bifeo3(vasp_code):  # noqa: F811
+def test_minimalist_on_the_fly_stages_for_bifeo3(vasp_code):  # noqa: F811
     builder = VaspOnTheFlyWorkChain.get_builder_from_protocol(vasp_code, material='BiFeO3',
                                                               potential_family='PBE.54')
     assert sorted(builder.structures) == ['stage_0_R3c', 'stage_1_Pnma']

@@ -1,9 +1,9 @@
 """Demo: grow a GAP for BaTiO3 by active learning (label -> fit -> sample -> select), from its four polymorphs.
 
-    verdi run workflows/batio3_active_learning.py [--protocol fast|minimalist|seed003] [--max-iterations N]
+    verdi run workflows/batio3_active_learning.py [--protocol fast|minimalist|batio3_gap] [--max-iterations N]
                                                   [--labeller reference|qe] [--material BaTiO3|BiFeO3|PbZrO3|HfO2]
 
-`--material` starts the same loop from another material's training polymorphs (seed 000: R3c + Pnma for
+`--material` starts the same loop from another material's training polymorphs (minimalist paper: R3c + Pnma for
 BiFeO3 and PbZrO3, P2_1/c + P4_2/nmc for HfO2) with the reference labeller.
 
 With the reference labeller (SevenNet-0) and the `fast` protocol this takes minutes on two cores. With
@@ -44,7 +44,7 @@ def main():
         material, label_code = None, orm.load_code('pw@localhost')
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
     if args.material == 'HfO2':
-        # Seed 000 trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
+        # The minimalist paper trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
         # sees its periodic images (physical in a crystal, but the fit refuses it unless told).
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
     # The physics card (EOS, polymorphs, double wells, soft modes, independent test set, MD stability) judges every

@@ -1,4 +1,4 @@
-"""Interpolation test (seed 000 Fig. 2): ramp MD (10 -> 300 K) with a potential from each BaTiO3 polymorph, 1 % of
+"""Interpolation test (minimalist paper, Fig. 2): ramp MD (10 -> 300 K) with a potential from each BaTiO3 polymorph, 1 % of
 the frames labelled by the reference, and the histograms of the potential's errors on them.
 
     verdi run workflows/batio3_interpolation.py --potential PK [--steps 5000] [--fraction 0.01] [--save errors.png]

@@ -1,7 +1,7 @@
 """Label BaTiO3 with Quantum ESPRESSO (pw.x, PBEsol pslibrary family) through the LabelWorkChain.
 
     verdi run workflows/batio3_label_qe.py                           # 5-atom cell, Ti displaced: force vs -dE/dz
-    verdi run workflows/batio3_label_qe.py --atoms 40 --protocol seed003   # one rattled 40-atom R3m cell (slow)
+    verdi run workflows/batio3_label_qe.py --atoms 40 --protocol batio3_gap   # one rattled 40-atom R3m cell (slow)
 
 The 5-atom run labels the cubic cell with Ti moved by d and d ± h along z and compares the Ti force with the
 finite difference of the energy (the labels are self-consistent at any cutoff). The 40-atom run is the seed
@@ -31,7 +31,7 @@ def cubic(dz: float, a: float = 4.0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--atoms', type=int, choices=(5, 40), default=5)
-    parser.add_argument('--protocol', default=None, help='label protocol (default: fast for 5 atoms, seed003 for 40)')
+    parser.add_argument('--protocol', default=None, help='label protocol (default: fast for 5 atoms, batio3_gap for 40)')
     parser.add_argument('--mpiprocs', type=int, default=None, help='MPI ranks per pw.x run (40-atom cells)')
     args = parser.parse_args()
     code = orm.load_code('pw@localhost')
@@ -44,7 +44,7 @@ def main():
     else:
         r3m = batio3_polymorphs()['R3m']
         structures = {'R3m_rattled': orm.StructureData(ase=rattled_strained(r3m, 1, rattle=0.05, strain=0.01)[0])}
-        protocol = args.protocol or 'seed003'
+        protocol = args.protocol or 'batio3_gap'
     overrides = {}
     if args.mpiprocs:
         overrides = {'qe': {'options': {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': args.mpiprocs}}}}

@@ -1,4 +1,4 @@
-"""Cubic BaTiO3 phonons with a potential against the reference labeller (seed 000 Fig. 3).
+"""Cubic BaTiO3 phonons with a potential against the reference labeller (minimalist paper, Fig. 3).
 
     verdi run workflows/batio3_phonons.py --potential PK [--supercell 2] [--engine reference|qe]
 

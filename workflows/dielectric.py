@@ -1,7 +1,7 @@
 """Static and frequency-dependent dielectric response of BaTiO3 from MD with a potential and a polarization model
-(seed 003 Sec. 2.5).
+(BaTiO3-GAP paper, Sec. 2.5).
 
-    verdi run workflows/dielectric.py --potential PK --polarization-model PK [--protocol fast|seed003]
+    verdi run workflows/dielectric.py --potential PK --polarization-model PK [--protocol fast|batio3_gap]
         [--supercell 3] [--temperatures 200 300 ...] [--steps N] [--stride N] [--curie-weiss-from 200]
         [--clients 2] [--save plot.png]
 """
@@ -18,7 +18,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--potential', type=int, required=True)
     parser.add_argument('--polarization-model', type=int, required=True)
-    parser.add_argument('--protocol', default='seed003')
+    parser.add_argument('--protocol', default='batio3_gap')
     parser.add_argument('--supercell', type=int, default=None)
     parser.add_argument('--temperatures', type=float, nargs='+', default=None)
     parser.add_argument('--steps', type=int, default=None)

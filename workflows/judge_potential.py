@@ -1,7 +1,7 @@
 """The physics card of a potential against its labeller (EOS, polymorphs, double wells, soft modes, an independent
 test set, MD stability), printed as a table; the PNG and Markdown are nodes.
 
-    verdi run workflows/judge_potential.py --potential PK [--labeller reference|qe] [--protocol fast|seed003]
+    verdi run workflows/judge_potential.py --potential PK [--labeller reference|qe] [--protocol fast|batio3_gap]
                                            [--reference-values PK --test-set PK]
     verdi run workflows/judge_potential.py             # the labeller's side only (its EOS, wells, phonons)
 

@@ -1,7 +1,7 @@
-"""Finite-temperature phase sequence (seed 003 Figs. 1, 5, 6): NST MD of a BaTiO3 supercell at several temperatures
+"""Finite-temperature phase sequence (BaTiO3-GAP paper, Figs. 1, 5, 6): NST MD of a BaTiO3 supercell at several temperatures
 with a potential; lattice parameters, polarization, R/O/T/C per temperature and the transition temperatures.
 
-    verdi run workflows/phase_sequence.py --potential PK [--protocol fast|seed003] [--supercell 4]
+    verdi run workflows/phase_sequence.py --potential PK [--protocol fast|batio3_gap] [--supercell 4]
         [--temperatures 15 50 100 ...] [--steps N] [--stride N] [--exchange] [--clients N] [--save plot.png]
 """
 
@@ -16,7 +16,7 @@ from aiida_ferromlip.workflows.benchmarks.phase_sequence import PhaseSequenceWor
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--potential', type=int, required=True)
-    parser.add_argument('--protocol', default='seed003')
+    parser.add_argument('--protocol', default='batio3_gap')
     parser.add_argument('--supercell', type=int, default=None, help='n for an n x n x n supercell')
     parser.add_argument('--start-phase', default=None, choices=('R3m', 'Amm2', 'P4mm', 'Pm-3m'))
     parser.add_argument('--temperatures', type=float, nargs='+', default=None)

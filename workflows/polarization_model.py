@@ -1,8 +1,8 @@
-"""Train and validate the SA-GPR cell-dipole model (seed 003) on displaced BaTiO3 cells, or on a given TrainingSet.
+"""Train and validate the SA-GPR cell-dipole model (BaTiO3-GAP paper) on displaced BaTiO3 cells, or on a given TrainingSet.
 
     verdi run workflows/polarization_model.py --berry [--berry-protocol fast] [--code pw@localhost] [--frames 24]
     verdi run workflows/polarization_model.py [--frames 60] [--training-set PK] [--dipoles PK] [--save plot.png]
-                                              [--protocol fast|seed003]
+                                              [--protocol fast|batio3_gap]
 
 The frames are random displacements (0.08 Å) of cubic 5-atom BaTiO3. With ``--berry`` they are labelled by
 Quantum ESPRESSO (``BerryPhaseWorkChain``: SCF energies/forces and Berry-phase cell dipoles, branch from the
@@ -77,8 +77,8 @@ def main():
     parser.add_argument('--berry', action='store_true', help='Label the displaced cells with pw.x Berry phases.')
     parser.add_argument('--berry-protocol', default='fast', choices=('fast', 'moderate'))
     parser.add_argument('--code', default='pw@localhost', help='The pw.x code (with --berry).')
-    parser.add_argument('--protocol', default='fast', choices=('fast', 'seed003'),
-                        help='fast: kernel zeta 2; seed003: the paper\'s linear kernel of the λ = 1 features.')
+    parser.add_argument('--protocol', default='fast', choices=('fast', 'batio3_gap'),
+                        help='fast: kernel zeta 2; batio3_gap: the paper\'s linear kernel of the λ = 1 features.')
     args = parser.parse_args()
     dipoles = None
     if args.berry:

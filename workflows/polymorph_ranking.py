@@ -1,4 +1,4 @@
-"""Polymorph ranking (seed 000 Tables I-II): a material's polymorphs relaxed in their space groups with a potential
+"""Polymorph ranking (minimalist paper, Tables I-II): a material's polymorphs relaxed in their space groups with a potential
 and with a reference (SevenNet-0 by default, pw.x with --qe); energies relative to one phase, lattice parameters.
 
     verdi run workflows/polymorph_ranking.py --potential PK [--material BaTiO3|BiFeO3|PbZrO3|HfO2] [--qe]

@@ -1,5 +1,5 @@
 """A material's ranking polymorphs relaxed in their space groups by the reference labeller's model alone: the
-check that the shipped builders are the phases they are named after (seed 000 Tables I-II).
+check that the shipped builders are the phases they are named after (minimalist paper, Tables I-II).
 
     verdi run workflows/reference_polymorphs.py [--material PbZrO3|HfO2|BiFeO3|BaTiO3] [--model 7net-0]
 """

@@ -1,4 +1,4 @@
-"""Switching path (seed 000 Fig. 5): climbing-image NEB between two R3c (BiFeO3) or R3m (BaTiO3) variants with
+"""Switching path (minimalist paper, Fig. 5): climbing-image NEB between two R3c (BiFeO3) or R3m (BaTiO3) variants with
 P_z (and R_z) reversed, with a potential; the reference labeller's energies on the same images.
 
     verdi run workflows/switching_path.py --potential PK [--material BiFeO3|BaTiO3] [--images 7] [--save path.png]

@@ -1,4 +1,4 @@
-"""Vortex-antivortex texture (seed 000 Fig. 4): a BaTiO3 supercell whose Ti dipoles form a vortex-antivortex
+"""Vortex-antivortex texture (minimalist paper, Fig. 4): a BaTiO3 supercell whose Ti dipoles form a vortex-antivortex
 lattice and the homogeneous in-plane [110] state, both relaxed with a potential.
 
     verdi run workflows/vortex_texture.py --potential PK [--size 6] [--layers 1] [--relax-cell] [--save map.png]
@@ -38,7 +38,7 @@ def main():
               f'antivortices after relaxation; in-plane dipoles x{row["in_plane_dipole_ratio"]:.2f}; '
               f'{"converged" if row["converged"] else "NOT converged"} in {row["steps"]} steps')
     print(f'texture {"survives" if summary["texture_survives"] else "does not survive"}; '
-          f'E(texture) - E(homogeneous) = {summary["energy_difference_meV_per_fu"]:.2f} meV/f.u. (seed 000 DFT: 9)')
+          f'E(texture) - E(homogeneous) = {summary["energy_difference_meV_per_fu"]:.2f} meV/f.u. (the minimalist paper DFT: 9)')
     if args.save:
         with open(args.save, 'wb') as handle:
             handle.write(results['plot'].get_content('rb'))

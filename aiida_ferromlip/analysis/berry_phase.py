@@ -1,5 +1,5 @@
 """Berry-phase polarization from pw.x (``lberry``): reading the phases, the band gap that makes them meaningful,
-and the branch choice that turns three phases modulo a quantum into one continuous cell dipole (seed 003, SI 3).
+and the branch choice that turns three phases modulo a quantum into one continuous cell dipole (BaTiO3-GAP paper, SI 3).
 
 pw.x prints, for strings along reciprocal vector ``gdir``, the TOTAL PHASE φ (ionic + electronic) as a fraction of
 the lattice vector a_gdir: the cell dipole is M = Σ_d φ_d a_d (e·Å), each φ_d defined modulo a quantum. pw.x prints

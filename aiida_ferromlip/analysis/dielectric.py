@@ -1,6 +1,6 @@
-"""Dielectric response from the total-dipole fluctuations of MD (seed 003, Sec. 2.5, eqs. 4-6). No AiiDA.
+"""Dielectric response from the total-dipole fluctuations of MD (BaTiO3-GAP paper, Sec. 2.5, eqs. 4-6). No AiiDA.
 
-* static tensor: eps_ab = eps_inf delta_ab + (<M_a M_b> - <M_a><M_b>) / (eps0 V kB T), SI units; seed 003's eq. 4
+* static tensor: eps_ab = eps_inf delta_ab + (<M_a M_b> - <M_a><M_b>) / (eps0 V kB T), SI units; the BaTiO3-GAP paper's eq. 4
   is its isotropic part (trace / 3) with <M> = 0 in the cubic phase; the mean is subtracted here so the polar
   phases give their (anisotropic) tensor too;
 * Curie-Weiss: eps(T) = C / (T - Tc) + eps_T->inf, fitted above the transition (eq. 5), with standard errors;

@@ -1,6 +1,6 @@
 """Prediction errors of a potential against reference labels, in the papers' units, and parity plots.
 
-Energies per formula unit (meV/f.u., seed 000) and per atom (meV/atom), force components (meV/Å), stress
+Energies per formula unit (meV/f.u., the minimalist paper) and per atom (meV/atom), force components (meV/Å), stress
 components (kbar).
 """
 

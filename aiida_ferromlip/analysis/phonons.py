@@ -1,6 +1,6 @@
 """Finite-displacement phonons with phonopy (no AiiDA): displacements, bands along seekpath's path, instabilities.
 
-Seed 000 (Fig. 3) compares the phonons of the cubic reference phase computed with the MLIP and with DFT; the key
+The minimalist paper (Fig. 3) compares the phonons of the cubic reference phase computed with the MLIP and with DFT; the key
 test is that the potential finds the same unstable (imaginary) modes and no spurious ones. Frequencies follow
 phonopy's convention: an imaginary frequency is reported as a negative number (THz).
 """

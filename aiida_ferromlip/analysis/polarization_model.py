@@ -1,4 +1,4 @@
-"""Symmetry-adapted Gaussian process regression (SA-GPR) of a cell dipole as a sum of atom-centred vectors (seed 003,
+"""Symmetry-adapted Gaussian process regression (SA-GPR) of a cell dipole as a sum of atom-centred vectors (BaTiO3-GAP paper,
 eqs. 13-15). No AiiDA: the data node ``data.polarization.PolarizationModel`` stores what this fits.
 
 Features: featomic's equivariant power spectrum of the atom-centred density (``EquivariantPowerSpectrum`` of a
@@ -10,7 +10,7 @@ Kernel between atom i and a sparse environment j of the same species (a 3 x 3 te
 so K_{R i, j} = R K_ij for a rotation R. The partial dipole of atom i is mu_i = sum_j K_ij b_j with one 3-vector
 weight b_j per sparse environment; the cell dipole is sum_i mu_i. Training (subset of regressors) minimises
 |A b - M|^2 + regularizer b^T K_MM b over frames' dipoles M, A the per-frame sums of K. Sparse environments are
-picked per species by farthest-point sampling on the invariants (seed 003: FPS).
+picked per species by farthest-point sampling on the invariants (BaTiO3-GAP paper: FPS).
 
 Real spherical harmonics order m = -1, 0, +1 as (y, z, x): ``_CARTESIAN`` turns the lambda = 1 block into x, y, z
 (checked by rotating a structure in the tests).

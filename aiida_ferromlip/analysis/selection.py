@@ -1,6 +1,6 @@
 """Selection of MD frames for labelling: physical sanity, decorrelation, and structure-level FPS on SOAP.
 
-Seed 003 keeps only frames spaced by the energy autocorrelation time, then the most diverse by farthest-point
+The BaTiO3-GAP paper keeps only frames spaced by the energy autocorrelation time, then the most diverse by farthest-point
 sampling on SOAP features; candidates must also be far from what the training set already holds.
 """
 

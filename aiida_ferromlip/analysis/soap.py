@@ -1,6 +1,6 @@
 """SOAP power-spectrum features (featomic) and farthest-point sampling (scikit-matter).
 
-Used to pick GAP sparse environments (seed 003: FPS on SOAP) and, per structure, to select MD frames.
+Used to pick GAP sparse environments (BaTiO3-GAP paper: FPS on SOAP) and, per structure, to select MD frames.
 """
 
 from __future__ import annotations

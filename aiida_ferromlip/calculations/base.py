@@ -8,10 +8,19 @@ import pathlib
 from aiida import orm
 from aiida.common import datastructures
 from aiida.engine import CalcJob
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin as QeProtocolMixin
 
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.protocols import PROTOCOLS
+from aiida_ferromlip.protocols import PROTOCOLS, protocol_name
+
+
+class ProtocolMixin(QeProtocolMixin):
+    """aiida-quantumespresso's protocol reader (same YAML layout, same override rules), which also takes the old
+    names of renamed protocols (``protocols.RENAMED_PROTOCOLS``) with a deprecation warning."""
+
+    @classmethod
+    def get_protocol_inputs(cls, protocol=None, overrides=None):
+        return super().get_protocol_inputs(protocol_name(protocol), overrides)
 
 
 class FerromlipCalcJob(ProtocolMixin, CalcJob):

@@ -169,7 +169,7 @@ class GapFitCalculation(FerromlipCalcJob):
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,
                                   protocol: str | None = None, overrides: dict | None = None, options=None):
-        """Builder for ``training_set`` with the preset ``protocol`` (fast | minimalist | seed003).
+        """Builder for ``training_set`` with the preset ``protocol`` (fast | minimalist | batio3_gap).
 
         ``overrides`` follows the input layout, e.g. ``{'parameters': {'max_memory_gb': 8}}``; lists (the
         descriptors) are replaced as a whole. The protocol file is never modified.

@@ -1,7 +1,7 @@
 """``NequipTrainCalculation``: train an Allegro or NequIP model on a TrainingSet with nequip-train.
 
 The Hydra config is generated from the protocol on the AiiDA side (:func:`nequip_config`) and is an input node,
-so what was trained is queryable and any part of it can be overridden. Seed 000 trained Allegro on exactly the
+so what was trained is queryable and any part of it can be overridden. The minimalist paper trained Allegro on exactly the
 data gathered for its GAP: the same TrainingSet and the same train/validation split (``split_indices``) as
 ``GapFitCalculation`` make the two directly comparable.
 """
@@ -125,7 +125,7 @@ def validate_inputs(inputs, _):
     if missing:
         return f'the config has no atom type for {", ".join(missing)} (model_type_names: {sorted(model_species)})'
     # The neighbour lists handle periodic images at any cutoff; what changes physics is an atom meeting its own
-    # image, i.e. a cutoff beyond the shortest cell height: refused unless asked for (seed 000 did: 8 Å on 40-atom
+    # image, i.e. a cutoff beyond the shortest cell height: refused unless asked for (the minimalist paper did: 8 Å on 40-atom
     # cells, see the `minimalist` protocol).
     cutoff = float(config.get('cutoff_radius', 0.0))
     height = shortest_cell_height(training_set)

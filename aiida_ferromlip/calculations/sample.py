@@ -97,8 +97,8 @@ class SampleCalculation(FerromlipCalcJob):
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):
-        """Builder for sampling with ``potential`` from ``structure``: protocols fast | seed003_nvt |
-        seed003_npt | minimalist_ramp; ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
+        """Builder for sampling with ``potential`` from ``structure``: protocols fast | batio3_gap_nvt |
+        batio3_gap_npt | minimalist_ramp; ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
         return cls.builder_from_protocol(code, {'potential': potential, 'structure': structure}, protocol, overrides,
                                          options)
 

@@ -1,7 +1,7 @@
 """``PolarizationModel``: a fitted SA-GPR dipole model (``analysis.polarization_model``) as a node, and the
 calcfunctions that label frames with dipoles and fit the model with provenance.
 
-Dipoles are cell dipoles in e·Å (size-extensive: seed 003 trains on total dipoles, not polarizations), one per
+Dipoles are cell dipoles in e·Å (size-extensive: the BaTiO3-GAP paper trains on total dipoles, not polarizations), one per
 frame of a TrainingSet, in an ``ArrayData`` with the array ``dipoles`` [n_frames, 3].
 """
 
@@ -46,7 +46,7 @@ class PolarizationModel(orm.ArrayData):
 @calcfunction
 def born_charge_dipoles(training_set: TrainingSet) -> orm.ArrayData:
     """Cell dipoles (e·Å) of perovskite frames from Born effective charges x displacements
-    (``materials.order_parameters.local_dipoles``): the linearised model seed 003 uses to bring Berry-phase
+    (``materials.order_parameters.local_dipoles``): the linearised model the BaTiO3-GAP paper uses to bring Berry-phase
     polarizations to one branch, here as labels where no Berry-phase run exists — stated in the node."""
     frames = training_set.get_frames(range(len(training_set)))
     dipoles, source = born_dipoles(frames)

@@ -52,7 +52,7 @@ def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_fil
 
     A SOAP with ``per_species: true`` becomes one descriptor per centre species, each with its own sparse
     budget (``n_sparse`` may be ``{default: 250, O: 500}``) — the only way to give gap_fit exact per-species
-    budgets (seed 003: 250 Ba, 250 Ti, 500 O).
+    budgets (BaTiO3-GAP paper: 250 Ba, 250 Ti, 500 O).
     """
     from ase.data import chemical_symbols
 
@@ -115,7 +115,7 @@ def gap_fit_executable() -> str:
 def available_environments(parameters: dict, frames) -> dict[int, int]:
     """Atoms of each species in ``frames`` when ``clip_sparse`` is set (sparse budgets are capped at these), else {}.
 
-    A loop that starts from a few frames cannot offer seed 003's 250 environments per cation yet; clipping
+    A loop that starts from a few frames cannot offer the BaTiO3-GAP paper's 250 environments per cation yet; clipping
     lets the same preset grow with the data instead of failing until enough frames exist.
     """
     if not parameters.get('clip_sparse', False):

@@ -2,13 +2,13 @@
 
 Two modes, chosen by ``parameters.json``:
 
-* ``remd`` — replica-exchange MD with i-PI (seed 003): a ``<system_template>`` makes one system per temperature,
+* ``remd`` — replica-exchange MD with i-PI (BaTiO3-GAP paper): a ``<system_template>`` makes one system per temperature,
   ``<smotion mode='remd'>`` swaps their ensembles (``exchange: false`` leaves it out: independent runs, one per
   temperature, as the phase-sequence benchmark uses), and ASE socket clients (``ferromlip-md client``) evaluate the
   potential. i-PI writes one trajectory per *system*; each system's ensemble temperature is logged with every
   frame, so frames are regrouped here into one trajectory per *temperature*. Exchange attempts and acceptances
   are read from i-PI's log and reported per pair of temperatures.
-* ``ramp`` — seed 000's on-the-fly protocol: Langevin MD whose target temperature rises linearly (10 -> 300 K,
+* ``ramp`` — the minimalist paper's on-the-fly protocol: Langevin MD whose target temperature rises linearly (10 -> 300 K,
   2 fs steps) from one polymorph, with ASE.
 
 With ``stop_below_distance`` (Å) set, every force call first checks that no two atoms are closer than that: a run
@@ -297,7 +297,7 @@ def _tail(path: str, lines: int = 5) -> str:
 
 # ------------------------------------------------------------------------------------------------ ramp
 def run_ramp(parameters: dict, report: dict) -> list[list]:
-    """Langevin MD with a target temperature rising linearly from ``t_start`` to ``t_end`` (seed 000)."""
+    """Langevin MD with a target temperature rising linearly from ``t_start`` to ``t_end`` (minimalist paper)."""
     from ase import units
     from ase.io import read
     from ase.md.langevin import Langevin

@@ -6,7 +6,7 @@ from lightning.pytorch.callbacks import Callback
 
 
 class StopBelowLearningRate(Callback):
-    """Stop training once the learning rate has been reduced below ``min_lr``: seed 000's Allegro criterion
+    """Stop training once the learning rate has been reduced below ``min_lr``: the minimalist paper's Allegro criterion
     (learning rate halved on plateau, training ends when it falls below 1e-5). Lightning has no such callback."""
 
     def __init__(self, min_lr: float):

@@ -14,7 +14,7 @@ from .perturb import rattled_strained
 
 def _batio3(kind: str = 'ranking') -> dict[str, Atoms]:
     check_kind(kind)
-    # Seed 003 samples all four phases in 40-atom cells; the ranking uses the 5-atom cells.
+    # The BaTiO3-GAP paper samples all four phases in 40-atom cells; the ranking uses the 5-atom cells.
     return batio3_polymorphs(supercell=(2, 2, 2) if kind == 'training' else (1, 1, 1))
 
 
@@ -27,13 +27,13 @@ MATERIALS = {'BaTiO3': _batio3, 'BiFeO3': bifeo3_polymorphs, 'PbZrO3': pbzro3_po
 MINIMALIST_STAGES = {'BaTiO3': ['R3m'], 'PbZrO3': ['R3c', 'Pnma'], 'BiFeO3': ['R3c', 'Pnma'],
                      'HfO2': ['P2_1/c', 'P4_2/nmc']}
 
-#: The phase each material's ranking is measured from (seed 000 Tables I-II; cubic for BaTiO3).
+#: The phase each material's ranking is measured from (minimalist paper, Tables I-II; cubic for BaTiO3).
 RANKING_ZERO = {'BaTiO3': 'Pm-3m', 'BiFeO3': 'R3c', 'PbZrO3': 'AFE40', 'HfO2': 'monoclinic'}
 
 
 def polymorphs(material: str, kind: str = 'ranking') -> dict[str, Atoms]:
     """A named material's polymorphs: ``training`` (the start structures of the papers' MD, 40-atom perovskite /
-    24-atom HfO2 cells) or ``ranking`` (the phases of seed 000's energy tables, in their own cells)."""
+    24-atom HfO2 cells) or ``ranking`` (the phases of the minimalist paper's energy tables, in their own cells)."""
     if material not in MATERIALS:
         raise ValueError(f'unknown material `{material}`; known: {", ".join(MATERIALS)}')
     return MATERIALS[material](kind)

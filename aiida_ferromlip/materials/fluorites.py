@@ -1,4 +1,4 @@
-"""HfO2 polymorphs (seed 000 Table II): the cubic fluorite, the tetragonal and monoclinic phases, and the two
+"""HfO2 polymorphs (minimalist paper, Table II): the cubic fluorite, the tetragonal and monoclinic phases, and the two
 orthorhombic ones that matter for ferroelectric hafnia.
 
 Cubic and tetragonal are built from the fluorite cell (the tetragonal phase is the fluorite with the O columns
@@ -7,13 +7,13 @@ from their space group and Wyckoff positions with ``ase.spacegroup.crystal``:
 
 - monoclinic P2_1/c: the baddeleyite structure of HfO2 (Hann, Suitch and Pentecost, J. Am. Ceram. Soc. 68,
   C285 (1985));
-- oIII, polar Pca2_1: the phase behind ferroelectric hafnia (Boescke et al., APL 99, 102903 (2011), seed 000
+- oIII, polar Pca2_1: the phase behind ferroelectric hafnia (Boescke et al., APL 99, 102903 (2011), the minimalist paper
   ref. 43): Hf near the fcc sites of the fluorite, one O sublattice displaced along a and c;
 - oI, antipolar Pbca: the ortho-I structure of ZrO2 (Ohtaka et al., J. Am. Ceram. Soc. 73, 1990) in a HfO2 cell.
 
 The coordinates are approximate starting points (the oIII ones to two decimals), not refined data: what vouches
 for them is tested, namely each space group (spglib) and that the reference model, relaxing each phase in its
-space group, ranks them monoclinic < oI < oIII < tetragonal < cubic as PBEsol does in seed 000 (docs/benchmarks.md).
+space group, ranks them monoclinic < oI < oIII < tetragonal < cubic as PBEsol does in the minimalist paper (docs/benchmarks.md).
 """
 
 from __future__ import annotations

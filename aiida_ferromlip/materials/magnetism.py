@@ -1,6 +1,6 @@
 """Collinear magnetic orders for DFT labels: which elements need one, and how a cell's sites split into kinds.
 
-Seed 000 labels BiFeO3 with G-type antiferromagnetic order on Fe: every Fe has its nearest Fe neighbours
+The minimalist paper labels BiFeO3 with G-type antiferromagnetic order on Fe: every Fe has its nearest Fe neighbours
 antiparallel. For an arbitrary (distorted, rattled) cell the up/down assignment is a two-colouring of the graph
 of nearest magnetic neighbours under periodic boundary conditions; a cell in which that graph has an odd cycle
 (e.g. one pseudo-cubic cell along an axis, where Fe is its own neighbour) cannot hold the order and is refused.

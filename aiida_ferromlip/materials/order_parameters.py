@@ -1,7 +1,7 @@
 """Order parameters of ABO3 perovskites: local dipoles, polarization and octahedral rotations (tilts).
 
 The papers characterise structures by the polarization P and by the in-phase (M-point) and antiphase (R-point)
-rotations of the O6 octahedra (seed 000 Fig. 1 and Fig. 5; seed 003 Figs. 5-6). Both are read from the positions
+rotations of the O6 octahedra (minimalist paper, Fig. 1 and Fig. 5; BaTiO3-GAP paper, Figs. 5-6). Both are read from the positions
 alone, per B-centred cell:
 
 * **local dipole** of the cell around each B cation: Born effective charges times the displacements from the
@@ -117,7 +117,7 @@ def local_dipoles(atoms: Atoms, charges: dict | None = None) -> tuple[np.ndarray
 
 
 def cell_dipoles_from_partials(atoms: Atoms, partial_dipoles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """B-centred unit-cell dipoles from atom-resolved partial dipoles (seed 003): each B's own, plus 1/2 of each of
+    """B-centred unit-cell dipoles from atom-resolved partial dipoles (BaTiO3-GAP paper): each B's own, plus 1/2 of each of
     its 6 O and 1/8 of each of its 8 A, so every atom is shared out exactly once and the cell dipoles sum to the total
     dipole. Returns the B positions and the cell dipoles (units of ``partial_dipoles``)."""
     partial_dipoles = np.asarray(partial_dipoles, dtype=float)

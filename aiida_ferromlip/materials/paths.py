@@ -3,7 +3,7 @@ parent phase (its equation of state) and collective displacement paths from the 
 
 The double well of a ferroelectric perovskite is the energy along a collective displacement of its B cation
 (every Ti of BaTiO3 moved by ``d`` along [001], [011] or [111], the rest of the cubic cell fixed): the labeller's
-well depth and position there are what a potential must reproduce (seed 003's R-O-T-C physics; seed 000's
+well depth and position there are what a potential must reproduce (the BaTiO3-GAP paper's R-O-T-C physics; the minimalist paper's
 soft-mode tests).
 """
 

@@ -8,7 +8,7 @@ the tilted and antipolar phases of PbZrO3 and BiFeO3 need. Every phase shipped i
 them.
 
 
-Polar phases: BaTiO3's sequence R3m -> Amm2 -> P4mm -> Pm-3m (seed 003; seed 000 starts its training from R3m) differs by
+Polar phases: BaTiO3's sequence R3m -> Amm2 -> P4mm -> Pm-3m (BaTiO3-GAP paper; the minimalist paper starts its training from R3m) differs by
 the direction of the polarization: [111], [110], [001], none. Each polar phase is built the same way: the B
 cation moves by ``b_shift`` along the polar axis, the oxygen cage by ``o_shift`` (opposite sign), and the cell
 is strained by ``strain`` along that axis (cell' = cell (1 + strain p p^T)). The resulting space groups are
@@ -28,7 +28,7 @@ from ase import Atoms
 #: Polar axis of each phase, in pseudocubic coordinates.
 POLAR_AXES = {'Pm-3m': (0, 0, 0), 'P4mm': (0, 0, 1), 'Amm2': (1, 1, 0), 'R3m': (1, 1, 1)}
 
-#: BaTiO3 phases from the ground state upwards in temperature (seed 003's R-O-T-C sequence).
+#: BaTiO3 phases from the ground state upwards in temperature (the BaTiO3-GAP paper's R-O-T-C sequence).
 BATIO3_PHASES = ('R3m', 'Amm2', 'P4mm', 'Pm-3m')
 
 
@@ -177,10 +177,10 @@ def pnma(a_site: str, b_site: str, vectors=_ORTHORHOMBIC_20, *, lattice: float, 
 
 
 def pbzro3_polymorphs(kind: str = 'ranking', lattice: float = 4.12) -> dict[str, Atoms]:
-    """PbZrO3's low-energy phases (seed 000 Table I) or the phases its training starts from.
+    """PbZrO3's low-energy phases (minimalist paper, Table I) or the phases its training starts from.
 
     ``ranking``: FiE, AFE80, AFE40, FE (R3c) and cubic in their own cells (30, 80, 40, 10, 5 atoms).
-    ``training``: R3c and Pnma in the 40-atom 2x2x2 cell (seed 000 trains from these two, never seeing the AFE ones).
+    ``training``: R3c and Pnma in the 40-atom 2x2x2 cell (the minimalist paper trains from these two, never seeing the AFE ones).
 
     - AFE40, Pbam (Iniguez et al., PRB 90, 220103 (2014)): a-a-c0 antiphase rotations about [1-10] and Pb
       displaced along [1-10] in an up-up-down-down sequence along [110] (the Sigma mode, q = (1/4, 1/4, 0)).
@@ -210,8 +210,8 @@ def pbzro3_polymorphs(kind: str = 'ranking', lattice: float = 4.12) -> dict[str,
 
 def bifeo3_polymorphs(kind: str = 'ranking', lattice: float = 3.96) -> dict[str, Atoms]:
     """BiFeO3's R3c ground state and Pnma phase (Dieguez et al., PRB 83, 094105 (2011)); ``training``: both in the
-    40-atom 2x2x2 cell (seed 000), ``ranking``: R3c (10 atoms), Pnma (20) and cubic (5). Magnetic order is not part
-    of the structure: DFT engines take it as an input (G-type for seed 000)."""
+    40-atom 2x2x2 cell (minimalist paper), ``ranking``: R3c (10 atoms), Pnma (20) and cubic (5). Magnetic order is not part
+    of the structure: DFT engines take it as an input (G-type for the minimalist paper)."""
     if kind == 'training':
         return {'R3c': r3c('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=12, a_shift=0.45, b_shift=0.1),
                 'Pnma': pnma('Bi', 'Fe', PSEUDOCUBIC_2x2x2, lattice=lattice, tilt=11, in_phase_tilt=9)}
@@ -224,7 +224,7 @@ def bifeo3_polymorphs(kind: str = 'ranking', lattice: float = 3.96) -> dict[str,
 def switching_endpoints(a_site: str = 'Bi', b_site: str = 'Fe', *, lattice: float = 3.96, tilt: float = 12,
                         a_shift: float = 0.45, b_shift: float = 0.1) -> tuple[Atoms, Atoms]:
     """Two R3c variants in the same cubic 40-atom cell that differ by the sign of P_z and of the antiphase
-    rotation R_z (seed 000 Fig. 5, BiFeO3): P along [111] with rotations (t, t, t), and along [11-1] with
+    rotation R_z (minimalist paper, Fig. 5, BiFeO3): P along [111] with rotations (t, t, t), and along [11-1] with
     (t, t, -t). Mirror images through z = 0, so the path between them is symmetric."""
     def variant(sign: int) -> Atoms:
         axis = np.array([1.0, 1.0, sign]) / np.sqrt(3)
@@ -236,7 +236,7 @@ def switching_endpoints(a_site: str = 'Bi', b_site: str = 'Fe', *, lattice: floa
 
 def dipole_texture(a_site: str = 'Ba', b_site: str = 'Ti', *, size: int = 4, layers: int = 1, lattice: float = 4.0,
                    amplitude: float = 0.1, kind: str = 'vortex') -> Atoms:
-    """A size x size x layers supercell whose B cations carry an in-plane displacement field (seed 000 Fig. 4).
+    """A size x size x layers supercell whose B cations carry an in-plane displacement field (minimalist paper, Fig. 4).
 
     ``vortex``: u = amplitude (-sin(k y), sin(k x)), k = 2 pi / size, evaluated at each B: a square lattice with
     two vortices (around (0, 0) and (size/2, size/2), opposite circulation) and two antivortices (around

@@ -15,11 +15,10 @@ import pathlib
 import numpy as np
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction, if_, while_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, cutoff_problem, split_indices
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
 from aiida_ferromlip.calculations.sample import SampleCalculation
@@ -44,7 +43,7 @@ LOOP_DEFAULTS = {
     'strain': 0.01,
     'thresholds': {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0},
     'converged_iterations': 1,        # consecutive iterations below the thresholds
-    'flexible_cell_from_iteration': None,  # seed 003: NVT replica exchange first, then NST from this iteration
+    'flexible_cell_from_iteration': None,  # the BaTiO3-GAP paper: NVT replica exchange first, then NST from this iteration
     # None: every start structure from the first iteration; `minimalist`: the minimalist-MLIP paper's stages of the
     # named material (materials.MINIMALIST_STAGES); or a list of lists of start-structure keys. A stage samples its
     # own structures, the TrainingSet grows across stages, and the loop moves on when the stage converges.
@@ -261,7 +260,7 @@ def start_at_equilibrium(reference_values: orm.Dict, **structures: orm.Structure
 
 
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
-    """Grow a TrainingSet and a potential by active learning (seed 003's loop, or seed 000's minimalist one)."""
+    """Grow a TrainingSet and a potential by active learning (the BaTiO3-GAP paper's loop, or the minimalist paper's minimalist one)."""
 
     @classmethod
     def define(cls, spec):
@@ -342,7 +341,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                   structures: dict | None = None, protocol: str | None = None,
                                   overrides: dict | None = None, engine: str = 'reference', model: str = 'gap',
                                   task_code: orm.AbstractCode | None = None):
-        """Builder from the protocols of every stage (fast | minimalist | seed003); ``overrides`` merged.
+        """Builder from the protocols of every stage (fast | minimalist | batio3_gap); ``overrides`` merged.
 
         ``model`` picks the fit: ``gap`` (``fit_code`` a ferromlip.gap_fit code) or ``nequip`` (a
         ferromlip.nequip_train code; the Allegro/NequIP config is generated for the start structures' species).
@@ -589,7 +588,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
         switch = self.ctx.loop['flexible_cell_from_iteration']
         if switch is not None and self.ctx.iteration >= switch and inputs['parameters']['ensemble'] != 'nst':
-            # Seed 003 sampled with NVT replica exchange, then let the cell relax (NpT): same ladder, NST ensemble.
+            # The BaTiO3-GAP paper sampled with NVT replica exchange, then let the cell relax (NpT): same ladder, NST ensemble.
             inputs['parameters'] = orm.Dict({**inputs['parameters'].get_dict(), 'ensemble': 'nst'})
             self.report(f'iteration {self.ctx.iteration}: sampling with a fully flexible cell (NST) from now on')
         for key in sorted(self.ctx.stages[self.ctx.stage]):

@@ -1,4 +1,4 @@
-"""Berry-phase polarization labels from Quantum ESPRESSO (seed 003, Supplementary Note 3).
+"""Berry-phase polarization labels from Quantum ESPRESSO (BaTiO3-GAP paper, Supplementary Note 3).
 
 ``PwBerryPhaseWorkChain`` (one frame): a pw.x SCF through aiida-quantumespresso's ``PwBaseWorkChain`` with the
 settings of the QE labels (smeared occupations, so a metal converges and shows itself); the gap between the
@@ -24,7 +24,6 @@ import numpy as np
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 from aiida_quantumespresso.calculations.pw import PwCalculation
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip.analysis.berry_phase import (
     BerryPhaseOutputError,
@@ -33,7 +32,7 @@ from aiida_ferromlip.analysis.berry_phase import (
     reference_phases,
     unwrap_dipole,
 )
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import born_dipoles
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare

@@ -11,9 +11,8 @@ import pathlib
 
 from aiida import orm
 from aiida.engine import WorkChain
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare

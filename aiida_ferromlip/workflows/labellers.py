@@ -71,7 +71,7 @@ ENGINES: dict[str, Engine] = {
     'vasp': Engine(
         name='vasp',
         process_class=VaspLabelWorkChain,
-        description="VASP through aiida-vasp with seed 000's settings (needs your own VASP code and POTCARs).",
+        description="VASP through aiida-vasp with the minimalist paper's settings (needs your own VASP code and POTCARs).",
         validate=vasp_input_problems,
     ),
 }

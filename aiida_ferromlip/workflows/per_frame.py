@@ -39,7 +39,7 @@ class PerFrameLabelWorkChain(WorkChain):
                    validator=_validate_distances,
                    help='Γ-centred k-point spacing (Å⁻¹, 2π included) per material, by formula ({"BiFeO3": 0.5}): '
                         'a frame whose reduced composition matches one takes it instead of the engine\'s default '
-                        '(how the seed000 protocol reproduces that paper\'s mesh for each material).')
+                        '(how the minimalist protocol reproduces that paper\'s mesh for each material).')
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(0),
                    validator=lambda value, _: None if value.value >= 0 else '`max_concurrent` must be >= 0',
                    help='At most this many frames run at a time (0: all at once, for a cluster queue). On a laptop '

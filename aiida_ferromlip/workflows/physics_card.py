@@ -20,12 +20,11 @@ import pathlib
 import numpy as np
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction, if_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis import physics_card as card
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets

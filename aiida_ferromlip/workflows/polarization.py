@@ -1,4 +1,4 @@
-"""``PolarizationModelWorkChain``: train and validate the SA-GPR cell-dipole model (seed 003) on a TrainingSet.
+"""``PolarizationModelWorkChain``: train and validate the SA-GPR cell-dipole model (BaTiO3-GAP paper) on a TrainingSet.
 
 Dipole labels are an input (``dipoles``: ArrayData ``dipoles`` [n_frames, 3] in e·Å, e.g. Berry-phase cell
 dipoles brought to one branch); without them the frames are labelled by the Born-effective-charge model
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.engine import WorkChain
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_ferromlip.calculations.base import ProtocolMixin
 from aiida_ferromlip.data.polarization import DEFAULTS, PolarizationModel, born_charge_dipoles, fit_polarization_model
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.protocols import PROTOCOLS, merged_settings
@@ -44,7 +44,7 @@ class PolarizationModelWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, training_set: TrainingSet, protocol: str | None = None,
                                   overrides: dict | None = None, dipoles: orm.ArrayData | None = None):
-        """Builder from ``protocols/polarization_model.yaml`` (fast: zeta 2 | seed003: the paper's linear kernel);
+        """Builder from ``protocols/polarization_model.yaml`` (fast: zeta 2 | batio3_gap: the paper's linear kernel);
         ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()

@@ -1,7 +1,7 @@
 """Selection stage: MD trajectories -> the structures worth labelling next.
 
 ``select_candidates`` is a calcfunction (seconds of SOAP + FPS, so it runs in the daemon with full provenance):
-physical-sanity filter, decorrelation by the energy autocorrelation time (seed 003), then structure-level
+physical-sanity filter, decorrelation by the energy autocorrelation time (BaTiO3-GAP paper), then structure-level
 farthest-point sampling on SOAP against the current TrainingSet. Each selected ``StructureData`` records the
 trajectory and frame it came from.
 """

@@ -1,6 +1,6 @@
-"""``VaspLabelWorkChain``: label a batch of structures with VASP through aiida-vasp, with seed 000's settings.
+"""``VaspLabelWorkChain``: label a batch of structures with VASP through aiida-vasp, with the minimalist paper's settings.
 
-Seed 000 (Sec. II.D): PAW, PBEsol, 500 eV plane-wave cutoff, Γ-centred k-meshes (3x3x3 for 40-atom BaTiO3 and
+The minimalist paper (Sec. II.D): PAW, PBEsol, 500 eV plane-wave cutoff, Γ-centred k-meshes (3x3x3 for 40-atom BaTiO3 and
 PbZrO3 and 24-atom HfO2, 2x2x2 for BiFeO3), Hubbard U = 4 eV on Fe, and the PAW valences listed below. Every
 frame is one aiida-vasp ``VaspWorkChain`` (its handlers restart unconverged electronic steps); energies, forces
 and stress are read from each calculation's retrieved ``vasprun.xml`` with ASE's reader (units and VASP's sign
@@ -29,13 +29,13 @@ from aiida_ferromlip.workflows.per_frame import (
     magnetic_setup,
 )
 
-#: Seed 000's PAW datasets, by valence: O 2s2p4 (6 e), Ba 5s5p6s (10), Ti 3s3p4s3d (12), Bi 5d6s6p (15),
+#: The minimalist paper's PAW datasets, by valence: O 2s2p4 (6 e), Ba 5s5p6s (10), Ti 3s3p4s3d (12), Bi 5d6s6p (15),
 #: Fe 3p3d4s (14), Pb 5d6s6p (14), Zr 4s4p5s4d (12), Hf 5p5d6s (10).
-SEED000_POTCARS = {'O': 'O', 'Ba': 'Ba_sv', 'Ti': 'Ti_sv', 'Bi': 'Bi_d', 'Fe': 'Fe_pv', 'Pb': 'Pb_d',
+MINIMALIST_POTCARS = {'O': 'O', 'Ba': 'Ba_sv', 'Ti': 'Ti_sv', 'Bi': 'Bi_d', 'Fe': 'Fe_pv', 'Pb': 'Pb_d',
                    'Zr': 'Zr_sv', 'Hf': 'Hf_pv'}
 
-#: Seed 000's INCAR for single-point labels (PBEsol = GGA PS; energies, forces and stress; no files kept).
-SEED000_INCAR = {'encut': 500, 'gga': 'PS', 'prec': 'Accurate', 'ediff': 1e-6, 'ismear': 0, 'sigma': 0.05,
+#: The minimalist paper's INCAR for single-point labels (PBEsol = GGA PS; energies, forces and stress; no files kept).
+MINIMALIST_INCAR = {'encut': 500, 'gga': 'PS', 'prec': 'Accurate', 'ediff': 1e-6, 'ismear': 0, 'sigma': 0.05,
                  'nelm': 150, 'lreal': False, 'ibrion': -1, 'nsw': 0, 'isif': 2, 'lwave': False, 'lcharg': False}
 
 #: Hubbard U acts on the f shell of these elements (VASP LDAUL = 3) and on the d shell of any other.
@@ -55,7 +55,7 @@ def vasp_input_problems(inputs, structures) -> str | None:
                         '--default-calc-job-plugin vasp.vasp --filepath-executable /path/to/vasp_std ...` and pass it '
                         'as `code`')
     family = input_value(inputs, 'potential_family', None)
-    mapping = input_value(inputs, 'potential_mapping', SEED000_POTCARS) or {}
+    mapping = input_value(inputs, 'potential_mapping', MINIMALIST_POTCARS) or {}
     frame_issues, symbols = frame_problems(inputs, structures)
     problems += frame_issues
     unmapped = sorted(symbols - set(mapping))
@@ -116,7 +116,7 @@ def vasp_inputs(inputs, structure: orm.StructureData) -> dict:
     """The ``VaspWorkChain`` inputs that label ``structure`` (INCAR with U and MAGMOM already in site order)."""
     from aiida_vasp.utils.ldau import get_ldau_keys
 
-    incar = {**SEED000_INCAR, **{k.lower(): v for k, v in (input_value(inputs, 'incar', {}) or {}).items()}}
+    incar = {**MINIMALIST_INCAR, **{k.lower(): v for k, v in (input_value(inputs, 'incar', {}) or {}).items()}}
     structure, moments = magnetic_setup(inputs, structure)
     structure = grouped_by_kind(structure)
     if moments is not None:
@@ -127,7 +127,7 @@ def vasp_inputs(inputs, structure: orm.StructureData) -> dict:
                  for kind in structure.kinds if kind.symbol in hubbard}
     if u_mapping:
         incar.update({'ldau': True, **get_ldau_keys(structure, u_mapping)})
-    mapping = input_value(inputs, 'potential_mapping', SEED000_POTCARS) or SEED000_POTCARS
+    mapping = input_value(inputs, 'potential_mapping', MINIMALIST_POTCARS) or MINIMALIST_POTCARS
     result = {
         'structure': structure,
         'parameters': orm.Dict({'incar': incar}),
@@ -200,8 +200,8 @@ def define_vasp_ports(spec) -> None:
     spec.input('code', valid_type=orm.AbstractCode, required=False, help='A `vasp.vasp` code (VASP >= 6.3 for ML).')
     spec.input('potential_family', valid_type=orm.Str, required=False,
                help='aiida-vasp POTCAR family (VASP\'s PAW set is licensed: upload your own).')
-    spec.input('potential_mapping', valid_type=orm.Dict, default=lambda: orm.Dict(SEED000_POTCARS),
-               help='POTCAR per element (default: seed 000\'s valences).')
+    spec.input('potential_mapping', valid_type=orm.Dict, default=lambda: orm.Dict(MINIMALIST_POTCARS),
+               help='POTCAR per element (default: the minimalist paper\'s valences).')
 
 
 class VaspLabelWorkChain(PerFrameLabelWorkChain):
@@ -214,7 +214,7 @@ class VaspLabelWorkChain(PerFrameLabelWorkChain):
     def define(cls, spec):
         super().define(spec)
         define_vasp_ports(spec)
-        spec.input('incar', valid_type=orm.Dict, required=False, help='INCAR tags over seed 000\'s.')
+        spec.input('incar', valid_type=orm.Dict, required=False, help='INCAR tags over the minimalist paper\'s.')
         spec.input('kpoints_distance', valid_type=orm.Float, default=lambda: orm.Float(0.3),
                    help='Γ-centred mesh density, Å⁻¹ with 2π (0.3: 3x3x3 on a 40-atom perovskite).')
         spec.inputs.validator = validate_inputs

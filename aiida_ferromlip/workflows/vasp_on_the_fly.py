@@ -1,7 +1,7 @@
-"""``VaspOnTheFlyWorkChain``: VASP's Bayesian on-the-fly training MD (``ML_LMLFF``) through aiida-vasp, seed 000's
+"""``VaspOnTheFlyWorkChain``: VASP's Bayesian on-the-fly training MD (``ML_LMLFF``) through aiida-vasp, the minimalist paper's
 way, and its training set (``ML_ABN``) as a TrainingSet.
 
-Seed 000 (Sec. II.A, II.C) grew every training set inside VASP: MD of 10000 steps of 2 fs with a linear 10 -> 300 K
+The minimalist paper (Sec. II.A, II.C) grew every training set inside VASP: MD of 10000 steps of 2 fs with a linear 10 -> 300 K
 ramp from a known polymorph, VASP's default descriptors, a Bayesian error threshold of 0.002 updated
 automatically; then a second run from another polymorph that continues the same training set (R3c then Pnma for
 BiFeO3 and PbZrO3, P2_1/c then P4_2/nmc for HfO2; BaTiO3 once, from R3m). This work chain runs those stages in
@@ -10,7 +10,7 @@ order, each an aiida-vasp ``VaspWorkChain``:
 * stage 0 from the first structure; every later stage copies the previous stage's ``ML_ABN`` from its remote
   folder (aiida-vasp's ``restart_folder`` + ``ADDITIONAL_REMOTE_COPY_LIST``) and renames it ``ML_AB`` before VASP
   starts (``prepend_text``), which VASP reads as a continuation of the training (``ML_MODE = train``);
-* the electronic settings are seed 000's labelling ones (``vasp_label.SEED000_INCAR``: PBEsol, 500 eV, PAW
+* the electronic settings are the minimalist paper's labelling ones (``vasp_label.MINIMALIST_INCAR``: PBEsol, 500 eV, PAW
   valences, U = 4 eV on Fe with G-type order for BiFeO3) and its k-meshes (3x3x3; 2x2x2 for BiFeO3);
 * outputs: the final ``ML_ABN`` and ``ML_FFN`` (VASP's force field) as files, each stage's ``ML_ABN``, and the
   TrainingSet read from the final ``ML_ABN`` (``data.ml_ab.training_set_from_ml_ab``), which GAP/Allegro fits,
@@ -28,9 +28,8 @@ import pathlib
 
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, while_
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
@@ -38,9 +37,9 @@ from aiida_ferromlip.materials import MINIMALIST_STAGES
 from aiida_ferromlip.workflows.per_frame import input_value
 from aiida_ferromlip.workflows.vasp_label import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
 
-#: Seed 000's stages per material (the first starts the training set, the next ones continue it), k-point meshes
+#: The minimalist paper's stages per material (the first starts the training set, the next ones continue it), k-point meshes
 #: of its 40-atom (24 for HfO2) cells, and the BiFeO3 extras.
-SEED000_MATERIALS = {
+MINIMALIST_MATERIALS = {
     'BaTiO3': {'stages': MINIMALIST_STAGES['BaTiO3'], 'kpoints_mesh': [3, 3, 3]},
     'PbZrO3': {'stages': MINIMALIST_STAGES['PbZrO3'], 'kpoints_mesh': [3, 3, 3]},
     'HfO2': {'stages': MINIMALIST_STAGES['HfO2'], 'kpoints_mesh': [3, 3, 3]},
@@ -58,7 +57,7 @@ def stage_keys(structures) -> list[str]:
 
 
 def stage_inputs(inputs, structure: orm.StructureData, previous_remote: orm.RemoteData | None = None) -> dict:
-    """The ``VaspWorkChain`` inputs of one stage: seed 000's labelling inputs (``vasp_label.vasp_inputs``) with the
+    """The ``VaspWorkChain`` inputs of one stage: the minimalist paper's labelling inputs (``vasp_label.vasp_inputs``) with the
     on-the-fly MD tags over them, the explicit k-mesh, and — after the first stage — the previous ``ML_ABN``."""
     incar = dict(input_value(inputs, 'incar', {}) or {})
     gamma = float(incar.pop('langevin_gamma', 10.0))
@@ -74,7 +73,7 @@ def stage_inputs(inputs, structure: orm.StructureData, previous_remote: orm.Remo
     if mesh:
         kpoints = orm.KpointsData()
         kpoints.set_cell_from_structure(result['structure'])
-        kpoints.set_kpoints_mesh(list(mesh), offset=[0, 0, 0])  # Γ-centred, as seed 000
+        kpoints.set_kpoints_mesh(list(mesh), offset=[0, 0, 0])  # Γ-centred, as the minimalist paper
         result['kpoints'] = kpoints
     settings = result['settings'].get_dict()
     settings.update({'skip_parameters_validation': True, 'ADDITIONAL_RETRIEVE_LIST': ML_FILES})
@@ -131,7 +130,7 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
         define_vasp_ports(spec)
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
                              help='One start structure per stage; stages run in key order (stage_0_..., ...).')
-        spec.input('incar', valid_type=orm.Dict, help='ML and MD tags over seed 000\'s labelling INCAR '
+        spec.input('incar', valid_type=orm.Dict, help='ML and MD tags over the minimalist paper\'s labelling INCAR '
                                                       '(`langevin_gamma`: one value, applied to every species).')
         spec.input('kpoints_mesh', valid_type=orm.List, required=False, help='Γ-centred mesh (else by distance).')
         spec.input('kpoints_distance', valid_type=orm.Float, default=lambda: orm.Float(0.3),
@@ -156,7 +155,7 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
     def get_builder_from_protocol(cls, code: orm.AbstractCode | None, material: str | None = None,
                                   structures: dict | None = None, potential_family: str | None = None,
                                   protocol: str | None = None, overrides: dict | None = None):
-        """Builder for seed 000's stages of ``material`` (its polymorphs, k-mesh, U and magnetism), or for the
+        """Builder for the minimalist paper's stages of ``material`` (its polymorphs, k-mesh, U and magnetism), or for the
         given ``structures`` (stage order = key order); ``overrides`` merged into a copy of the protocol."""
         from aiida_ferromlip.materials import MATERIALS, polymorphs
 
@@ -169,9 +168,9 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
         incar = {**inputs['incar'], 'langevin_gamma': inputs['langevin_gamma']}
         builder.incar = orm.Dict(incar)
         if structures is None:
-            if material not in SEED000_MATERIALS:
+            if material not in MINIMALIST_MATERIALS:
                 raise ValueError(f'give `structures`, or a `material` among {", ".join(sorted(MATERIALS))}')
-            settings = SEED000_MATERIALS[material]
+            settings = MINIMALIST_MATERIALS[material]
             cells = polymorphs(material, 'training')
             structures = {f'stage_{k}_{phase.replace("/", "")}': orm.StructureData(ase=cells[phase])
                           for k, phase in enumerate(settings['stages'])}

@@ -1,1 +1,1 @@
-"""Workflows that judge a potential against a reference: seed 000's tests."""
+"""Workflows that judge a potential against a reference: the minimalist paper's tests."""

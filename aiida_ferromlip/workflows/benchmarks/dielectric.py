@@ -1,5 +1,5 @@
 """``DielectricResponseWorkChain``: static and frequency-dependent dielectric response from MD with a potential and a
-polarization model (seed 003 Sec. 2.5, eqs. 4-6).
+polarization model (BaTiO3-GAP paper, Sec. 2.5, eqs. 4-6).
 
 MD at each temperature of a list (``SampleCalculation``; NVT or NpT, independent runs by default) of a supercell;
 the model's cell dipole for every frame after the equilibration part (a temperature where the MD collapsed the crystal
@@ -7,7 +7,7 @@ the model's cell dipole for every frame after the equilibration part (a temperat
 from the dipole fluctuations (``analysis.dielectric``), its isotropic part and principal values; a Curie-Weiss fit
 of the isotropic constant over the temperatures at or above ``curie_weiss_from_K`` (the cubic branch: choose it
 above the transition); the susceptibility spectrum at ``spectrum_temperature_K`` from the dipole autocorrelation.
-The supercell size is part of the summary, since these fluctuations converge slowly with it (seed 003 compares
+The supercell size is part of the summary, since these fluctuations converge slowly with it (the BaTiO3-GAP paper compares
 4x4x4 and 5x5x5).
 """
 
@@ -19,11 +19,10 @@ import pathlib
 import numpy as np
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_ferromlip.analysis import dielectric
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, min_interatomic_distance
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
@@ -172,7 +171,7 @@ class DielectricResponseWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkCha
     @classmethod
     def get_builder_from_protocol(cls, code, potential, polarization_model, structure=None, protocol=None,
                                   overrides=None):
-        """Builder (protocols fast | seed003); without ``structure`` a cubic BaTiO3 supercell of the protocol's
+        """Builder (protocols fast | batio3_gap); without ``structure`` a cubic BaTiO3 supercell of the protocol's
         ``supercell``."""
         from aiida_ferromlip.materials import perovskite_polymorph
 

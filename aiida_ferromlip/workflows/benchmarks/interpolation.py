@@ -1,4 +1,4 @@
-"""``InterpolationBenchmarkWorkChain``: the potential's errors on frames of MD trajectories (seed 000 Fig. 2).
+"""``InterpolationBenchmarkWorkChain``: the potential's errors on frames of MD trajectories (minimalist paper, Fig. 2).
 
 A share of each trajectory's frames (1 % by default, equispaced in time) is labelled by the reference engine and
 by the potential; the outputs are the error metrics (RMSE/MAE of energy per formula unit, force components,

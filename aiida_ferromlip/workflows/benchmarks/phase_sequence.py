@@ -1,5 +1,5 @@
 """``PhaseSequenceWorkChain``: the finite-temperature phase sequence of a perovskite ferroelectric with a potential
-(seed 003 Figs. 1, 5, 6: BaTiO3's R -> O -> T -> C on heating).
+(BaTiO3-GAP paper, Figs. 1, 5, 6: BaTiO3's R -> O -> T -> C on heating).
 
 Fully flexible-cell (NST) MD at every temperature of a list, all started from one supercell (by default BaTiO3
 R3m 4x4x4, a heating run), through ``SampleCalculation`` (i-PI; independent runs by default, replica exchange
@@ -9,7 +9,7 @@ between the temperatures on request). After discarding an equilibration part, pe
   cell angles, each frame's sorted (lengths largest first, angles farthest from 90 degrees first), mean and spread;
 * the polarization of every frame and the unit-cell polarizations of every B-centred cell, from the local dipoles
   of ``materials.order_parameters`` (Born effective charges x displacements for BaTiO3: an estimate, stated as
-  such in the outputs) or, given a ``polarization_model`` (seed 003's route), from the Ti-centred sums of the
+  such in the outputs) or, given a ``polarization_model`` (the BaTiO3-GAP paper's route), from the Ti-centred sums of the
   model's partial dipoles (Ti + 1/2 of each O + 1/8 of each Ba);
 * the phase, from the direction of the polarization: the three |P| components of each frame sorted, averaged
   over the frames; the largest below ``polar_threshold_c_m2`` is cubic (C), otherwise the number of components
@@ -33,11 +33,10 @@ import pathlib
 import numpy as np
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from ase import Atoms
 
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.calculations.base import PROTOCOLS
+from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
@@ -86,7 +85,7 @@ def sorted_cell(lattice: np.ndarray, angles: np.ndarray) -> tuple[np.ndarray, np
 def frame_order_parameters(atoms: Atoms, charges: dict, model=None) -> dict:
     """Polarization (C/m^2), unit-cell polarizations (C/m^2, one per B-centred cell) and the pseudocubic cell.
     The cell dipoles are Born-charge local dipoles, or — with a polarization ``model`` — the Ti-centred sums of the
-    model's partial dipoles (seed 003)."""
+    model's partial dipoles (BaTiO3-GAP paper)."""
     if model is None:
         _, dipoles = order_parameters.local_dipoles(atoms, charges)
     else:
@@ -265,7 +264,7 @@ class PhaseSequenceWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure: orm.StructureData | None = None,
                                   protocol: str | None = None, overrides: dict | None = None, options=None):
-        """Builder (protocols fast | seed003); without ``structure``, the protocol's BaTiO3 ``start_phase`` in its
+        """Builder (protocols fast | batio3_gap); without ``structure``, the protocol's BaTiO3 ``start_phase`` in its
         ``supercell``. ``overrides`` (``{'sample': {'parameters': ...}, 'analysis': ...}``) merged without
         mutation."""
         from aiida_ferromlip.materials import perovskite_polymorph

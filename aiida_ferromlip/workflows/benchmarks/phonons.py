@@ -1,4 +1,4 @@
-"""``PhononBenchmarkWorkChain``: phonons of a reference phase with a potential and with a reference (seed 000 Fig. 3).
+"""``PhononBenchmarkWorkChain``: phonons of a reference phase with a potential and with a reference (minimalist paper, Fig. 3).
 
 Finite displacements in a supercell (phonopy); the reference forces come from the ``LabelWorkChain`` (any engine:
 DFT or the reference labeller), the potential's from an ``AtomsTaskCalculation`` job. Both sets of forces

@@ -1,5 +1,5 @@
 """``PolymorphRankingWorkChain``: relax polymorphs with a potential and with the reference model, and tabulate their
-energies relative to a chosen phase and their lattice parameters (seed 000 Tables I and II).
+energies relative to a chosen phase and their lattice parameters (minimalist paper, Tables I and II).
 
 Each polymorph keeps its space group while it relaxes (ASE's ``FixSymmetry``: without it a metastable polymorph
 such as Amm2 BaTiO3 slides into the ground state and the ranking says nothing), cell and positions together

@@ -1,4 +1,4 @@
-"""``SwitchingPathWorkChain``: the minimum-energy path between two ferroelectric variants (seed 000 Fig. 5).
+"""``SwitchingPathWorkChain``: the minimum-energy path between two ferroelectric variants (minimalist paper, Fig. 5).
 
 The potential relaxes both end points (positions, fixed cell), then a climbing-image nudged elastic band (ASE's
 ``NEB``, images started by IDPP interpolation, FIRE) finds the path — one ``AtomsTaskCalculation`` (task ``neb``)

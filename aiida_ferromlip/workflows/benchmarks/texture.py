@@ -1,5 +1,5 @@
 """``VortexTextureWorkChain``: does a polar vortex-antivortex texture survive relaxation with the potential, and
-what does it cost against the homogeneous in-plane state (seed 000 Fig. 4; DFT there: 9 meV/f.u.)?
+what does it cost against the homogeneous in-plane state (minimalist paper, Fig. 4; DFT there: 9 meV/f.u.)?
 
 Both structures (e.g. ``materials.dipole_texture(kind='vortex' | 'homogeneous')``) are relaxed with the potential
 (positions, and the cell when ``relax_cell``; no symmetry constraint, so the texture may unwind; FIRE) in one

@@ -1,6 +1,6 @@
-"""Benchmark of the loop's performance target (issue: seed003 protocol on BaTiO3 with the reference labeller).
+"""Benchmark of the loop's performance target (issue: batio3_gap protocol on BaTiO3 with the reference labeller).
 
-    verdi run benchmarks/active_learning_seed003.py [--protocol seed003] [--max-iterations 10] [--steps N]
+    verdi run benchmarks/active_learning_batio3_gap.py [--protocol batio3_gap] [--max-iterations 10] [--steps N]
 
 Target: out-of-sample errors <= 5 meV/f.u. and <= 100 meV/Å on REMD frames (50-300 K) with at most 150 labels.
 Prints the labels used, the errors per iteration, the wall time, and the share of the wall time during which no
@@ -39,7 +39,7 @@ def program_seconds(loop) -> float:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('--protocol', default='seed003')
+    parser.add_argument('--protocol', default='batio3_gap')
     parser.add_argument('--max-iterations', type=int, default=None)
     parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
     args = parser.parse_args()

@@ -1,6 +1,6 @@
-"""Benchmark: fit the `seed003` GAP preset on 300 reference-labelled 40-atom BaTiO3 frames, through the CalcJob.
+"""Benchmark: fit the `batio3_gap` GAP preset on 300 reference-labelled 40-atom BaTiO3 frames, through the CalcJob.
 
-    verdi run benchmarks/gap_seed003_300.py [--frames 300] [--max-memory-gb 16]
+    verdi run benchmarks/gap_batio3_gap_300.py [--frames 300] [--max-memory-gb 16]
 
 Frames: the four BaTiO3 phases (R3m, Amm2, P4mm, Pm-3m; 2x2x2 = 40 atoms), each rattled (σ 0.08 Å) and strained
 (σ 1 %), labelled by SevenNet-0 through the LabelWorkChain. Prints wall time, peak RSS, gap_fit's own memory
@@ -42,7 +42,7 @@ def main():
     print(f'TrainingSet<{training_set.pk}>: {len(training_set)} frames ({label_time:.0f} s to build)')
 
     builder = GapFitCalculation.get_builder_from_protocol(
-        orm.load_code('ferromlip-gap@localhost'), training_set, protocol='seed003',
+        orm.load_code('ferromlip-gap@localhost'), training_set, protocol='batio3_gap',
         overrides={'parameters': {'max_memory_gb': args.max_memory_gb}})
     start = time.perf_counter()
     results, node = run_get_node(builder)
