@@ -14,27 +14,9 @@ import time
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.analysis.profile import covered
 from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
-
-
-def program_seconds(loop) -> float:
-    """Seconds during which at least one external program of the loop was running (jobs overlap: the union of
-    the intervals each engine reports, from its start to its end)."""
-    intervals = []
-    for node in loop.called_descendants:
-        if not isinstance(node, orm.CalcJobNode):
-            continue
-        for name in ('report', 'fit_report', 'statistics'):
-            if name in node.outputs:
-                report = node.outputs[name].get_dict()
-                if report.get('started_at') and report.get('finished_at'):
-                    intervals.append((report['started_at'], report['finished_at']))
-    covered, end = 0.0, float('-inf')
-    for begin, finish in sorted(intervals):
-        if finish > end:
-            covered += finish - max(begin, end)
-            end = finish
-    return covered
+from aiida_ferromlip.workflows.after_loop import program_intervals
 
 
 def main():
@@ -60,7 +42,7 @@ def main():
     for row in summary['iterations']:
         print(f'{row["iteration"]:9d}  {row.get("training_frames", 0):15d}  {row.get("energy_per_fu_meV_rmse", float("nan")):15.2f}'
               f'  {row.get("forces_meV_per_A_rmse", float("nan")):12.0f}  {row.get("stress_kbar_rmse", float("nan")):16.2f}')
-    programs = program_seconds(node)
+    programs = covered(program_intervals(node))
     print(f'labels used: {summary["num_labels"]}; wall time {wall:.0f} s; some program running {programs:.0f} s; '
           f'AiiDA bookkeeping share (no program running) {max(0.0, 1 - programs / wall):.0%}')
 

@@ -238,6 +238,76 @@ def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:
     return next(fit.inputs[name].training_set for name in ('gap_fit', 'nequip') if name in fit.inputs)
 
 
+# ------------------------------------------------------------------------------------------------- profile
+#: The loop's stages by the link label of what it called (``label_seed``, ``fit_002``, ``sample_001_R3m``...).
+PROFILE_STAGES = {'label': 'label', 'merge': 'label', 'fit': 'fit', 'sample': 'sample', 'select': 'select',
+                  'errors': 'judge', 'card': 'judge', 'learning': 'judge'}
+#: The outputs of the plugin's jobs whose engine report has ``started_at``/``finished_at``.
+_REPORTS = ('report', 'fit_report', 'train_report', 'statistics', 'results')
+
+
+def program_intervals(process: orm.ProcessNode) -> list[tuple[float, float]]:
+    """``(start, end)`` of every program the plugin's jobs at or below ``process`` ran, from their engines'
+    reports (a job's program time, without upload, queueing, retrieval and parsing)."""
+    nodes = [process] + (list(process.called_descendants) if isinstance(process, orm.WorkflowNode) else [])
+    intervals = []
+    for node in nodes:
+        if not isinstance(node, orm.CalcJobNode):
+            continue
+        for name in _REPORTS:
+            if name in node.outputs:
+                report = node.outputs[name].get_dict()
+                if report.get('started_at') and report.get('finished_at'):
+                    intervals.append((float(report['started_at']), float(report['finished_at'])))
+                break
+    return intervals
+
+
+def loop_profile(node: orm.WorkflowNode, cpu_samples: list | None = None) -> dict:
+    """Where a loop's wall time went, per stage (label, fit, sample, select, judge; ``other``: the start at the
+    labeller's equilibrium and the like): the wall time the stage's processes were alive (union), the time one of
+    its programs ran (union of the engines' own start/end), the AiiDA share (alive, no program of the stage
+    running: process management, upload/retrieval, parsing, calcfunctions) and, with ``cpu_samples`` (a
+    ``analysis.profile.CpuSampler``'s), the machine's mean CPU utilisation while the stage was alive."""
+    from aiida_ferromlip.analysis import profile
+
+    stages: dict[str, dict[str, list]] = {}
+    for link in node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all():
+        stage = PROFILE_STAGES.get(link.link_label.split('_')[0], 'other')
+        alive = (link.node.ctime.timestamp(), link.node.mtime.timestamp())
+        entry = stages.setdefault(stage, {'alive': [], 'programs': []})
+        entry['alive'].append(alive)
+        entry['programs'] += profile.intersection(program_intervals(link.node), [alive])
+    total = (node.ctime.timestamp(), node.mtime.timestamp())
+    rows = []
+    for stage in ('label', 'fit', 'sample', 'select', 'judge', 'other'):
+        if stage not in stages:
+            continue
+        alive, programs = profile.covered(stages[stage]['alive']), profile.covered(stages[stage]['programs'])
+        rows.append({'stage': stage, 'wall_s': alive, 'program_s': programs,
+                     'aiida_share': 1 - programs / alive if alive else None,
+                     'cpu_utilisation': profile.mean_busy(cpu_samples, stages[stage]['alive']) if cpu_samples else None})
+    every_program = [i for entry in stages.values() for i in entry['programs']]
+    wall, programs = total[1] - total[0], profile.covered(every_program)
+    return {'rows': rows, 'wall_s': wall, 'program_s': programs, 'aiida_share': 1 - programs / wall if wall else None,
+            'cpu_utilisation': profile.mean_busy(cpu_samples, [total]) if cpu_samples else None}
+
+
+def format_profile(result: dict) -> str:
+    """``loop_profile`` as a Markdown table."""
+    def pct(value):
+        return '-' if value is None else f'{100 * value:.0f} %'
+
+    lines = ['| stage | wall (s) | a program ran (s) | AiiDA share | CPU utilisation (all cores) |',
+             '|---|---|---|---|---|']
+    for row in result['rows']:
+        lines.append(f"| {row['stage']} | {row['wall_s']:.0f} | {row['program_s']:.0f} | {pct(row['aiida_share'])} | "
+                     f"{pct(row['cpu_utilisation'])} |")
+    lines.append(f"| **loop** | {result['wall_s']:.0f} | {result['program_s']:.0f} | {pct(result['aiida_share'])} | "
+                 f"{pct(result['cpu_utilisation'])} |")
+    return '\n'.join(lines)
+
+
 # -------------------------------------------------------------------------------------------------- export
 def _loop_of(potential) -> orm.WorkflowNode | None:
     """The ActiveLearningWorkChain whose fit made ``potential`` (or that returned it), if any."""

@@ -1,0 +1,84 @@
+"""Where a loop's wall time goes: time intervals and the machine's CPU use (no AiiDA).
+
+The loop profile (``workflows/after_loop.loop_profile``, ``benchmarks/loop_profile.py``) splits a loop's wall time
+by stage; per stage it needs the union of time intervals (processes and programs overlap) and the mean CPU
+utilisation of the machine while the stage ran, sampled from ``/proc/stat`` by :class:`CpuSampler`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+Interval = tuple[float, float]
+
+
+def merged(intervals: Iterable[Interval]) -> list[Interval]:
+    """The union of ``intervals`` as sorted, disjoint intervals."""
+    out: list[list[float]] = []
+    for begin, end in sorted(i for i in intervals if i[1] > i[0]):
+        if out and begin <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([begin, end])
+    return [(b, e) for b, e in out]
+
+
+def covered(intervals: Iterable[Interval]) -> float:
+    """Total length of the union of ``intervals`` (s)."""
+    return sum(end - begin for begin, end in merged(intervals))
+
+
+def intersection(intervals: Iterable[Interval], within: Iterable[Interval]) -> list[Interval]:
+    """The parts of ``intervals`` inside the union of ``within``."""
+    windows = merged(within)
+    out = []
+    for begin, end in merged(intervals):
+        for low, high in windows:
+            if min(end, high) > max(begin, low):
+                out.append((max(begin, low), min(end, high)))
+    return out
+
+
+def mean_busy(samples: list[tuple[float, float]], within: Iterable[Interval]) -> float | None:
+    """Mean of the CPU samples ``(time, busy fraction)`` that fall inside ``within``; None without any."""
+    windows = merged(within)
+    values = [busy for moment, busy in samples if any(low <= moment <= high for low, high in windows)]
+    return sum(values) / len(values) if values else None
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores from /proc/stat."""
+    with open('/proc/stat') as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class CpuSampler:
+    """Samples the machine's CPU utilisation (all cores, 0-1) every ``interval`` s in a thread; use as a context
+    manager, then read ``samples``: ``[(time.time(), busy fraction since the previous sample)]``."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        busy, total = _cpu_times()
+        while not self._stop.wait(self.interval):
+            new_busy, new_total = _cpu_times()
+            if new_total > total:
+                self.samples.append((time.time(), (new_busy - busy) / (new_total - total)))
+            busy, total = new_busy, new_total
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False

@@ -1,0 +1,55 @@
+"""Where one loop's time goes, per stage: wall time, time a program ran, AiiDA's share, CPU utilisation.
+
+    verdi run benchmarks/loop_profile.py [--protocol fast|batio3_gap] [--iterations 1] [--steps N] [--no-card]
+    verdi run benchmarks/loop_profile.py --loop PK      # the profile of a finished loop (no CPU column)
+
+Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``: with the physics card) for
+``--iterations`` iterations while sampling the machine's CPU use every 0.5 s, then prints
+``workflows/after_loop.loop_profile`` as a table: per stage (label, fit, sample, select, judge = out-of-sample errors
+and the physics card, other = the start at the labeller's equilibrium), the wall time its processes were alive, the
+time one of its programs ran (the engines' own start/end), the AiiDA share (alive with no program of the stage
+running: process management, upload/retrieval, parsing, calcfunctions) and the mean CPU utilisation of all cores.
+"""
+
+import argparse
+import time
+
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.analysis.profile import CpuSampler
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.after_loop import format_profile, loop_profile
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--protocol', default='fast')
+    parser.add_argument('--iterations', type=int, default=1)
+    parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
+    parser.add_argument('--no-card', action='store_true', help='without the physics card')
+    parser.add_argument('--loop', type=int, default=None, help='profile this finished loop instead of running one')
+    args = parser.parse_args()
+    if args.loop:
+        node = orm.load_node(args.loop)
+        print(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
+        print(format_profile(loop_profile(node)))
+        return
+    overrides = {'parameters': {'max_iterations': args.iterations}}
+    if args.steps:
+        overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(
+        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-gap@localhost'),
+        orm.load_code('ferromlip-md@localhost'), material='BaTiO3', protocol=args.protocol, overrides=overrides,
+        task_code=None if args.no_card else orm.load_code('ferromlip-task@localhost'))
+    start = time.perf_counter()
+    with CpuSampler() as sampler:
+        _, node = run_get_node(builder)
+    wall = time.perf_counter() - start
+    print(f'ActiveLearningWorkChain<{node.pk}> ({args.protocol}, {args.iterations} iteration(s), card '
+          f'{"off" if args.no_card else "on"}): exit {node.exit_status}; {wall:.0f} s from launch to end')
+    print(format_profile(loop_profile(node, sampler.samples)))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,37 @@
+"""The loop profile's interval arithmetic and CPU sampler (benchmarks/loop_profile.py)."""
+
+import time
+
+import pytest
+
+from aiida_ferromlip.analysis.profile import CpuSampler, covered, intersection, mean_busy, merged
+
+
+def test_overlapping_programs_are_counted_once():
+    # two jobs overlapping by 2 s, a third after a gap: 10 s with some program running, not 12
+    jobs = [(0.0, 6.0), (4.0, 8.0), (10.0, 12.0)]
+    assert merged(jobs) == [(0.0, 8.0), (10.0, 12.0)]
+    assert covered(jobs) == pytest.approx(10.0)
+    # clipped to the stage's lifetime [5, 11]: 3 s + 1 s
+    assert covered(intersection(jobs, [(5.0, 11.0)])) == pytest.approx(4.0)
+    assert covered([]) == 0.0 and merged([(3.0, 3.0)]) == []
+
+
+def test_cpu_samples_average_inside_the_windows():
+    samples = [(1.0, 0.2), (2.0, 1.0), (3.0, 1.0), (9.0, 0.0)]
+    assert mean_busy(samples, [(1.5, 3.5)]) == pytest.approx(1.0)
+    assert mean_busy(samples, [(0.0, 2.5), (8.0, 10.0)]) == pytest.approx(0.4)
+    assert mean_busy(samples, [(4.0, 5.0)]) is None
+
+
+def test_the_sampler_sees_a_busy_core():
+    """One core spinning for 1.5 s on a machine of n cores: at least ~1/n of the machine busy on average."""
+    import os
+
+    with CpuSampler(interval=0.25) as sampler:
+        end = time.time() + 1.5
+        while time.time() < end:
+            pass
+    values = [busy for _, busy in sampler.samples]
+    assert len(values) >= 4 and all(0.0 <= v <= 1.0 for v in values)
+    assert sum(values) / len(values) > 0.7 / (os.cpu_count() or 1)
