@@ -219,7 +219,7 @@ def test_select_candidates_calcfunction(reference_frames):
     assert creator.process_label == 'select_candidates'
     assert {link.node.uuid for link in creator.base.links.get_incoming().all()} >= {trajectory.uuid, training_set.uuid}
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
-    with pytest.raises(ValueError, match='unknown selection parameter'):
+    with pytest.raises(ValueError, match='unknown selection parameters'):
         select_candidates(parameters=orm.Dict({'n_select': 3}), md=trajectory)
 
 

@@ -37,10 +37,14 @@ def default_inputs(name: str) -> dict:
 
 
 def merged_settings(parameters, defaults: dict, what: str) -> dict:
-    """``defaults`` updated with the given ``parameters`` (a Dict node, a dict or None), not mutated; unknown keys
-    are an error naming the known ones."""
+    """``defaults`` updated with the given ``parameters`` (a Dict node, a dict or None), neither mutated: a group
+    (a dict-valued default, e.g. the loop's ``thresholds``) is merged key by key, one level deep; unknown keys are an
+    error naming the known ones. The one settings merge of the plugin (loop, selection, benchmarks, card)."""
     given = (parameters.get_dict() if hasattr(parameters, 'get_dict') else dict(parameters)) if parameters else {}
     unknown = set(given) - set(defaults)
     if unknown:
         raise ValueError(f'unknown {what} parameters {sorted(unknown)}; known: {sorted(defaults)}')
-    return {**defaults, **given}
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in defaults.items()}
+    for key, value in given.items():
+        merged[key] = {**merged[key], **value} if isinstance(merged[key], dict) and isinstance(value, dict) else value
+    return merged

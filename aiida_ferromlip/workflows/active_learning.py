@@ -25,6 +25,7 @@ from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
+from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
@@ -35,21 +36,8 @@ from aiida_ferromlip.workflows.select import merged_options, select_candidates
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
 MATERIALS = tuple(materials.MATERIALS)
 
-LOOP_DEFAULTS = {
-    'max_iterations': 5,
-    'max_labels': 150,
-    'seed_frames_per_structure': 4,   # random rattles/strains of each start structure for the first fit
-    'rattle': 0.05,
-    'strain': 0.01,
-    'thresholds': {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0},
-    'converged_iterations': 1,        # consecutive iterations below the thresholds
-    'flexible_cell_from_iteration': None,  # the BaTiO3-GAP paper: NVT replica exchange first, then NST from this iteration
-    # None: every start structure from the first iteration; `minimalist`: the minimalist-MLIP paper's stages of the
-    # named material (materials.MINIMALIST_STAGES); or a list of lists of start-structure keys. A stage samples its
-    # own structures, the TrainingSet grows across stages, and the loop moves on when the stage converges.
-    'stages': None,
-    'seed': 0,
-}
+#: Loop control defaults: `default_inputs.parameters` of protocols/active_learning.yaml (the one place they live).
+LOOP_DEFAULTS = default_inputs('active_learning')['parameters']
 
 
 #: model -> (fitting process, input namespace). Both return a Potential behind the same contract.
@@ -59,13 +47,7 @@ RESTART_WRAPPERS = {GapFitCalculation: GapFitBaseWorkChain, NequipTrainCalculati
 
 
 def loop_parameters(parameters: orm.Dict | None) -> dict:
-    given = parameters.get_dict() if parameters is not None else {}
-    unknown = set(given) - set(LOOP_DEFAULTS)
-    if unknown:
-        raise ValueError(f'unknown loop parameters {sorted(unknown)}; known: {sorted(LOOP_DEFAULTS)}')
-    merged = {**LOOP_DEFAULTS, **given}
-    merged['thresholds'] = {**LOOP_DEFAULTS['thresholds'], **given.get('thresholds', {})}
-    return merged
+    return merged_settings(parameters, LOOP_DEFAULTS, 'loop')
 
 
 def start_structures(material: str | None, structures: dict) -> dict[str, orm.StructureData]:

@@ -18,6 +18,7 @@ from ase import Atoms
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.analysis.selection import decorrelation, sanity_problem, select_diverse
 from aiida_ferromlip.analysis.soap import soap_hypers
+from aiida_ferromlip.protocols import merged_settings
 
 DEFAULTS = {
     'num_select': 10,
@@ -74,12 +75,7 @@ def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[li
 
 def merged_options(parameters: orm.Dict | None) -> dict:
     """DEFAULTS with the user's parameters merged in (one level deep for the nested groups), not mutated."""
-    given = parameters.get_dict() if parameters is not None else {}
-    options = {key: (dict(value) if isinstance(value, dict) else value) for key, value in DEFAULTS.items()}
-    for key, value in given.items():
-        if key not in DEFAULTS:
-            raise ValueError(f'unknown selection parameter `{key}`; known: {sorted(DEFAULTS)}')
-        options[key] = {**options[key], **value} if isinstance(options[key], dict) else value
+    options = merged_settings(parameters, DEFAULTS, 'selection')
     if int(options['num_select']) < 1:
         raise ValueError('`num_select` must be at least 1')
     return options

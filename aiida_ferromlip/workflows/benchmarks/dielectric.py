@@ -24,12 +24,13 @@ from aiida_ferromlip.analysis import dielectric
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import PolarizationModel
+from aiida_ferromlip.protocols import default_inputs
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, min_interatomic_distance
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import trajectory_frames
 
-ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'eps_inf': 1.0, 'curie_weiss_from_K': None,
-                     'spectrum_temperature_K': None, 'max_lag_fraction': 0.25}
+#: The analysis defaults: `default_inputs.analysis` of protocols/dielectric.yaml (the one place they live).
+ANALYSIS_DEFAULTS = default_inputs('dielectric')['analysis']
 
 
 def analysis_parameters(parameters: orm.Dict | None) -> dict:

@@ -39,9 +39,11 @@ from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.materials import order_parameters
+from aiida_ferromlip.protocols import default_inputs
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
 
-ANALYSIS_DEFAULTS = {'equilibration_fraction': 0.5, 'polar_threshold_c_m2': 0.05, 'component_fraction': 0.5}
+#: The analysis defaults: `default_inputs.analysis` of protocols/phase_sequence.yaml (the one place they live).
+ANALYSIS_DEFAULTS = default_inputs('phase_sequence')['analysis']
 #: phase by the number of ordered polarization components
 PHASES = {0: 'C', 1: 'T', 2: 'O', 3: 'R'}
 #: the label of a temperature at which the MD lost the perovskite network (a potential extrapolating badly)
