@@ -50,6 +50,14 @@ def loop_parameters(parameters: orm.Dict | None) -> dict:
     return merged_settings(parameters, LOOP_DEFAULTS, 'loop')
 
 
+@calcfunction
+def loop_summary(iterations: orm.List, stop_reason: orm.Str, num_labels: orm.Int, training_set: TrainingSet) -> orm.Dict:
+    """The loop's record: per iteration what was sampled, selected, labelled and how the potential did, the stop
+    reason, the labels spent and the final TrainingSet's size."""
+    return orm.Dict({'iterations': iterations.get_list(), 'stop_reason': stop_reason.value,
+                     'num_labels': num_labels.value, 'training_frames': len(training_set)})
+
+
 def start_structures(material: str | None, structures: dict) -> dict[str, orm.StructureData]:
     """The structures MD starts from: the user's, or the named material's polymorphs in the papers' training cells
     (40-atom perovskites, 24-atom HfO2)."""
@@ -718,8 +726,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 reason += f'; card items still failing: {", ".join(self.ctx.card_failed)}'
             elif reason != 'converged' and self.ctx.below < self.ctx.loop['converged_iterations']:
                 reason += '; out-of-sample errors above the thresholds'
-        self.out('summary', orm.Dict({'iterations': self.ctx.history, 'stop_reason': reason,
-                                      'num_labels': self.ctx.get('num_labels', len(self.ctx.training_set))}).store())
+        self.out('summary', loop_summary(orm.List(self.ctx.history), orm.Str(reason),
+                                         orm.Int(self.ctx.get('num_labels', len(self.ctx.training_set))),
+                                         self.ctx.training_set, metadata={'call_link_label': 'summary'}))
         self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} on {len(self.ctx.training_set)} frames')
         if reason != 'converged':
             return self.exit_codes.STOPPED_BUDGET_EXHAUSTED.format(reason=reason)

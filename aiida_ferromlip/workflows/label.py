@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 
 from aiida import orm
-from aiida.engine import WorkChain
+from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
@@ -19,6 +19,23 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
 from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
 from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain
+
+
+@calcfunction
+def labelling_report(batches: orm.Dict, failures: orm.Dict, **nodes) -> dict:
+    """The frames left out (``failed_frames``) and the ``cost`` of a labelling: per batch its job, frames, frames
+    labelled (the batch's TrainingSet ``labels_<batch>``) and the wall time its job reported (``report_<batch>``)."""
+    cost = {'batches': []}
+    for batch, keys in sorted(batches.get_dict().items()):
+        report, labels = nodes.get(f'report_{batch}'), nodes.get(f'labels_{batch}')
+        cost['batches'].append({'pk': report.creator.pk if report is not None and report.creator else None,
+                                'frames': len(keys), 'labelled': len(labels) if labels is not None else 0,
+                                'wall_time_s': report.get('wall_time_total_s') if report is not None else None})
+    times = [b['wall_time_s'] for b in cost['batches'] if b['wall_time_s'] is not None]
+    num_labelled = sum(b['labelled'] for b in cost['batches'])
+    cost.update({'total_wall_time_s': sum(times), 'wall_time_per_frame_s': sum(times) / num_labelled if num_labelled
+                 else None, 'num_labelled': num_labelled, 'num_failed': len(failures.get_dict())})
+    return {'failed_frames': orm.Dict(failures.get_dict()), 'cost': orm.Dict(cost)}
 
 
 def validate_inputs(inputs, namespace):
@@ -114,28 +131,23 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
 
     def collect(self):
         engine = self.ctx.engine
-        labelled, failures, cost = {}, {}, {'batches': []}
+        labelled, failures, evidence, batches = {}, {}, {}, {}
         for index, batch in enumerate(self.ctx.batches):
-            node = self.ctx[f'batch_{index:04d}']
+            name = f'batch_{index:04d}'
+            node = self.ctx[name]
+            batches[name] = list(batch)
             training_set, batch_failures = engine.collect(node, batch)
             failures.update(batch_failures)
             if training_set is not None:
-                labelled[f'batch_{index:04d}'] = training_set
-            report = node.outputs.report.get_dict() if 'report' in node.outputs else {}
-            cost['batches'].append({'pk': node.pk, 'frames': len(batch),
-                                    'labelled': len(training_set) if training_set is not None else 0,
-                                    'wall_time_s': report.get('wall_time_total_s')})
+                labelled[name] = evidence[f'labels_{name}'] = training_set
+            if 'report' in node.outputs:
+                evidence[f'report_{name}'] = node.outputs.report
         for key, reason in sorted(failures.items()):
             self.report(f'frame `{key}` left out: {reason}')
-        times = [b['wall_time_s'] for b in cost['batches'] if b['wall_time_s'] is not None]
-        num_labelled = sum(b['labelled'] for b in cost['batches'])
-        cost['total_wall_time_s'] = sum(times)
-        cost['wall_time_per_frame_s'] = sum(times) / num_labelled if num_labelled else None
-        cost['num_labelled'] = num_labelled
-        cost['num_failed'] = len(failures)
-
-        self.out('failed_frames', orm.Dict(failures).store())
-        self.out('cost', orm.Dict(cost).store())
+        report = labelling_report(orm.Dict(batches), orm.Dict(failures), **evidence)
+        self.out('failed_frames', report['failed_frames'])
+        self.out('cost', report['cost'])
+        num_labelled = report['cost']['num_labelled']
         if not labelled:
             return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(failures=failures)
         if len(labelled) == 1:

@@ -105,9 +105,10 @@ class PerFrameLabelWorkChain(WorkChain):
                              (f'failed: [{node.exit_status}] {node.exit_message}' if node.is_finished
                               else 'excepted or was killed'))
             self.report(f'frame `{key}` left out: {failures[key]}')
-        report = _summary(frames_report)
-        self.out('report', orm.Dict(report).store())
-        self.out('failed_frames', orm.Dict(failures).store())
+        outputs = frames_report_summary(orm.Dict(frames_report), orm.Dict(failures))
+        report = outputs['report'].get_dict()
+        self.out('report', outputs['report'])
+        self.out('failed_frames', outputs['failed_frames'])
         if not sources:
             return self.exit_codes.ERROR_NO_FRAME_LABELLED.format(failures=failures)
         keys, structures = sorted(sources), self.frame_structures()
@@ -123,6 +124,13 @@ class PerFrameLabelWorkChain(WorkChain):
                     f'{report["scf_iterations_total"]} SCF iterations, {report["restarts_total"]} restart(s); '
                     f'{len(failures)} left out')
         return None
+
+
+@calcfunction
+def frames_report_summary(frames: orm.Dict, failures: orm.Dict) -> dict:
+    """The per-frame DFT costs (wall time, SCF iterations, restarts of each frame's workflow) with their totals, and
+    the frames left out."""
+    return {'report': orm.Dict(_summary(frames.get_dict())), 'failed_frames': orm.Dict(failures.get_dict())}
 
 
 def _summary(frames_report: dict) -> dict:
