@@ -39,6 +39,12 @@ class _JobRestartWorkChain(BaseRestartWorkChain):
     _namespace = ''
 
     @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        if cls._process_class is not None:  # the concrete wrappers
+            cls.define_wrapper(spec)
+
+    @classmethod
     def define_wrapper(cls, spec):
         spec.expose_inputs(cls._process_class, namespace=cls._namespace)
         spec.expose_outputs(cls._process_class)
@@ -59,11 +65,6 @@ class GapFitBaseWorkChain(_JobRestartWorkChain):
 
     _process_class = GapFitCalculation
     _namespace = 'gap_fit'
-
-    @classmethod
-    def define(cls, spec):
-        super().define(spec)
-        cls.define_wrapper(spec)
 
     @process_handler(priority=500, exit_codes=[GapFitCalculation.exit_codes.ERROR_OUT_OF_MEMORY])
     def handle_out_of_memory(self, node):
@@ -90,7 +91,6 @@ class NequipTrainBaseWorkChain(_JobRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_wrapper(spec)
         spec.input('lr_factor', valid_type=orm.Float, default=lambda: orm.Float(10.0),
                    validator=lambda value, _: None if value.value > 1 else '`lr_factor` must be above 1',
                    help='The learning rate is divided by this after a NaN loss.')
@@ -116,7 +116,6 @@ class SampleBaseWorkChain(_JobRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_wrapper(spec)
         spec.input('min_timestep_fs', valid_type=orm.Float, default=lambda: orm.Float(0.25),
                    help='No restart below this timestep: a run that still blows up is the potential\'s fault.')
 

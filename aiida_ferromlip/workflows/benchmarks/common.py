@@ -11,6 +11,13 @@ from aiida_ferromlip.protocols import merged_settings  # noqa: F401  (re-exporte
 from aiida_ferromlip.workflows.label import LabelWorkChain
 
 
+def job_failed(node: orm.ProcessNode, exit_code):
+    """``exit_code`` naming ``node`` and its failure when ``node`` did not finish ok, else None."""
+    if node.is_finished_ok:
+        return None
+    return exit_code.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
+
+
 class PotentialTaskMixin:
     """The potential judged and its jobs: ``potential``, ``task_code`` (a ``ferromlip.atoms_task`` code) and
     ``task_options`` ports, and ``submit_task``."""
@@ -39,11 +46,7 @@ class PotentialTaskMixin:
 
     def task_failed(self):
         """The exit code when the potential's job failed, else None."""
-        node = self.ctx.task
-        if node.is_finished_ok:
-            return None
-        return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
-            detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
+        return job_failed(self.ctx.task, self.exit_codes.ERROR_POTENTIAL_JOB_FAILED)
 
 
 class ReferenceMixin(PotentialTaskMixin):
@@ -132,11 +135,7 @@ class MolecularDynamicsMixin:
 
     def md_failed(self):
         """The exit code when the MD job failed, else None."""
-        node = self.ctx.md
-        if node.is_finished_ok:
-            return None
-        return self.exit_codes.ERROR_MD_JOB_FAILED.format(
-            detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
+        return job_failed(self.ctx.md, self.exit_codes.ERROR_MD_JOB_FAILED)
 
 
 def run_reusing_md(builder, reuse_md: bool):
