@@ -89,6 +89,7 @@ def test_two_iterations_then_continue_to_convergence(codes):
         run_get_node(builder)
 
 
+@pytest.mark.slow
 def test_one_iteration_with_allegro(codes, aiida_code_installed):
     """The same loop with an Allegro model: it is trained, samples (i-PI clients load the packaged model),
     is scored on the new batch, and is the loop's final potential."""
@@ -119,6 +120,7 @@ def test_one_iteration_with_allegro(codes, aiida_code_installed):
     assert len(results['learning_curve'].get_array('forces_meV_per_A_rmse')) == 1
 
 
+@pytest.mark.slow
 def test_stages_sample_one_polymorph_after_the_other(codes):
     """Two stages (the minimalist-MLIP paper's way): seeds and MD from R3m until that stage converges, then MD from
     the cubic cell, the training set growing across both; converged only after the last stage."""
