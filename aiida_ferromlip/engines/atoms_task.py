@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from aiida_ferromlip.engines import process_started_at
+
 STRUCTURES_FILE = 'structures.extxyz'
 TASK_FILE = 'task.json'
 RESULTS_FILE = 'results.json'
@@ -190,7 +192,7 @@ def main(argv=None) -> int:
 
     from aiida_ferromlip.engines.potentials import calculator_from_spec
 
-    started = time.time()
+    started = process_started_at()
     with open(args.task) as handle:
         task = json.load(handle)
     report = {'task': task.get('task'), 'started_at': started}

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from aiida_ferromlip.engines import process_started_at
+
 POTENTIAL_FILE = 'gap.xml'
 FIT_LOG = 'gap_fit.log'
 TRAIN_FILE = 'train.extxyz'
@@ -274,7 +276,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='ferromlip-gap', description=__doc__.splitlines()[0])
     parser.add_argument('--parameters', default=PARAMETERS_FILE)
     args = parser.parse_args(argv)
-    report: dict = {'started_at': time.time()}
+    report: dict = {'started_at': process_started_at()}
     try:
         return run(args.parameters, report)
     except Exception as exception:  # leave a report the parser can explain, whatever broke

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from aiida_ferromlip.engines import process_started_at
+
 STRUCTURE_FILE = 'structure.extxyz'
 PARAMETERS_FILE = 'parameters.json'
 REPORT_FILE = 'report.json'
@@ -357,7 +359,7 @@ def main(argv=None) -> int:
 
     with open(PARAMETERS_FILE) as handle:
         parameters = json.load(handle)
-    report: dict = {'mode': parameters['mode'], 'started_at': time.time()}
+    report: dict = {'mode': parameters['mode'], 'started_at': process_started_at()}
     start = time.perf_counter()
     try:
         trajectories = (run_remd if parameters['mode'] == 'remd' else run_ramp)(parameters, report)

@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from aiida_ferromlip.engines import process_started_at
+
 CONFIG_FILE = 'config.yaml'
 PARAMETERS_FILE = 'parameters.json'
 TRAIN_FILE = 'train.extxyz'
@@ -167,7 +169,7 @@ def run(report: dict) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='ferromlip-nequip', description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    report: dict = {'started_at': time.time()}
+    report: dict = {'started_at': process_started_at()}
     try:
         status = run(report)
     except Exception as exception:  # leave a report the parser can explain, whatever broke

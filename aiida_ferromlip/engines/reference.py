@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from aiida_ferromlip.engines import process_started_at
+
 #: Models whose checkpoints ship inside the sevenn 0.13 wheel. Others (7net-omat, 7net-omni...) are downloaded
 #: at run time by sevenn, which cannot work offline, so they are refused up front.
 KNOWN_MODELS = ('7net-0', '7net-0_11july2024', '7net-0_22may2024', '7net-l3i5', '7net-mf-0')
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
 
     import sevenn
 
-    started_at = time.time()
+    started_at = process_started_at()
     frames = read(args.input, index=':', format='extxyz')
     start = time.perf_counter()
     calculator = make_calculator(args.model, args.modal)
