@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Create (idempotently) the embedded AiiDA profile of aiida-ferromlip and register its codes.
+"""Create (idempotently) the embedded AiiDA profile of aiida-ferromlip and register its codes (`ferromlip setup codes`).
 
 Storage ``core.sqlite_dos`` + the ZeroMQ broker built into aiida-core 2.9: ``verdi run``, ``submit`` and the
 daemon work with no PostgreSQL and no RabbitMQ. The profile lives in ``$AIIDA_PATH`` (the Makefile points it at
@@ -13,20 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
-
-#: label -> (executable name in this environment's bin/ or on PATH, default CalcJob plugin).
-CODES = {
-    'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
-    'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
-    'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
-    'ferromlip-nequip': ('ferromlip-nequip', 'ferromlip.nequip_train'),
-    'ferromlip-task': ('ferromlip-task', 'ferromlip.atoms_task'),
-    'pw': ('pw.x', 'quantumespresso.pw'),
-}
-
 
 def ensure_profile(name: str) -> None:
     from aiida.manage.configuration import get_config
@@ -49,56 +37,6 @@ def ensure_profile(name: str) -> None:
     subprocess.run([verdi, '-p', name, 'config', 'set', 'daemon.timeout', '30'], check=True, stdout=subprocess.DEVNULL)
 
 
-def ensure_codes(profile: str, computer_label: str = 'localhost') -> None:
-    """The plugin's codes on ``computer_label`` (labels ``<code>@<computer>``), executables from this venv."""
-    from aiida import load_profile, orm
-    from aiida.common.exceptions import NotExistent
-
-    from aiida_ferromlip.workflows.qe_label import PW_PREPEND_TEXT
-
-    prepend = {'pw': PW_PREPEND_TEXT}  # lines run before the executable (see the constant for why)
-    load_profile(profile, allow_switch=True)
-    computer = orm.load_computer(computer_label)
-    bindir = pathlib.Path(sys.executable).parent
-    for label, (executable, plugin) in CODES.items():
-        path = bindir / executable
-        if not path.exists():
-            found = shutil.which(executable)
-            if found is None:
-                print(f'code {label}@{computer_label} not set up: `{executable}` is not installed', file=sys.stderr)
-                continue
-            path = pathlib.Path(found)
-        try:
-            code = orm.load_code(f'{label}@{computer_label}')
-        except NotExistent:
-            code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
-                                     default_calc_job_plugin=plugin, prepend_text=prepend.get(label, ''),
-                                     description=f'{executable} from {path.parent}').store()
-            print(f'code {label}@{computer_label} created (pk {code.pk}) -> {path}')
-            continue
-        if str(code.filepath_executable) != str(path):
-            # Codes are immutable once stored: a moved checkout gets a clear message, not a silent mismatch.
-            print(f'WARNING: {label}@{computer_label} points to {code.filepath_executable}, this environment has {path}; '
-                  f'remove the profile (rm -rf $AIIDA_PATH) and run this script again', file=sys.stderr)
-        else:
-            print(f'code {label}@{computer_label} exists (pk {code.pk})')
-
-
-def ensure_pseudopotentials(profile: str) -> None:
-    """The PBEsol pslibrary family, generated with ld1.x (about 10 s the first time, nothing afterwards)."""
-    from aiida import load_profile
-
-    from aiida_ferromlip.pseudos import PseudoGenerationError, install_family
-
-    load_profile(profile, allow_switch=True)
-    try:
-        family = install_family()
-    except PseudoGenerationError as exception:
-        print(f'pseudopotential family not installed: {exception}', file=sys.stderr)
-        return
-    print(f'pseudopotential family `{family.label}`: {", ".join(sorted(family.elements))}')
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--profile', default='ferromlip')
@@ -107,8 +45,13 @@ def main() -> int:
         print('AIIDA_PATH is not set: refusing to touch the user-wide ~/.aiida (use `make setup`)', file=sys.stderr)
         return 2
     ensure_profile(args.profile)
-    ensure_codes(args.profile)
-    ensure_pseudopotentials(args.profile)
+    from aiida import load_profile
+
+    from aiida_ferromlip.cli.setup import ensure_codes, ensure_pseudopotentials
+
+    load_profile(args.profile, allow_switch=True)
+    ensure_codes('localhost')
+    ensure_pseudopotentials()
     return 0
 
 

@@ -19,8 +19,6 @@ import pathlib
 import subprocess
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from embedded import ensure_codes, ensure_pseudopotentials  # noqa: E402  (the same codes and pseudos)
 
 DB = {'host': 'localhost', 'port': 5432, 'user': os.environ.get('FERROMLIP_DB_USER', 'aiida'),
       'password': os.environ.get('FERROMLIP_DB_PASSWORD', 'aiida-ferromlip')}
@@ -113,8 +111,13 @@ def main() -> int:
         return 2
     ensure_profile(args.profile)
     ensure_computer(args.profile, args.cpus, args.transport)
-    ensure_codes(args.profile, COMPUTER)
-    ensure_pseudopotentials(args.profile)
+    from aiida import load_profile
+
+    from aiida_ferromlip.cli.setup import ensure_codes, ensure_pseudopotentials  # the embedded profile's codes too
+
+    load_profile(args.profile, allow_switch=True)
+    ensure_codes(COMPUTER)
+    ensure_pseudopotentials()
     verdi('-p', args.profile, 'computer', 'test', COMPUTER)
     verdi('-p', args.profile, 'status', check=False)
     return 0

@@ -122,3 +122,21 @@ def test_show_export_and_continue_a_finished_loop(codes, tmp_path):  # noqa: F81
     assert len(second.outputs.training_set) == used + 2
     assert second.base.extras.get('continues') == first.uuid
     assert f'continues from TrainingSet<{training_set.pk}>' in result.output
+
+
+def test_setup_codes_registers_each_code_once(aiida_computer_local):
+    """`ferromlip setup codes` registers the plugin's programs on a computer; a second run changes nothing; an
+    unknown computer is refused in one line."""
+    computer = aiida_computer_local(label='setup-codes-test')
+    first = invoke('setup', 'codes', '--computer', computer.label)
+    assert first.exit_code == 0, first.output
+    for label in ('ferromlip-label', 'ferromlip-gap', 'ferromlip-md', 'ferromlip-nequip', 'ferromlip-task'):
+        assert f'code {label}@{computer.label} created' in first.output
+    code = orm.load_code(f'ferromlip-gap@{computer.label}')
+    assert code.default_calc_job_plugin == 'ferromlip.gap_fit' and code.filepath_executable.name == 'ferromlip-gap'
+    count = orm.QueryBuilder().append(orm.InstalledCode).count()
+    second = invoke('setup', 'codes', '--computer', computer.label)
+    assert second.exit_code == 0 and 'created' not in second.output
+    assert orm.QueryBuilder().append(orm.InstalledCode).count() == count
+    refused = CliRunner().invoke(main, ['setup', 'codes', '--computer', 'no-such-computer'])
+    assert refused.exit_code == 1 and 'no computer `no-such-computer`' in refused.output

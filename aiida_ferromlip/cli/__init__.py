@@ -85,4 +85,4 @@ def exit_codes():
         click.echo(f'| {status} | `{label}` | {", ".join(sorted(users[label])) or "-"} | {message} |')
 
 
-from aiida_ferromlip.cli import loop, potential, training_set  # noqa: E402,F401  (register the command groups)
+from aiida_ferromlip.cli import loop, potential, setup, training_set  # noqa: E402,F401  (register the command groups)

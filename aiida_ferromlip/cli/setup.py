@@ -1,0 +1,92 @@
+"""``ferromlip setup``: register the plugin's codes on a computer of the current profile (idempotent).
+
+``setup_profiles/embedded.py`` (``make setup``) and ``setup_profiles/production.py`` call the same function, so a
+laptop profile, a production profile and a user's own cluster computer get the same codes.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sys
+
+import click
+
+from aiida_ferromlip.cli import main, with_profile
+
+#: label -> (executable name in this environment's bin/ or on PATH, default CalcJob plugin).
+CODES = {
+    'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
+    'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
+    'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
+    'ferromlip-nequip': ('ferromlip-nequip', 'ferromlip.nequip_train'),
+    'ferromlip-task': ('ferromlip-task', 'ferromlip.atoms_task'),
+    'pw': ('pw.x', 'quantumespresso.pw'),
+}
+
+
+def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
+    """The plugin's codes on ``computer_label`` of the loaded profile (labels ``<code>@<computer>``), executables
+    from this environment (else from PATH); existing codes are kept, a moved environment is reported."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    from aiida_ferromlip.workflows.qe_label import PW_PREPEND_TEXT
+
+    prepend = {'pw': PW_PREPEND_TEXT}  # lines run before the executable (see the constant for why)
+    try:
+        computer = orm.load_computer(computer_label)
+    except NotExistent:
+        raise ValueError(f'no computer `{computer_label}` in this profile: set it up first (`verdi computer setup`, '
+                         f'`verdi computer configure`)') from None
+    bindir = pathlib.Path(sys.executable).parent
+    for label, (executable, plugin) in CODES.items():
+        path = bindir / executable
+        if not path.exists():
+            found = shutil.which(executable)
+            if found is None:
+                echo(f'code {label}@{computer_label} not set up: `{executable}` is not installed')
+                continue
+            path = pathlib.Path(found)
+        try:
+            code = orm.load_code(f'{label}@{computer_label}')
+        except NotExistent:
+            code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
+                                     default_calc_job_plugin=plugin, prepend_text=prepend.get(label, ''),
+                                     description=f'{executable} from {path.parent}').store()
+            echo(f'code {label}@{computer_label} created (pk {code.pk}) -> {path}')
+            continue
+        if str(code.filepath_executable) != str(path):
+            # Codes are immutable once stored: a moved checkout gets a clear message, not a silent mismatch.
+            echo(f'WARNING: {label}@{computer_label} points to {code.filepath_executable}, this environment has {path}; '
+                 f'remove the profile (rm -rf $AIIDA_PATH) and set it up again')
+        else:
+            echo(f'code {label}@{computer_label} exists (pk {code.pk})')
+
+
+
+
+def ensure_pseudopotentials(echo=print) -> None:
+    """The PBEsol pslibrary family of the loaded profile, generated with ld1.x (about 10 s the first time, nothing
+    afterwards); a machine without ld1.x gets a message, not an error."""
+    from aiida_ferromlip.pseudos import PseudoGenerationError, install_family
+
+    try:
+        family = install_family()
+    except PseudoGenerationError as exception:
+        echo(f'pseudopotential family not installed: {exception}')
+        return
+    echo(f'pseudopotential family `{family.label}`: {", ".join(sorted(family.elements))}')
+
+
+@main.group()
+def setup():
+    """Register the plugin's codes in a profile."""
+
+
+@setup.command('codes')
+@click.option('--computer', default='localhost', show_default=True, help='The computer the codes run on.')
+@with_profile
+def codes(computer):
+    """Register ferromlip-label, -gap, -md, -nequip, -task (and pw.x where installed) as codes on COMPUTER."""
+    ensure_codes(computer, echo=click.echo)
