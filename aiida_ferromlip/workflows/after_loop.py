@@ -23,6 +23,7 @@ from aiida_ferromlip.data.potential import POTENTIAL_TYPES, GapPotential, Nequip
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.analysis.physics_card import _fmt
 from aiida_ferromlip.workflows.active_learning import (
+    RESTART_WRAPPERS,
     ActiveLearningWorkChain,
     _row_value,
     loop_parameters,
@@ -235,7 +236,8 @@ def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:
     wrappers)."""
     if 'training_set' in fit.inputs:
         return fit.inputs.training_set
-    return next(fit.inputs[name].training_set for name in ('gap_fit', 'nequip') if name in fit.inputs)
+    return next(fit.inputs[wrapper._namespace].training_set for wrapper in RESTART_WRAPPERS.values()
+                if wrapper._namespace in fit.inputs)
 
 
 # ------------------------------------------------------------------------------------------------- profile
