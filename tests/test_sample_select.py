@@ -1,6 +1,7 @@
 """Sampling (i-PI REMD, ramp MD) through the CalcJob and selection (sanity, decorrelation, FPS) with provenance."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -250,7 +251,9 @@ def test_a_lost_socket_client_ends_the_job_with_its_own_exit_code(md_code, tmp_p
     potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
     _, node = sample(md_code, potential.store(), r3m(), parameters={'steps': 10})
     assert node.exit_status == SampleCalculation.exit_codes.ERROR_CLIENT_LOST.status, node.exit_message
-    assert 'socket client 0' in node.exit_message
+    # every client dies; which one the watcher sees first is a race, so the message names any one of them
+    assert re.search(r'socket client \d of 2 exited', node.exit_message), node.exit_message
+    assert 'could not initialise potential' in node.exit_message
 
 
 def test_the_ramp_refuses_a_potential_without_stress(tmp_path, monkeypatch):
