@@ -152,3 +152,75 @@ def select_diverse(candidates: Sequence[Atoms], n_select: int, hypers: dict, exi
     picked, distances = farthest_point_sampling(features, min(n_select, len(features)), already_selected=known)
     keep = np.cumprod(distances > tolerance).astype(bool)  # FPS distances only decrease: stop at the first tie
     return picked[keep], distances[keep]
+
+
+#: The selectors the loop knows: what each needs and does.
+SELECTORS = {
+    'random': 'uniformly random among the decorrelated candidates (the baseline every selector must beat)',
+    'fps': 'farthest-point sampling on SOAP, against the training set and each other (the BaTiO3-GAP paper)',
+    'uncertainty': "candidates whose committee force deviation lies between the two trust levels (DP-GEN's rule), "
+                   'at random among them',
+    'fps+uncertainty': 'farthest-point sampling among the candidates above the lower trust level (and below the '
+                       'upper one)',
+}
+NEEDS_COMMITTEE = ('uncertainty', 'fps+uncertainty')
+
+
+def trust_bands(deviations: Sequence[float], lower: float, upper: float) -> np.ndarray:
+    """Band of each candidate: 0 below ``lower`` (the committee agrees: nothing to learn), 1 between (worth a label),
+    2 at or above ``upper`` (so uncertain the frame is likely unphysical)."""
+    if not 0 <= lower < upper:
+        raise ValueError(f'trust levels must satisfy 0 <= lower < upper, got {lower}, {upper}')
+    deviations = np.asarray(deviations, dtype=float)
+    return np.where(deviations < lower, 0, np.where(deviations < upper, 1, 2))
+
+
+def select_frames(selector: str, candidates: Sequence[Atoms], n_select: int, *, hypers: dict | None = None,
+                  existing: Sequence[Atoms] = (), deviations: Sequence[float] | None = None,
+                  trust: tuple[float, float] | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of up to ``n_select`` candidates picked by ``selector`` (see ``SELECTORS``) and a score per pick
+    (FPS distance for the FPS selectors, committee deviation for ``uncertainty``, 0 for ``random``)."""
+    if selector not in SELECTORS:
+        raise ValueError(f'unknown selector `{selector}`; known: {", ".join(SELECTORS)}')
+    rng = np.random.default_rng(seed)
+    pool = np.arange(len(candidates))
+    if selector in NEEDS_COMMITTEE:
+        if deviations is None or trust is None:
+            raise ValueError(f'selector `{selector}` needs committee deviations and trust levels')
+        if len(deviations) != len(candidates):
+            raise ValueError(f'{len(deviations)} deviations for {len(candidates)} candidates')
+        pool = np.flatnonzero(trust_bands(deviations, *trust) == 1)
+    if len(pool) == 0 or n_select < 1:
+        return np.zeros(0, dtype=int), np.zeros(0)
+    if selector in ('random', 'uncertainty'):
+        picked = np.sort(rng.choice(pool, size=min(n_select, len(pool)), replace=False))
+        scores = np.zeros(len(picked)) if selector == 'random' else np.asarray(deviations, dtype=float)[picked]
+        return picked, scores
+    if hypers is None:
+        raise ValueError(f'selector `{selector}` needs SOAP hyperparameters')
+    picked, distances = select_diverse([candidates[i] for i in pool], n_select, hypers, existing)
+    return pool[picked], distances
+
+
+def calibrate_trust(deviations: Sequence[float], errors: Sequence[float], target: tuple[float, float],
+                    min_pairs: int = 4) -> dict:
+    """Trust levels on the committee deviation that correspond to the ``target`` band of *true* maximum force errors.
+
+    A committee's deviation underestimates the error of its members by a factor that depends on the model and the
+    data (DP-GEN users tune the levels by hand for that reason). Here the factor is measured: the median, over
+    frames already labelled, of true max force error / committee max force deviation; the levels are the target
+    errors divided by it. With fewer than ``min_pairs`` labelled frames the factor is 1 (stated as uncalibrated).
+    """
+    lower, upper = (float(x) for x in target)
+    if not 0 <= lower < upper:
+        raise ValueError(f'trust targets must satisfy 0 <= lower < upper, got {lower}, {upper}')
+    deviations, errors = np.asarray(deviations, dtype=float), np.asarray(errors, dtype=float)
+    usable = (deviations > 0) & np.isfinite(deviations) & np.isfinite(errors)
+    calibrated = int(usable.sum()) >= min_pairs
+    factor = float(np.median(errors[usable] / deviations[usable])) if calibrated else 1.0
+    correlation = None  # JSON-safe: undefined below two pairs or for constant values
+    if calibrated and np.std(deviations[usable]) > 0 and np.std(errors[usable]) > 0:
+        correlation = float(np.corrcoef(deviations[usable], errors[usable])[0, 1])
+    return {'lower': lower / factor, 'upper': upper / factor, 'factor': factor, 'calibrated': calibrated,
+            'num_pairs': int(usable.sum()), 'target_errors': [lower, upper],
+            'pearson_correlation': correlation}

@@ -13,7 +13,7 @@ from aiida import orm
 
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.data.training_set import TrainingSet, trajectory_frames
 from aiida_ferromlip.engines import atoms_task as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
 from aiida_ferromlip.calculations.reference_label import validate_structures_for_labeller
@@ -42,9 +42,16 @@ def model_spec(model) -> tuple[dict, dict[str, bytes]]:
     return model.job_files()
 
 
+def trajectory_frame_key(trajectory_key: str, index: int) -> str:
+    """The frame key of frame ``index`` of the trajectory given as ``trajectories.<trajectory_key>``."""
+    return f'{trajectory_key}:{index:05d}'
+
+
 def validate_inputs(inputs, namespace):
-    if any(port not in namespace for port in ('model', 'structures', 'task')):
+    if any(port not in namespace for port in ('model', 'structures', 'trajectories', 'task')):
         return None
+    if not inputs.get('structures') and not inputs.get('trajectories'):
+        return 'give `structures` or `trajectories` (or both): there is nothing to do'
     try:
         task = inputs['task'].get_dict()
         engine.task_settings(task)
@@ -55,7 +62,14 @@ def validate_inputs(inputs, namespace):
         problem = engine.neb_ends_problem({key: node.get_ase() for key, node in inputs['structures'].items()})
         if problem:
             return problem
-    return validate_structures_for_labeller(inputs.get('structures', {}), species, 'the model')
+    if species is not None:
+        for key, trajectory in inputs.get('trajectories', {}).items():
+            unknown = set(trajectory.symbols) - species
+            if unknown:
+                return f'trajectory `{key}` holds {sorted(unknown)}, which the model does not know ({sorted(species)})'
+    if not inputs.get('structures'):
+        return None
+    return validate_structures_for_labeller(inputs['structures'], species, 'the model')
 
 
 class AtomsTaskCalculation(FerromlipCalcJob):
@@ -69,8 +83,11 @@ class AtomsTaskCalculation(FerromlipCalcJob):
         super().define(spec)
         spec.input('model', valid_type=MODEL_TYPES,
                    help='A Potential node, or a Str naming the reference labeller model (e.g. 7net-0).')
-        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
                              help='The structures, by key (the key names each result).')
+        spec.input_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False,
+                             help='Trajectories whose every frame is a structure too (keyed `<key>:<frame index>`, '
+                                  'e.g. sampler frames scored by a committee).')
         spec.input('task', valid_type=orm.Dict,
                    help=f'`{{"task": name, settings}}`; tasks and their default settings: {engine.TASKS}.')
         spec.inputs.validator = validate_inputs
@@ -91,7 +108,8 @@ class AtomsTaskCalculation(FerromlipCalcJob):
         builder = cls.get_builder()
         builder.code = code
         builder.model = model
-        builder.structures = dict(structures)
+        if structures:
+            builder.structures = dict(structures)
         builder.task = orm.Dict(task)
         if options:
             builder.metadata.options = options
@@ -107,10 +125,14 @@ class AtomsTaskCalculation(FerromlipCalcJob):
         with folder.open(SPEC_FILE, 'w') as handle:
             json.dump(spec, handle)
         frames = []
-        for key in sorted(self.inputs.structures):
+        for key in sorted(self.inputs.get('structures', {})):
             atoms = self.inputs.structures[key].get_ase()
             atoms.info['frame_key'] = key
             frames.append(atoms)
+        for key in sorted(self.inputs.get('trajectories', {})):
+            for index, atoms in enumerate(trajectory_frames(self.inputs.trajectories[key])):
+                atoms.info['frame_key'] = trajectory_frame_key(key, index)
+                frames.append(atoms)
         with folder.open(engine.STRUCTURES_FILE, 'w') as handle:
             write(handle, frames, format='extxyz')
         with folder.open(engine.TASK_FILE, 'w') as handle:

@@ -8,6 +8,7 @@ import re
 import tempfile
 
 from aiida import orm
+from aiida.engine import calcfunction
 
 
 class Potential:
@@ -109,5 +110,80 @@ class NequipPotential(Potential, orm.SinglefileData):
         return nequip_calculator(_file_path(self), device=device)
 
 
+class CommitteePotential(Potential, orm.FolderData):
+    """Several potentials of one family fitted to the same data with different seeds (and, for GAP, different
+    training subsets and sparse points): the mean prediction and how much the members disagree
+    (``engines.potentials.CommitteeCalculator``). The uncertainty selectors of the loop score candidates with it.
+
+    The members' files are copied into this node (``member_00_<file>`` ...: flat, as job folders take them); attributes ``species``, ``cutoff``,
+    ``gives_stress`` (all members must), ``member_uuids`` (the fitted nodes, in order: member 0 is the potential
+    the loop samples with) and ``member_specs``. Made by the ``committee_of`` calcfunction.
+    """
+
+    @property
+    def member_uuids(self) -> list[str]:
+        return list(self.base.attributes.get('member_uuids', []))
+
+    @property
+    def size(self) -> int:
+        return len(self.member_uuids)
+
+    def job_files(self) -> tuple[dict, dict[str, bytes]]:
+        specs, files = [], {}
+        for spec in self.base.attributes.get('member_specs'):
+            files[spec['file']] = self.base.repository.get_object_content(spec['file'], mode='rb')
+            specs.append(dict(spec))
+        return {'kind': 'committee', 'members': specs}, files
+
+    def calculator(self):
+        """The committee's ASE calculator, its members read from this node's files."""
+        import os
+
+        from aiida_ferromlip.engines.potentials import calculator_from_spec
+
+        directory = tempfile.mkdtemp(prefix='ferromlip-committee-')
+        spec, files = self.job_files()
+        for name, content in files.items():
+            os.makedirs(os.path.join(directory, os.path.dirname(name)), exist_ok=True)
+            with open(os.path.join(directory, name), 'wb') as handle:
+                handle.write(content)
+        members = [{**member, 'file': os.path.join(directory, member['file'])} for member in spec['members']]
+        return calculator_from_spec({'kind': 'committee', 'members': members})
+
+
+def committee_node(members: list) -> CommitteePotential:
+    """A new (unstored) CommitteePotential holding copies of ``members`` (stored Potential nodes, at least two, of
+    one family and the same species)."""
+    import io
+
+    if len(members) < 2:
+        raise ValueError(f'a committee needs at least two members, got {len(members)}')
+    if len({type(member) for member in members}) > 1:
+        raise ValueError(f'committee members must be of one family, got {sorted({type(m).__name__ for m in members})}')
+    if isinstance(members[0], CommitteePotential):
+        raise ValueError('a committee cannot hold committees')
+    species = [sorted(member.species) for member in members]
+    if any(s != species[0] for s in species):
+        raise ValueError(f'committee members must know the same species, got {species}')
+    committee = CommitteePotential()
+    specs = []
+    for index, member in enumerate(members):
+        spec, files = member.job_files()
+        for name, content in files.items():
+            committee.base.repository.put_object_from_filelike(io.BytesIO(content), f'member_{index:02d}_{name}')
+        specs.append({**spec, 'file': f'member_{index:02d}_{spec["file"]}'})
+    committee.base.attributes.set_many({
+        'species': species[0], 'cutoff': max(float(m.base.attributes.get('cutoff', 0.0)) for m in members),
+        'gives_stress': all(m.gives_stress for m in members), 'member_uuids': [m.uuid for m in members],
+        'member_specs': specs, 'family': type(members[0]).__name__})
+    return committee
+
+
 #: Every Potential node type of the plugin: what the sampler, the loop and the benchmarks accept.
-POTENTIAL_TYPES = (GapPotential, NequipPotential)
+POTENTIAL_TYPES = (GapPotential, NequipPotential, CommitteePotential)
+
+
+@calcfunction
+def committee_of(**members: orm.Data) -> CommitteePotential:
+    """The committee of ``members`` (keys sort into member order: member 0 first)."""
+    return committee_node([members[key] for key in sorted(members)])

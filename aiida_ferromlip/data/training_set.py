@@ -25,7 +25,17 @@ from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 from aiida_ferromlip.materials.units import formula_units
 
-__all__ = ('TrainingSet', 'formula_units', 'merge_training_sets', 'training_set_from_extxyz')
+__all__ = ('TrainingSet', 'formula_units', 'merge_training_sets', 'training_set_from_extxyz', 'trajectory_frames')
+
+
+def trajectory_frames(trajectory: orm.TrajectoryData, skip_fraction: float = 0.0) -> list[Atoms]:
+    """Frames of a sampler's TrajectoryData as ASE atoms (no calculator), after the first ``skip_fraction`` of it
+    (always at least the last frame)."""
+    positions, cells = trajectory.get_positions(), trajectory.get_cells()
+    pbc = trajectory.pbc if trajectory.pbc is not None else [True, True, True]
+    first = min(int(np.floor(skip_fraction * len(positions))), len(positions) - 1)
+    return [Atoms(symbols=trajectory.symbols, positions=positions[i], cell=cells[i], pbc=pbc)
+            for i in range(first, len(positions))]
 
 
 

@@ -4,7 +4,8 @@ What the benchmarks and the physics card need beyond labelling and MD, run where
 under SLURM, not the daemon):
 
 * ``energies`` — energy, forces and stress of every frame (energies along a path, EOS points, phonon
-  displacements, predictions on a test set);
+  displacements, predictions on a test set); with a committee, each row also holds how much its members disagree
+  (``max_force_deviation``, ``energy_deviation``);
 * ``relax`` — every frame relaxed, optionally keeping its space group (ASE's ``FixSymmetry``: without it a
   metastable polymorph such as Amm2 BaTiO3 slides into the ground state) and with the cell free
   (``FrechetCellFilter``), by BFGS (or FIRE) to ``fmax``;
@@ -89,6 +90,8 @@ def single_point(atoms, calculator) -> dict:
         pass
     if not (math.isfinite(results['energy']) and np.all(np.isfinite(results['forces']))):
         raise FloatingPointError('non-finite energy or forces')
+    for name in getattr(calculator, 'deviation_properties', ()):  # a committee: how much its members disagree
+        results[name] = float(calculator.results[name])
     return results
 
 
@@ -171,6 +174,7 @@ def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict, di
                     'cell_angles': [float(x) for x in atoms.cell.cellpar()[3:]],
                     'volume': float(atoms.get_volume()),
                     'max_force': float(np.abs(results['forces']).max()) if len(atoms) else 0.0})
+        row.update({name: results.pop(name) for name in getattr(calculator, 'deviation_properties', ())})
         if task['task'] == 'relax':  # the relaxed structure itself, for whoever reuses the results later
             row['structure'] = {'numbers': atoms.numbers.tolist(), 'cell': atoms.cell.array.tolist(),
                                 'positions': atoms.positions.tolist()}

@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
 SPEC_FILE = 'potential.json'
 
 
@@ -28,7 +31,49 @@ def calculator_from_spec(spec: dict | str):
         from aiida_ferromlip.engines.reference import make_calculator
 
         return make_calculator(spec.get('model', '7net-0'), spec.get('modal'))
+    if kind == 'committee':
+        return CommitteeCalculator([calculator_from_spec(member) for member in spec['members']])
     raise ValueError(f'unknown potential kind `{kind}` in {SPEC_FILE}')
+
+
+class CommitteeCalculator(Calculator):
+    """The mean of several potentials, and how much they disagree: a committee for uncertainty-driven selection.
+
+    Energy, forces and stress are the members' means. ``results`` also holds ``force_deviations`` (per atom: the
+    root-mean-square over members of the distance between a member's force and the mean force, eV/Å — DP-GEN's
+    "model deviation"), ``max_force_deviation`` (their maximum) and ``energy_deviation`` (standard deviation of the
+    members' energies, eV/atom).
+    """
+
+    implemented_properties = ['energy', 'free_energy', 'forces', 'stress']
+    #: results beyond ASE's own properties, which the task engine copies into its rows
+    deviation_properties = ('max_force_deviation', 'energy_deviation')
+
+    def __init__(self, members):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f'a committee needs at least two members, got {len(members)}')
+        self.members = list(members)
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        energies, forces, stresses = [], [], []
+        for member in self.members:
+            copy = self.atoms.copy()
+            copy.calc = member
+            energies.append(copy.get_potential_energy())
+            forces.append(copy.get_forces())
+            if 'stress' in properties:
+                stresses.append(copy.get_stress(voigt=True))
+        energies, forces = np.array(energies), np.array(forces)
+        mean_forces = forces.mean(axis=0)
+        deviations = np.sqrt(((forces - mean_forces) ** 2).sum(axis=2).mean(axis=0))
+        self.results = {'energy': float(energies.mean()), 'free_energy': float(energies.mean()),
+                        'forces': mean_forces, 'force_deviations': deviations,
+                        'max_force_deviation': float(deviations.max()) if len(deviations) else 0.0,
+                        'energy_deviation': float(energies.std() / max(len(self.atoms), 1))}
+        if stresses:
+            self.results['stress'] = np.mean(stresses, axis=0)
 
 
 def nequip_calculator(path: str, device: str = 'cpu', compiled: bool = False):

@@ -29,12 +29,13 @@ class AtomsTaskParser(FerromlipParser):
                 frames = read(handle, index=':', format='extxyz')
         except Exception as exception:
             return self.exit_codes.ERROR_OUTPUT_CORRUPT.format(error=f'{type(exception).__name__}: {exception}')
-        structures = self.node.inputs.structures
+        structures = self.node.inputs.structures if 'structures' in self.node.inputs else {}
         origins = []
         for atoms in frames:
             key = str(atoms.info.pop('frame_key'))
             origins.append({'labeller': f'model:{self.node.inputs.model.uuid}', 'process_uuid': self.node.uuid,
-                            'structure_uuid': structures[key].uuid if key in structures else None,  # neb images
+                            # None for neb images and trajectory frames (their key names trajectory and frame)
+                            'structure_uuid': structures[key].uuid if key in structures else None,
                             'frame_key': key, 'wall_time_s': timings.get(key)})
             if report['task'] == 'relax':
                 self.out(f'structures.{key}', orm.StructureData(ase=atoms))

@@ -2,9 +2,15 @@
 
 Each stage is one of the plugin's processes behind its contract, so the loop never branches on an engine's
 name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` or
-``NequipTrainCalculation`` (``model``, each in its restart wrapper of ``workflows/restart.py``) a Potential, ``SampleCalculation`` trajectories, ``select_candidates``
-structures. Before a new batch joins the TrainingSet,
+``NequipTrainCalculation`` (``model``, each in its restart wrapper of ``workflows/restart.py``) a Potential,
+``SampleCalculation`` trajectories, ``select_candidates`` structures. Before a new batch joins the TrainingSet,
 the current potential's errors on it are recorded: that out-of-sample learning curve is the stop criterion.
+
+With an uncertainty selector (``select_parameters.selector``: ``uncertainty`` or ``fps+uncertainty``) every fit is
+a committee: the loop's fit (member 0, the potential MD samples with) plus ``committee.size - 1`` fits with other
+seeds (GAP: other validation splits, i.e. other training subsets, and other sparse points; NequIP/Allegro: other
+initial weights), held in a ``CommitteePotential``. An ``energies`` task job scores every sampled frame with it, the
+trust levels are calibrated on the frames labelled so far, and selection picks inside the trust band.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, cutoff_problem, split_indices
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
 from aiida_ferromlip.calculations.sample import SampleCalculation
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+from aiida_ferromlip.data.potential import POTENTIAL_TYPES, committee_of
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import default_inputs, merged_settings
@@ -31,7 +38,13 @@ from aiida_ferromlip.workflows.label import LabelWorkChain
 from aiida_ferromlip.workflows.labellers import get_engine
 from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
 from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
-from aiida_ferromlip.workflows.select import merged_options, select_candidates
+from aiida_ferromlip.workflows.select import (
+    deviation_error_pairs,
+    merged_options,
+    needs_committee,
+    select_candidates,
+    trust_levels,
+)
 
 #: Materials a user can name instead of giving structures: their known polymorphs (the papers' start points).
 MATERIALS = tuple(materials.MATERIALS)
@@ -48,6 +61,19 @@ RESTART_WRAPPERS = {GapFitCalculation: GapFitBaseWorkChain, NequipTrainCalculati
 
 def loop_parameters(parameters: orm.Dict | None) -> dict:
     return merged_settings(parameters, LOOP_DEFAULTS, 'loop')
+
+
+def committee_member_inputs(process, inputs: dict, member: int, committee: dict) -> dict:
+    """Inputs of committee member ``member`` (1, 2, ...): the loop's fit with the seed moved on by ``member`` (for
+    GAP: another validation split, so another training subset, and other sparse points; for NequIP/Allegro also
+    other initial weights) and the committee's validation fraction."""
+    parameters = inputs['parameters'].get_dict()
+    seed = int(parameters.get('seed', 0)) + member
+    member_inputs = {**inputs, 'parameters': orm.Dict({**parameters, 'seed': seed,
+                                                       'validation_fraction': float(committee['validation_fraction'])})}
+    if process is NequipTrainCalculation:
+        member_inputs['config'] = orm.Dict({**inputs['config'].get_dict(), 'seed': seed})
+    return member_inputs
 
 
 @calcfunction
@@ -99,6 +125,15 @@ def validate_inputs(inputs, namespace):
     try:
         loop = loop_parameters(inputs.get('parameters'))
         merged_options(inputs.get('select_parameters'))
+        if needs_committee(inputs.get('select_parameters')):
+            if int(loop['committee']['size']) < 2:
+                return f'a committee needs at least two members, got `committee.size` {loop["committee"]["size"]}'
+            if not 0 < float(loop['committee']['validation_fraction']) < 1:
+                return '`committee.validation_fraction` must lie in (0, 1)'
+            if 'task_code' not in inputs and 'task_code' not in inputs.get('card', {}):
+                selector = merged_options(inputs.get('select_parameters'))['selector']
+                return (f'selector `{selector}` scores candidates with a committee in a task job: give `task_code` (a '
+                        'ferromlip.atoms_task code)')
         material = inputs['material'].value if 'material' in inputs else None
         starts = start_structures(material, inputs.get('structures', {}))
         first_stage = loop_stages(loop['stages'], material, starts)[0]
@@ -266,7 +301,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                         'before it). Needs `initial_training_set`.')
         spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict(LOOP_DEFAULTS),
                    help=f'Loop control: {sorted(LOOP_DEFAULTS)}.')
-        spec.input('select_parameters', valid_type=orm.Dict, required=False, help='See select_candidates.')
+        spec.input('select_parameters', valid_type=orm.Dict, required=False,
+                   help='See select_candidates (`selector`: fps | random | uncertainty | fps+uncertainty).')
+        spec.input('task_code', valid_type=orm.AbstractCode, required=False,
+                   help='A ferromlip.atoms_task code: the committee scores candidates with it (uncertainty '
+                        "selectors; without it the card's task code is used).")
         spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('structures',))
         spec.input('model', valid_type=orm.Str, default=lambda: orm.Str('gap'),
                    help=f'Model family fitted each iteration: {", ".join(MODELS)} (allegro is a nequip config).')
@@ -297,6 +336,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 if_(cls.card_enabled)(cls.run_card, cls.inspect_card),
                 if_(cls.not_stopped)(
                     cls.sample, cls.inspect_sample,
+                    if_(cls.uses_committee)(cls.score, cls.inspect_score),
                     cls.select,
                     cls.label_candidates, cls.inspect_candidates,
                 ),
@@ -319,6 +359,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     help="The labeller's side of the card (its equilibrium, wells, phonons, polymorphs).")
         spec.output('test_set', valid_type=TrainingSet, required=False,
                     help='The independent test set of the card (never offered to selection).')
+        spec.output('trust_plot', valid_type=orm.SinglefileData, required=False,
+                    help='Uncertainty selectors: the last trust-level calibration (committee deviation vs true error).')
         declare(spec, 'ERROR_LABELLING_FAILED', 'ERROR_FIT_FAILED', 'ERROR_SAMPLING_FAILED', 'ERROR_CARD_FAILED',
                 'STOPPED_BUDGET_EXHAUSTED')
 
@@ -364,6 +406,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                                           seed=stage['parameters'].get('seed', 0)))
             builder[namespace] = values
         if task_code is not None:
+            builder.task_code = task_code
             card = PhysicsCardWorkChain.get_protocol_inputs(inputs['card']['protocol'], inputs['card'].get('overrides'))
             builder.card = {'task_code': task_code, 'parameters': orm.Dict(card['parameters']),
                             'tolerances': orm.Dict(card['tolerances']),
@@ -556,6 +599,16 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         wrapper = RESTART_WRAPPERS[process]
         node = self.submit(wrapper, **{wrapper._namespace: inputs,
                                        'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
+        self.ctx.committee_fits = []
+        if self.uses_committee() and not self.ctx.stop_reason:  # the final fit samples nothing: no committee
+            committee = self.ctx.loop['committee']
+            for member in range(1, int(committee['size'])):
+                member_inputs = committee_member_inputs(process, inputs, member, committee)
+                label = f'fit_{self.ctx.iteration:03d}_member_{member:02d}'
+                key = f'committee_fit_{member:02d}'
+                self.to_context(**{key: self.submit(wrapper, **{wrapper._namespace: member_inputs,
+                                                                'metadata': {'call_link_label': label}})})
+                self.ctx.committee_fits.append(key)
         return self.to_context(fit=node)
 
     def inspect_fit(self):
@@ -572,6 +625,48 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
                     f'{self.ctx.potential.pk}> on {len(self.ctx.training_set)} frames; held-out force RMSE '
                     f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å')
+        self.ctx.committee = None
+        if self.ctx.committee_fits:
+            members, failed = {'member_00': self.ctx.potential}, []
+            for key in self.ctx.committee_fits:
+                member = self.ctx[key]
+                if member.is_finished_ok:
+                    members[f'member_{key[-2:]}'] = member.outputs.potential
+                else:
+                    failed.append(f'{member.process_label}<{member.pk}>: [{member.exit_status}] {member.exit_message}')
+            for message in failed:
+                self.report(f'committee member left out: {message}')
+            if len(members) < 2:
+                return self.exit_codes.ERROR_FIT_FAILED.format(detail='no committee member besides the loop\'s fit: '
+                                                                      + '; '.join(failed))
+            self.ctx.committee = committee_of(**members, metadata={
+                'call_link_label': f'committee_{self.ctx.iteration:03d}'})
+            self.report(f'iteration {self.ctx.iteration}: committee CommitteePotential<{self.ctx.committee.pk}> of '
+                        f'{len(members)} fits')
+        return None
+
+    def uses_committee(self):
+        return needs_committee(self.inputs.get('select_parameters'))
+
+    def _task_code(self):
+        return self.inputs.task_code if 'task_code' in self.inputs else self.inputs.card.task_code
+
+    def score(self):
+        """The committee on every sampled frame (an ``energies`` task job): its force deviation per frame."""
+        inputs = {'code': self._task_code(), 'model': self.ctx.committee, 'trajectories': self.ctx.trajectories,
+                  'task': orm.Dict({'task': 'energies'}),
+                  'metadata': {'call_link_label': f'score_{self.ctx.iteration:03d}'}}
+        options = self.inputs.card.get('task_options') if 'card' in self.inputs else None
+        if options is not None:
+            inputs['metadata']['options'] = options.get_dict()
+        return self.to_context(score=self.submit(AtomsTaskCalculation, **inputs))
+
+    def inspect_score(self):
+        node = self.ctx.score
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_SAMPLING_FAILED.format(
+                detail=f'the committee could not score the sampled frames: {node.process_label}<{node.pk}>: '
+                       f'[{node.exit_status}] {node.exit_message}')
         return None
 
     def sample(self):
@@ -609,17 +704,31 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                   'metadata': {'call_link_label': f'select_{self.ctx.iteration:03d}'}}
         if 'select_parameters' in self.inputs:
             inputs['parameters'] = self.inputs.select_parameters
+        if self.uses_committee():
+            levels = trust_levels(**({'parameters': self.inputs.select_parameters}
+                                     if 'select_parameters' in self.inputs else {}),
+                                  **self.ctx.get('deviation_pairs', {}),
+                                  metadata={'call_link_label': f'trust_{self.ctx.iteration:03d}'})
+            self.ctx.trust_plot = levels['plot']
+            inputs.update(predictions=self.ctx.score.outputs.results, trust=levels['trust'])
         results = select_candidates(**inputs)
         report = results['report'].get_dict()
         self.ctx.selected = {key: node for key, node in results.items() if key.startswith('selected_')}
+        selector = report.get('selector', 'fps')
         self.report(f'iteration {self.ctx.iteration}: sampled {report["num_sampled"]} frames, rejected '
                     f'{report["num_rejected"]} as unphysical, {report["num_candidates"]} decorrelated candidates '
                     f'({report.get("num_unresolved_trajectories", 0)} of {len(report["trajectories"])} trajectories too '
                     f'short to show their autocorrelation time gave their last frame only), '
-                    f'selected {report["num_selected"]} by FPS')
+                    f'selected {report["num_selected"]} by {selector}')
+        trust = report.get('trust')
+        if trust:
+            self.report(f'iteration {self.ctx.iteration}: trust levels {trust["lower"]:.3f}-{trust["upper"]:.3f} eV/Å '
+                        f'on the committee force deviation ({"calibrated" if trust["calibrated"] else "uncalibrated"}); '
+                        f'candidates: {trust["accurate"]} below, {trust["candidate"]} inside, {trust["failed"]} above')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'stage': self.ctx.stage,
                                  'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],
+                                 'selector': selector, **({'trust': trust} if trust else {}),
                                  **self.ctx.pop('card_record', {})})
         # Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
         # out-of-sample learning curve stays on the MD frames selection picked.
@@ -630,7 +739,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                         f'({", ".join(self.ctx.get("card_failed", []))}) are labelled with the batch')
             self.ctx.history[-1]['card_targets'] = len(self.ctx.card_batch)
         if not self.ctx.selected and not self.ctx.card_batch:
-            self.ctx.stop_reason = 'selection found no new structure far from the training set'
+            self.ctx.stop_reason = ('selection found no new structure far from the training set' if not trust else
+                                    f'no candidate inside the trust band ({trust["accurate"]} below it, '
+                                    f'{trust["failed"]} above it)')
 
     def label_candidates(self):
         prefix = f'it{self.ctx.iteration:03d}'
@@ -668,6 +779,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         history['labels_failed'] = len(node.outputs.failed_frames.get_dict())
         self.ctx.num_labels = self.ctx.get('num_labels', 0) + len(batch)
 
+        if self.uses_committee():  # how far the committee's deviation was from the true error: the next calibration
+            pairs = deviation_error_pairs(self.ctx.score.outputs.results, self.ctx.score.outputs.labels, batch,
+                                          **self.ctx.selected,
+                                          metadata={'call_link_label': f'deviation_errors_{self.ctx.iteration:03d}'})
+            self.ctx.deviation_pairs = {**self.ctx.get('deviation_pairs', {}), f'it{self.ctx.iteration:03d}': pairs}
         # Out-of-sample errors of the current potential, before the batch joins the training set.
         errors = prediction_errors(self.ctx.potential, batch,
                                    metadata={'call_link_label': f'errors_{self.ctx.iteration:03d}'})
@@ -700,6 +816,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def results(self):
         self.out('potential', self.ctx.potential)
         self.out('training_set', self.ctx.training_set)
+        if self.ctx.get('trust_plot') is not None:
+            self.out('trust_plot', self.ctx.trust_plot)
         if self.ctx.errors:
             curve = learning_curve(thresholds=orm.Dict(self.ctx.loop['thresholds']),
                                    **{f'iteration_{i:03d}': e for i, e in enumerate(self.ctx.errors)})

@@ -1,9 +1,12 @@
 """Selection stage: MD trajectories -> the structures worth labelling next.
 
 ``select_candidates`` is a calcfunction (seconds of SOAP + FPS, so it runs in the daemon with full provenance):
-physical-sanity filter, decorrelation by the energy autocorrelation time (BaTiO3-GAP paper), then structure-level
-farthest-point sampling on SOAP against the current TrainingSet. Each selected ``StructureData`` records the
-trajectory and frame it came from.
+physical-sanity filter, decorrelation by the energy autocorrelation time (BaTiO3-GAP paper), then one of the
+selectors of ``analysis.selection.SELECTORS``: ``fps`` (structure-level farthest-point sampling on SOAP against the
+current TrainingSet, the default), ``random``, ``uncertainty`` or ``fps+uncertainty``. The last two read a
+committee's force deviation on every frame (``predictions``: the results of an ``energies`` task job with a
+CommitteePotential on the trajectories) and the trust levels (``trust``, from ``trust_levels``). Each selected
+``StructureData`` records the trajectory and frame it came from.
 """
 
 from __future__ import annotations
@@ -13,15 +16,28 @@ import io
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
-from ase import Atoms
 
 from aiida_ferromlip.analysis.plots import figure_png
-from aiida_ferromlip.analysis.selection import decorrelation, sanity_problem, select_diverse
+from aiida_ferromlip.analysis.selection import (
+    NEEDS_COMMITTEE,
+    SELECTORS,
+    calibrate_trust,
+    decorrelation,
+    sanity_problem,
+    select_frames,
+    trust_bands,
+)
 from aiida_ferromlip.analysis.soap import soap_hypers
+from aiida_ferromlip.data.training_set import trajectory_frames
 from aiida_ferromlip.protocols import merged_settings
 
 DEFAULTS = {
     'num_select': 10,
+    'selector': 'fps',            # analysis.selection.SELECTORS
+    # uncertainty selectors: the band of *true* max force errors (eV/Å) worth a label; the committee's trust levels
+    # are calibrated to it on the frames already labelled (trust_levels)
+    'trust_errors': [0.15, 1.0],
+    'seed': 0,                    # random picks (selector `random`, `uncertainty`)
     'equilibration_fraction': 0.1,   # frames dropped at the start of every trajectory
     'decorrelate': True,
     # trust the energy autocorrelation time only when a trajectory's usable frames span this many times it (else
@@ -30,14 +46,6 @@ DEFAULTS = {
     'soap': {'cutoff': 5.0, 'n_max': 6, 'l_max': 4, 'atom_sigma': 0.5},
     'sanity': {'min_distance': 0.6, 'max_force': 20.0, 'max_temperature_factor': 3.0, 'max_energy_jump': 1.0},
 }
-
-
-def trajectory_frames(trajectory: orm.TrajectoryData) -> list[Atoms]:
-    """Frames of a sampler's TrajectoryData as ASE atoms (no calculator)."""
-    symbols = trajectory.symbols
-    positions, cells = trajectory.get_positions(), trajectory.get_cells()
-    pbc = trajectory.pbc if trajectory.pbc is not None else [True, True, True]
-    return [Atoms(symbols=symbols, positions=positions[i], cell=cells[i], pbc=pbc) for i in range(len(positions))]
 
 
 def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[list[int], dict, dict]:
@@ -78,16 +86,96 @@ def merged_options(parameters: orm.Dict | None) -> dict:
     options = merged_settings(parameters, DEFAULTS, 'selection')
     if int(options['num_select']) < 1:
         raise ValueError('`num_select` must be at least 1')
+    if options['selector'] not in SELECTORS:
+        raise ValueError(f'unknown selector `{options["selector"]}`; known: {", ".join(SELECTORS)}')
+    lower, upper = (float(x) for x in options['trust_errors'])
+    if not 0 <= lower < upper:
+        raise ValueError(f'`trust_errors` must be [lower, upper] with 0 <= lower < upper, got {options["trust_errors"]}')
     return options
 
 
+def needs_committee(parameters: orm.Dict | None) -> bool:
+    """Whether the selector of ``parameters`` scores candidates with a committee."""
+    return merged_options(parameters)['selector'] in NEEDS_COMMITTEE
+
+
 @calcfunction
-def select_candidates(parameters: orm.Dict | None = None, training_set=None, **trajectories):
-    """Pick structures to label from sampler trajectories, far from each other and from ``training_set``."""
+def trust_levels(parameters: orm.Dict | None = None, **pairs: orm.Dict) -> dict:
+    """The committee trust levels for the next selection, calibrated on the frames labelled so far (each ``pairs``
+    Dict: ``deviations`` and true ``errors``, eV/Å, of one batch; see ``deviation_error_pairs``), and the plot."""
     options = merged_options(parameters)
+    deviations = [d for key in sorted(pairs) for d in pairs[key]['deviations']]
+    errors = [e for key in sorted(pairs) for e in pairs[key]['errors']]
+    levels = calibrate_trust(deviations, errors, options['trust_errors'])
+    return {'trust': orm.Dict(levels),
+            'plot': orm.SinglefileData(io.BytesIO(trust_plot(deviations, errors, levels)), filename='trust.png')}
+
+
+@calcfunction
+def deviation_error_pairs(predictions: orm.Dict, predicted, labels, **selected: orm.StructureData) -> orm.Dict:
+    """For every labelled frame that was a scored candidate: the committee's max force deviation and the true max
+    force error of the committee mean (eV/Å). ``predictions`` and ``predicted`` are the results and frames of the
+    committee's task job on the trajectories, ``labels`` the labelled batch, ``selected`` the structures it labelled
+    (their ``ferromlip_source`` names the trajectory frame)."""
+    from aiida_ferromlip.calculations.atoms_task import trajectory_frame_key
+
+    rows = predictions['rows']
+    predicted_index = {origin['frame_key']: i for i, origin in enumerate(predicted.origins)}
+    sources = {node.uuid: node.base.attributes.get('ferromlip_source', {}) for node in selected.values()}
+    deviations, errors, keys = [], [], []
+    for index, origin in enumerate(labels.origins):
+        source = sources.get(origin.get('structure_uuid'), {})
+        if 'trajectory_key' not in source:
+            continue
+        key = trajectory_frame_key(source['trajectory_key'], source['frame_index'])
+        if key not in rows or key not in predicted_index:
+            continue
+        true_forces = labels.get_frame(index).get_forces()
+        mean_forces = predicted.get_frame(predicted_index[key]).get_forces()
+        deviations.append(float(rows[key]['max_force_deviation']))
+        errors.append(float(np.linalg.norm(true_forces - mean_forces, axis=1).max()))
+        keys.append(key)
+    return orm.Dict({'deviations': deviations, 'errors': errors, 'frame_keys': keys})
+
+
+def trust_plot(deviations, errors, levels: dict) -> bytes:
+    """True max force error against the committee's max force deviation, the calibration line and the band."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 4))
+    if deviations:
+        axis.loglog(deviations, errors, 'o', ms=4, alpha=0.7, label='labelled frames')
+        span = np.geomspace(min(deviations), max(deviations), 20)
+        axis.loglog(span, levels['factor'] * span, '-', label=f'error = {levels["factor"]:.2f} x deviation')
+    for value, name in ((levels['lower'], 'lower'), (levels['upper'], 'upper')):
+        axis.axvline(value, ls='--', color='grey')
+        axis.text(value, axis.get_ylim()[1] if deviations else 1, f' {name}', va='top', fontsize=8)
+    axis.set_xlabel('committee max force deviation (eV/Å)')
+    axis.set_ylabel('true max force error (eV/Å)')
+    state = 'calibrated' if levels['calibrated'] else 'uncalibrated (too few labelled frames)'
+    axis.set_title(f'trust levels, {state}', fontsize=9)
+    if deviations:
+        axis.legend(fontsize=7)
+    return figure_png(figure, dpi=100)
+
+
+@calcfunction
+def select_candidates(parameters: orm.Dict | None = None, training_set=None, predictions: orm.Dict | None = None,
+                      trust: orm.Dict | None = None, **trajectories):
+    """Pick structures to label from sampler trajectories with the selector of ``parameters`` (FPS by default: far
+    from each other and from ``training_set``)."""
+    from aiida_ferromlip.calculations.atoms_task import trajectory_frame_key
+
+    options = merged_options(parameters)
+    selector = options['selector']
     if not trajectories:
         raise ValueError('no trajectories to select from')
-    candidates, sources, summary = [], [], {}
+    if selector in NEEDS_COMMITTEE and (predictions is None or trust is None):
+        raise ValueError(f'selector `{selector}` needs `predictions` (a committee on the trajectories) and `trust`')
+    candidates, sources, summary, deviations = [], [], {}, []
     for key in sorted(trajectories):
         trajectory = trajectories[key]
         kept, rejected, trajectory_summary = screen_trajectory(trajectory, options)
@@ -96,6 +184,11 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, **t
         targets = (trajectory.get_array('target_temperatures')
                    if 'target_temperatures' in trajectory.get_arraynames() else [None] * len(frames))
         for i in kept:
+            if predictions is not None:
+                row = predictions['rows'].get(trajectory_frame_key(key, int(i)))
+                if row is None:  # the committee failed on this frame: a frame no model can evaluate is not a label
+                    continue
+                deviations.append(float(row['max_force_deviation']))
             candidates.append(frames[i])
             sources.append({'trajectory_uuid': trajectory.uuid, 'trajectory_key': key, 'frame_index': int(i),
                             'step': int(steps[i]),
@@ -106,15 +199,19 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, **t
     existing = training_set.to_atoms() if training_set is not None else []
     soap = options['soap']
     hypers = soap_hypers(soap['cutoff'], soap['n_max'], soap['l_max'], soap.get('atom_sigma', 0.5))
-    if candidates:
-        picked, distances = select_diverse(candidates, int(options['num_select']), hypers, existing)
-    else:
-        picked, distances = np.zeros(0, dtype=int), np.zeros(0)
+    levels = (trust['lower'], trust['upper']) if trust is not None else None
+    picked, scores = select_frames(selector, candidates, int(options['num_select']), hypers=hypers,
+                                   existing=existing, deviations=deviations if predictions is not None else None,
+                                   trust=levels, seed=int(options['seed']) + len(existing))
     outputs = {}
-    for rank, (index, distance) in enumerate(zip(picked, distances)):
+    for rank, (index, score) in enumerate(zip(picked, scores)):
         structure = orm.StructureData(ase=candidates[index])
-        structure.base.attributes.set('ferromlip_source', {**sources[index], 'fps_rank': rank,
-                                                           'fps_distance': float(distance)})
+        source = {**sources[index], 'selector': selector, 'rank': rank, 'score': float(score)}
+        if selector.startswith('fps'):
+            source.update(fps_rank=rank, fps_distance=float(score))
+        if deviations:
+            source['max_force_deviation'] = deviations[index]
+        structure.base.attributes.set('ferromlip_source', source)
         outputs[f'selected_{rank:04d}'] = structure
     report = {
         'trajectories': summary,
@@ -124,17 +221,27 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, **t
         # trajectories too short to show their autocorrelation time: each gave its last usable frame only
         'num_unresolved_trajectories': sum(not s['autocorrelation_reliable'] for s in summary.values()),
         'num_selected': len(outputs),
-        'fps_distances': [float(d) for d in distances],
+        'selector': selector,
+        'scores': [float(d) for d in scores],
+        'fps_distances': [float(d) for d in scores] if selector.startswith('fps') else [],
         'num_existing': len(existing),
     }
+    if predictions is not None:
+        bands = trust_bands(deviations, *levels) if levels else np.zeros(0)
+        report['trust'] = {'lower': float(levels[0]), 'upper': float(levels[1]),
+                           'calibrated': bool(trust.get('calibrated', False)),
+                           'accurate': int(np.sum(bands == 0)), 'candidate': int(np.sum(bands == 1)),
+                           'failed': int(np.sum(bands == 2)),
+                           'max_force_deviation_median': float(np.median(deviations)) if deviations else None}
     outputs['report'] = orm.Dict(report)
-    outputs['plot'] = orm.SinglefileData(io.BytesIO(selection_plot(trajectories, summary, sources, picked, distances)),
-                                         filename='selection.png')
+    outputs['plot'] = orm.SinglefileData(io.BytesIO(selection_plot(trajectories, summary, sources, picked, scores,
+                                                                   selector)), filename='selection.png')
     return outputs
 
 
-def selection_plot(trajectories, summary, sources, picked, distances) -> bytes:
-    """Energy traces with rejected and selected frames marked, and the FPS distance of each pick."""
+def selection_plot(trajectories, summary, sources, picked, scores, selector: str = 'fps') -> bytes:
+    """Energy traces with rejected and selected frames marked, and the score of each pick (FPS distance, committee
+    deviation)."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -153,8 +260,9 @@ def selection_plot(trajectories, summary, sources, picked, distances) -> bytes:
     left.set_ylabel('potential energy (eV/atom)')
     left.set_title('trajectories (o selected, x rejected)')
     left.legend(fontsize=7)
-    right.plot(range(1, len(distances) + 1), distances, 'o-')
+    right.plot(range(1, len(scores) + 1), scores, 'o-')
     right.set_xlabel('pick')
-    right.set_ylabel('FPS distance to held/earlier points')
-    right.set_title('farthest-point sampling')
+    right.set_ylabel({'fps': 'FPS distance to held/earlier points', 'fps+uncertainty': 'FPS distance',
+                      'uncertainty': 'committee max force deviation (eV/Å)'}.get(selector, 'score'))
+    right.set_title(f'selector: {selector}')
     return figure_png(figure, dpi=100)

@@ -27,7 +27,7 @@ from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.protocols import default_inputs
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE, min_interatomic_distance
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
-from aiida_ferromlip.workflows.benchmarks.phase_sequence import trajectory_frames
+from aiida_ferromlip.data.training_set import trajectory_frames
 
 #: The analysis defaults: `default_inputs.analysis` of protocols/dielectric.yaml (the one place they live).
 ANALYSIS_DEFAULTS = default_inputs('dielectric')['analysis']

@@ -18,7 +18,7 @@ from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
-from aiida_ferromlip.workflows.select import trajectory_frames
+from aiida_ferromlip.data.training_set import trajectory_frames
 
 DEFAULTS = {'fraction': 0.01, 'min_frames_per_trajectory': 1, 'bins': 40}
 

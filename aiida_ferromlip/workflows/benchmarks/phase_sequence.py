@@ -38,6 +38,7 @@ from ase import Atoms
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.data.polarization import PolarizationModel
+from aiida_ferromlip.data.training_set import trajectory_frames
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.protocols import default_inputs
 from aiida_ferromlip.workflows.benchmarks.common import MolecularDynamicsMixin, merged_settings
@@ -105,14 +106,6 @@ def transitions(temperatures, phases) -> list[dict]:
             found.append({'from': low, 'to': high, 'between_K': [float(t_low), float(t_high)],
                           'temperature_K': 0.5 * (float(t_low) + float(t_high))})
     return found
-
-
-def trajectory_frames(trajectory: orm.TrajectoryData, skip_fraction: float) -> list[Atoms]:
-    """The frames after the first ``skip_fraction`` of the trajectory (always at least the last frame)."""
-    positions, cells = trajectory.get_positions(), trajectory.get_cells()
-    symbols = trajectory.symbols
-    first = min(int(np.floor(skip_fraction * len(positions))), len(positions) - 1)
-    return [Atoms(symbols, positions=positions[i], cell=cells[i], pbc=True) for i in range(first, len(positions))]
 
 
 @calcfunction

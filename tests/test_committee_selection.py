@@ -1,0 +1,128 @@
+"""Committee uncertainty and the selectors behind one contract (random, fps, uncertainty, fps+uncertainty)."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.build import bulk
+from ase.calculators.lj import LennardJones
+
+from aiida_ferromlip.analysis.selection import calibrate_trust, select_frames, trust_bands
+from aiida_ferromlip.analysis.soap import soap_hypers
+from aiida_ferromlip.data.potential import CommitteePotential, committee_of
+from aiida_ferromlip.engines.potentials import CommitteeCalculator
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+
+from .test_active_learning import builder_for, codes, starts  # noqa: F401 (fixture)
+
+
+def rattled_copper(seed=0):
+    atoms = bulk('Cu', 'fcc', a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=seed)
+    return atoms
+
+
+def test_committee_mean_and_deviation_match_their_closed_form():
+    """Two members: the mean force is (F1 + F2) / 2 and each atom's deviation |F1 - F2| / 2 (RMS distance of two
+    vectors from their midpoint); the energy deviation is |E1 - E2| / 2 per atom."""
+    atoms = rattled_copper()
+    members = [LennardJones(sigma=2.30, epsilon=0.40, rc=6.0), LennardJones(sigma=2.35, epsilon=0.38, rc=6.0)]
+    forces, energies = [], []
+    for member in members:
+        copy = atoms.copy()
+        copy.calc = member
+        forces.append(copy.get_forces())
+        energies.append(copy.get_potential_energy())
+    committee = CommitteeCalculator(members)
+    atoms.calc = committee
+    assert np.allclose(atoms.get_forces(), (forces[0] + forces[1]) / 2)
+    assert atoms.get_potential_energy() == pytest.approx((energies[0] + energies[1]) / 2)
+    expected = np.linalg.norm(forces[0] - forces[1], axis=1) / 2
+    assert np.allclose(committee.results['force_deviations'], expected)
+    assert committee.results['max_force_deviation'] == pytest.approx(expected.max())
+    assert committee.results['energy_deviation'] == pytest.approx(abs(energies[0] - energies[1]) / 2 / len(atoms))
+    assert expected.max() > 1e-3  # the two members really differ here
+    with pytest.raises(ValueError, match='at least two members'):
+        CommitteeCalculator(members[:1])
+
+
+def test_selectors_pick_inside_the_trust_band():
+    candidates = [rattled_copper(seed) for seed in range(12)]
+    deviations = np.linspace(0.0, 1.1, 12)     # 0, 0.1, ..., 1.1
+    trust = (0.25, 0.75)                        # band: 0.3, 0.4, 0.5, 0.6, 0.7
+    assert trust_bands(deviations, *trust).tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2]
+    picked, scores = select_frames('uncertainty', candidates, 3, deviations=deviations, trust=trust, seed=1)
+    assert len(picked) == 3 and set(picked) <= {3, 4, 5, 6, 7}
+    assert np.allclose(scores, deviations[picked])
+    hypers = soap_hypers(4.0, 4, 3, 0.5)
+    picked, _ = select_frames('fps+uncertainty', candidates, 10, hypers=hypers, deviations=deviations, trust=trust)
+    assert sorted(picked) == [3, 4, 5, 6, 7]   # every frame of the band, none outside it
+    picked, _ = select_frames('random', candidates, 4, seed=3)
+    again, _ = select_frames('random', candidates, 4, seed=3)
+    assert len(set(picked)) == 4 and picked.tolist() == again.tolist()
+    with pytest.raises(ValueError, match='trust levels must satisfy'):
+        trust_bands(deviations, 0.5, 0.2)
+    with pytest.raises(ValueError, match='unknown selector'):
+        select_frames('best', candidates, 2)
+    with pytest.raises(ValueError, match='needs committee deviations'):
+        select_frames('uncertainty', candidates, 2)
+
+
+def test_trust_levels_are_calibrated_on_the_true_errors():
+    """A committee that underestimates the error three times: the levels on its deviation are the targets / 3."""
+    rng = np.random.default_rng(0)
+    deviations = rng.uniform(0.02, 0.3, 20)
+    errors = 3.0 * deviations * rng.uniform(0.9, 1.1, 20)
+    levels = calibrate_trust(deviations, errors, (0.15, 1.0))
+    assert levels['calibrated'] and levels['factor'] == pytest.approx(3.0, rel=0.05)
+    assert levels['lower'] == pytest.approx(0.05, rel=0.05) and levels['upper'] == pytest.approx(1 / 3, rel=0.05)
+    few = calibrate_trust(deviations[:3], errors[:3], (0.15, 1.0))
+    assert not few['calibrated'] and few['lower'] == 0.15 and few['upper'] == 1.0
+
+
+def test_a_committee_node_is_refused_for_one_member(gap_potential):
+    with pytest.raises(ValueError, match='at least two members'):
+        committee_of(member_00=gap_potential)
+
+
+def test_the_loop_selects_by_committee_uncertainty(codes, task_code):  # noqa: F811
+    builder = builder_for(codes, starts('R3m'),
+                          parameters={'max_iterations': 1, 'seed_frames_per_structure': 3,
+                                      'committee': {'size': 2, 'validation_fraction': 0.34}},
+                          select_parameters={'num_select': 2, 'selector': 'uncertainty', 'trust_errors': [0.0, 1e3]})
+    builder.task_code = task_code
+    results, node = run_get_node(builder)
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status, node.exit_message
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    committee = links['committee_000'].outputs.result
+    assert isinstance(committee, CommitteePotential) and committee.size == 2
+    member = links['fit_000_member_01']
+    assert member.inputs.gap_fit.parameters['seed'] == 1  # another split and other sparse points than member 0
+    scores = links['score_000'].outputs.results['rows']
+    selection = links['select_000']
+    picked = [selection.outputs[k] for k in selection.outputs if k.startswith('selected_')]
+    assert len(picked) == 2
+    for structure in picked:
+        source = structure.base.attributes.get('ferromlip_source')
+        key = f'{source["trajectory_key"]}:{source["frame_index"]:05d}'
+        assert source['selector'] == 'uncertainty'
+        assert source['max_force_deviation'] == pytest.approx(scores[key]['max_force_deviation'])
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert 'selected 2 by uncertainty' in report and 'trust levels' in report and 'uncalibrated' in report
+    pairs = links['deviation_errors_000'].outputs.result
+    assert len(pairs['deviations']) == 2 and all(e > 0 for e in pairs['errors'])
+    assert results['trust_plot'].get_content('rb')[:4] == b'\x89PNG'
+
+
+def test_an_uncertainty_selector_without_a_task_code_or_committee_is_refused(codes):  # noqa: F811
+    builder = builder_for(codes, starts('R3m'), select_parameters={'selector': 'uncertainty'})
+    with pytest.raises(ValueError, match='give `task_code`'):
+        run_get_node(builder)
+    builder = builder_for(codes, starts('R3m'), parameters={'committee': {'size': 1, 'validation_fraction': 0.2}},
+                          select_parameters={'selector': 'fps+uncertainty'})
+    with pytest.raises(ValueError, match='at least two members'):
+        run_get_node(builder)
+    with pytest.raises(ValueError, match='unknown selector'):
+        run_get_node(builder_for(codes, starts('R3m'), select_parameters={'selector': 'best'}))
+    with pytest.raises(ValueError, match='trust_errors'):
+        run_get_node(builder_for(codes, starts('R3m'), select_parameters={'trust_errors': [1.0, 0.5]}))
