@@ -126,3 +126,21 @@ def test_an_uncertainty_selector_without_a_task_code_or_committee_is_refused(cod
         run_get_node(builder_for(codes, starts('R3m'), select_parameters={'selector': 'best'}))
     with pytest.raises(ValueError, match='trust_errors'):
         run_get_node(builder_for(codes, starts('R3m'), select_parameters={'trust_errors': [1.0, 0.5]}))
+
+
+def test_the_task_engine_reports_a_committees_deviation_and_can_skip_the_stress():
+    from aiida_ferromlip.engines.atoms_task import run_task
+
+    frames = [rattled_copper(seed) for seed in range(2)]
+    committee = CommitteeCalculator([LennardJones(sigma=2.30, epsilon=0.40, rc=6.0),
+                                     LennardJones(sigma=2.35, epsilon=0.38, rc=6.0)])
+    outputs, rows, failures, _, _ = run_task(frames, committee, {'task': 'energies', 'stress': False})
+    assert not failures and len(rows) == 2
+    for atoms, row in zip(outputs, rows.values()):
+        check = atoms.copy()
+        check.calc = committee
+        check.get_forces()
+        assert row['max_force_deviation'] == pytest.approx(committee.results['max_force_deviation'])
+        assert 'stress' not in atoms.calc.results
+    outputs, _, _, _, _ = run_task(frames[:1], committee, {'task': 'energies'})
+    assert outputs[0].calc.results['stress'].shape == (6,)

@@ -38,7 +38,9 @@ OUTPUT_FILE = 'structures_out.extxyz'
 
 #: Every task and its settings with their defaults.
 TASKS = {
-    'energies': {},
+    # stress: false skips it (a GAP's stress costs about twice its energy and forces; a committee scoring sampled
+    # frames needs forces only)
+    'energies': {'stress': True},
     'relax': {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'keep_symmetry': True, 'symprec': 1e-3,
               'optimizer': 'BFGS'},
     'neb': {'images': 7, 'fmax': 0.05, 'max_steps': 400, 'endpoint_fmax': 0.02, 'climb': True, 'spring': 0.1},
@@ -80,14 +82,16 @@ def neb_ends_problem(frames: dict) -> str | None:
     return None
 
 
-def single_point(atoms, calculator) -> dict:
-    """Energy (eV), forces (eV/Å) and stress (Voigt, eV/Å³; absent when the calculator gives none)."""
+def single_point(atoms, calculator, stress: bool = True) -> dict:
+    """Energy (eV), forces (eV/Å) and stress (Voigt, eV/Å³; absent when the calculator gives none or
+    ``stress`` is false)."""
     atoms.calc = calculator
     results = {'energy': float(atoms.get_potential_energy()), 'forces': np.array(atoms.get_forces(), dtype=float)}
-    try:
-        results['stress'] = np.array(atoms.get_stress(voigt=True), dtype=float)
-    except Exception:  # a model without stress (some nequip configs): energies and forces still count
-        pass
+    if stress:
+        try:
+            results['stress'] = np.array(atoms.get_stress(voigt=True), dtype=float)
+        except Exception:  # a model without stress (some nequip configs): energies and forces still count
+            pass
     if not (math.isfinite(results['energy']) and np.all(np.isfinite(results['forces']))):
         raise FloatingPointError('non-finite energy or forces')
     for name in getattr(calculator, 'deviation_properties', ()):  # a committee: how much its members disagree
@@ -163,7 +167,7 @@ def run_task(frames, calculator, task: dict) -> tuple[list, dict, dict, dict, di
             row = {}
             if task['task'] == 'relax':
                 atoms, row = relax(atoms, calculator, **settings)
-            results = single_point(atoms, calculator)
+            results = single_point(atoms, calculator, stress=settings.get('stress', True))
         except Exception as exception:  # one frame's failure must not lose the others
             failures[key] = f'{type(exception).__name__}: {exception}'
             continue

@@ -654,7 +654,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def score(self):
         """The committee on every sampled frame (an ``energies`` task job): its force deviation per frame."""
         inputs = {'code': self._task_code(), 'model': self.ctx.committee, 'trajectories': self.ctx.trajectories,
-                  'task': orm.Dict({'task': 'energies'}),
+                  'task': orm.Dict({'task': 'energies', 'stress': False}),
                   'metadata': {'call_link_label': f'score_{self.ctx.iteration:03d}'}}
         options = self.inputs.card.get('task_options') if 'card' in self.inputs else None
         if options is not None:

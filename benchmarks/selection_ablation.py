@@ -1,0 +1,199 @@
+"""What each selector buys: the same loop, the same start and label budget, every selector with several seeds.
+
+    verdi run benchmarks/selection_ablation.py [--seeds 3] [--iterations 3] [--batch 6] [--tag ablation]
+        [--selectors random fps uncertainty fps+uncertainty] [--plot docs/img/selection_ablation.png]
+
+1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
+   potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
+   random, not by FPS, after the first quarter of each run) gives the frames; the reference labeller labels them.
+2. For every selector and seed: ``ActiveLearningWorkChain`` (BaTiO3 R3m + Pm-3m, the `fast` GAP, the same 6 seed
+   labels; REMD 4 x 100 steps from each start, every 4th frame a candidate: 200 per iteration) for ``--iterations``
+   iterations with thresholds of zero, so every run spends the same budget. The seed moves the sampler's random
+   numbers and the selector's. Committees: the protocol's (4 members).
+3. Every potential a run fitted (one per iteration and the final one) predicts the test set in a task job; the
+   errors against the labels give the learning curve on the test set, and the labels each run needed to bring the
+   test-set errors below the loop's thresholds (5 meV/f.u., 100 meV/Å).
+
+Prints the table (labels to the thresholds, mean ± spread over seeds; test-set errors at the end) and writes the PNG
+(test-set force RMSE vs labels per selector). Finished runs are found again by ``--tag`` (node extras), so a stopped
+ablation resumes where it was.
+"""
+
+import argparse
+import json
+
+import numpy as np
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
+from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.materials import batio3_polymorphs
+from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain, test_set_errors, test_set_structures
+
+THRESHOLDS = {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0}
+
+
+def codes():
+    return {name: orm.load_code(f'ferromlip-{name}@localhost') for name in ('label', 'gap', 'md', 'task')}
+
+
+def starts():
+    return {p.replace('-', '_'): orm.StructureData(ase=batio3_polymorphs()[p]) for p in ('R3m', 'Pm-3m')}
+
+
+def find(tag: str, **extras):
+    query = orm.QueryBuilder().append(orm.ProcessNode, filters={
+        'extras.ablation': tag, **{f'extras.{k}': v for k, v in extras.items()}}, project='*')
+    nodes = [n for (n,) in query.all() if n.is_finished_ok or n.exit_status == 501]
+    return max(nodes, key=lambda n: n.ctime) if nodes else None
+
+
+def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int):
+    node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch)
+    if node is not None:
+        return node
+    overrides = {'parameters': {'max_iterations': iterations, 'max_labels': 6 + batch * iterations,
+                                'seed_frames_per_structure': 3, 'thresholds': {'energy_meV_per_fu': 0.0,
+                                                                               'forces_meV_per_A': 0.0}},
+                 # every frame after equilibration is a candidate (the `fast` sampler's runs are too short for the
+                 # autocorrelation time: decorrelation would leave one frame per trajectory, 8 in all, and nothing to
+                 # choose between); 100 steps, every 4th frame: 200 frames per iteration, as in the demo
+                 'select_parameters': {'num_select': batch, 'selector': selector, 'seed': seed, 'decorrelate': False},
+                 'sample': {'overrides': {'parameters': {'seed': seed, 'steps': 100, 'stride': 4}}},
+                 'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(code['label'], code['gap'], code['md'],
+                                                                structures=starts(), protocol='fast',
+                                                                overrides=overrides)
+    builder.task_code = code['task']
+    _, node = run_get_node(builder)
+    node.base.extras.set_many({'ablation': tag, 'selector': selector, 'seed': seed, 'iterations': iterations,
+                               'batch': batch})
+    print(f'  {selector} seed {seed}: ActiveLearningWorkChain<{node.pk}> [{node.exit_status}] '
+          f'{node.outputs.summary["stop_reason"] if "summary" in node.outputs else node.exit_message}', flush=True)
+    return node
+
+
+def test_set(code, tag: str, iterations: int, batch: int) -> TrainingSet:
+    node = find(tag, role='test_set')
+    if node is not None:
+        return node.outputs.training_set
+    pilot = loop(code, f'{tag}-pilot', 'random', 100, iterations, batch)
+    settings = PhysicsCardWorkChain.get_protocol_inputs('fast')['parameters']
+    trajectories = {}
+    for temperature in settings['md_temperatures']:
+        parameters = {'mode': 'remd', 'ensemble': 'nst', 'exchange': False, 'temperatures': [temperature],
+                      'steps': settings['md_steps'], 'stride': settings['md_stride'], 'thermostat_tau_fs': 10,
+                      'barostat_tau_fs': 1000, 'seed': 100}
+        for key, structure in starts().items():
+            _, md = run_get_node(SampleCalculation, code=code['md'], potential=pilot.outputs.potential,
+                                 structure=structure, parameters=orm.Dict(parameters))
+            if md.is_finished_ok:
+                for name, trajectory in md.outputs.trajectories.items():
+                    trajectories[f'md_{key}_{temperature}K_{name}'] = trajectory
+    card = orm.Dict({**settings, 'test_md_frames': 40, 'test_polymorph_frames': 0})
+    structures = test_set_structures(card, **trajectories)
+    builder = LabelWorkChain.get_builder_from_protocol(code['label'], structures, 'reference', 'fast')
+    _, node = run_get_node(builder)
+    node.base.extras.set_many({'ablation': tag, 'role': 'test_set'})
+    print(f'independent test set: TrainingSet<{node.outputs.training_set.pk}> ({len(node.outputs.training_set)} frames '
+          f'from MD of the pilot loop {pilot.pk}\'s potential)', flush=True)
+    return node.outputs.training_set
+
+
+def curve(code, node, reference: TrainingSet) -> list[dict]:
+    """(labels, test-set errors) for every potential the loop fitted, in order."""
+    fits = sorted((link.link_label, link.node) for link in node.base.links.get_outgoing().all()
+                  if link.link_label.startswith('fit_') and '_member_' not in link.link_label)
+    structures = {origin['frame_key']: reference.get_structure(i) for i, origin in enumerate(reference.origins)}
+    rows = []
+    for label, fit in fits:
+        if not fit.is_finished_ok:
+            continue
+        potential = fit.outputs.potential
+        cached = potential.base.extras.get('ablation_test_errors', {}).get(reference.uuid)
+        if cached is None:
+            _, task = run_get_node(AtomsTaskCalculation, code=code['task'], model=potential, structures=structures,
+                                   task=orm.Dict({'task': 'energies'}))
+            cached = test_set_errors(reference, task.outputs.labels).get_dict()
+            potential.base.extras.set('ablation_test_errors', {reference.uuid: cached})
+        training = orm.load_node(potential.base.attributes.get('training_set_uuid'))
+        rows.append({'fit': label, 'labels': len(training), 'energy': cached['energy_per_fu_meV_rmse'],
+                     'forces': cached['forces_meV_per_A_rmse']})
+    return rows
+
+
+def labels_to_thresholds(rows: list[dict]) -> float:
+    """Labels of the first potential whose test-set errors are both below the thresholds (nan: never)."""
+    for row in rows:
+        if row['energy'] <= THRESHOLDS['energy_meV_per_fu'] and row['forces'] <= THRESHOLDS['forces_meV_per_A']:
+            return float(row['labels'])
+    return float('nan')
+
+
+def plot(results: dict, path: str):
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for selector, runs in results.items():
+        for index, (key, axis) in enumerate((('forces', axes[0]), ('energy', axes[1]))):
+            for number, rows in enumerate(runs.values()):
+                axis.plot([r['labels'] for r in rows], [r[key] for r in rows], 'o-', ms=3, alpha=0.7,
+                          color=f'C{list(results).index(selector)}', label=selector if number == 0 else None)
+    axes[0].axhline(THRESHOLDS['forces_meV_per_A'], ls='--', color='grey')
+    axes[1].axhline(THRESHOLDS['energy_meV_per_fu'], ls='--', color='grey')
+    axes[0].set_ylabel('test-set force RMSE (meV/Å)')
+    axes[1].set_ylabel('test-set energy RMSE (meV/f.u.)')
+    for axis in axes:
+        axis.set_xlabel('labels')
+        axis.set_yscale('log')
+        axis.legend(fontsize=8)
+    figure.suptitle('selection ablation: BaTiO3, reference labeller, fast GAP (one line per seed)', fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--batch', type=int, default=6)
+    parser.add_argument('--tag', default='ablation')
+    parser.add_argument('--selectors', nargs='+', default=['random', 'fps', 'uncertainty', 'fps+uncertainty'])
+    parser.add_argument('--plot', default='docs/img/selection_ablation.png')
+    parser.add_argument('--json', default=None, help='also write the per-run curves here')
+    args = parser.parse_args()
+    code = codes()
+    reference = test_set(code, args.tag, args.iterations, args.batch)
+    results = {}
+    for seed in range(args.seeds):
+        for selector in args.selectors:
+            node = loop(code, args.tag, selector, seed, args.iterations, args.batch)
+            results.setdefault(selector, {})[seed] = curve(code, node, reference)
+    print(f'\nindependent test set: TrainingSet<{reference.pk}>, {len(reference)} frames; thresholds '
+          f'{THRESHOLDS["energy_meV_per_fu"]} meV/f.u., {THRESHOLDS["forces_meV_per_A"]} meV/Å; '
+          f'{args.iterations} iterations of {args.batch} labels after 6 seed labels')
+    print(f'{"selector":<17}{"labels to thresholds":>24}{"reached":>9}{"final E (meV/fu)":>19}{"final F (meV/Å)":>18}')
+    for selector, runs in results.items():
+        needed = np.array([labels_to_thresholds(rows) for rows in runs.values()])
+        finals = np.array([[rows[-1]['energy'], rows[-1]['forces']] for rows in runs.values() if rows])
+        reached = np.isfinite(needed)
+        spread = f'{np.mean(needed[reached]):.1f} ± {np.std(needed[reached]):.1f}' if reached.any() else 'never'
+        print(f'{selector:<17}{spread:>24}{f"{reached.sum()}/{len(needed)}":>9}'
+              f'{np.mean(finals[:, 0]):>12.2f} ± {np.std(finals[:, 0]):<5.2f}'
+              f'{np.mean(finals[:, 1]):>11.0f} ± {np.std(finals[:, 1]):<4.0f}')
+    plot(results, args.plot)
+    print(f'plot: {args.plot}')
+    if args.json:
+        with open(args.json, 'w') as handle:
+            json.dump(results, handle, indent=1)
+
+
+if __name__ == '__main__':
+    main()
