@@ -184,6 +184,11 @@ def test_split_is_deterministic_and_keeps_training_frames():
     assert len(validation) == 2 and len(train) == 18 and not set(train) & set(validation)
     assert np.array_equal(split_indices(20, 0.1, 0)[1], validation)
     assert len(split_indices(1, 0.5, 0)[0]) == 1
+    # frames that must be fitted (the card's targets) are never held out; the validation count stays the same
+    always = list(validation) + [5]
+    train2, validation2 = split_indices(20, 0.1, 0, always)
+    assert len(validation2) == 2 and not set(always) & set(validation2) and set(always) <= set(train2)
+    assert len(split_indices(3, 0.5, 0, [0, 1, 2])[1]) == 0  # nothing left to hold out: all fitted
 
 
 def test_frame_sigma_gives_gap_fit_a_sigma_per_kind_of_frame(reference_frames):

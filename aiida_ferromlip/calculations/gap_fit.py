@@ -20,11 +20,26 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
 
 
-def split_indices(num_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic (seeded) train/validation split; at least one training frame is always kept."""
-    order = np.random.default_rng(seed).permutation(num_frames)
-    n_validation = min(int(round(validation_fraction * num_frames)), max(num_frames - 1, 0))
-    return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+def split_indices(num_frames: int, validation_fraction: float, seed: int,
+                  always_train=()) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (seeded) train/validation split; at least one training frame is always kept, and the frames
+    ``always_train`` are never held out (the validation frames are drawn from the others)."""
+    keep = {int(i) for i in always_train}
+    order = [int(i) for i in np.random.default_rng(seed).permutation(num_frames) if int(i) not in keep]
+    n_validation = min(int(round(validation_fraction * num_frames)), max(num_frames - 1, 0), len(order))
+    validation = sorted(order[:n_validation])
+    return np.array(sorted(set(range(num_frames)) - set(validation)), dtype=int), np.array(validation, dtype=int)
+
+
+def training_split(training_set: TrainingSet, parameters: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's train/validation split of ``training_set``: ``validation_fraction`` and ``seed`` of ``parameters``;
+    frames whose key contains an entry of ``always_train`` (e.g. ``card_``: the frames a failing physics-card item
+    asked for, a few per item) are always fitted, never held out."""
+    patterns = [str(p) for p in parameters.get('always_train', [])]
+    keep = [i for i, origin in enumerate(training_set.origins)
+            if any(p in str(origin.get('frame_key', '')) for p in patterns)] if patterns else []
+    return split_indices(len(training_set), float(parameters.get('validation_fraction', 0.1)),
+                         int(parameters.get('seed', 0)), keep)
 
 
 def shortest_cell_height(training_set: TrainingSet) -> float:
@@ -53,6 +68,8 @@ def parameter_problems(parameters: dict) -> list[str]:
         if not str(name).replace('_', '').isalnum() or len(values) != 4 or any(float(v) < 0 for v in values):
             problems.append(f'`frame_sigma` entry `{name}` must be a name (letters, digits, _) with 4 non-negative '
                             f'sigmas (energy, force, virial, hessian)')
+    if not isinstance(parameters.get('always_train', []), list):
+        problems.append('`always_train` must be a list of frame-key fragments (frames never held out)')
     fraction = parameters.get('validation_fraction', 0.1)
     if not 0 <= float(fraction) < 1:
         problems.append('`validation_fraction` must be in [0, 1)')
@@ -89,8 +106,7 @@ def validate_inputs(inputs, namespace):
     if problem:
         return problem
 
-    train, _ = split_indices(len(training_set), float(parameters.get('validation_fraction', 0.1)),
-                             int(parameters.get('seed', 0)))
+    train, _ = training_split(training_set, parameters)
     if len(train) == 0:
         return 'no frame is left for training after the validation split'
     counts = _species_counts(training_set, train)
@@ -153,7 +169,8 @@ class GapFitCalculation(FerromlipCalcJob):
         spec.input('parameters', valid_type=orm.Dict,
                    help='Resolved fit settings (see protocols/gap.yaml): descriptors, default_sigma, e0_method, '
                         'validation_fraction, seed, max_memory_gb, virial_fraction, allow_large_cutoff, '
-                        'clip_sparse (cap per-species sparse budgets at the environments available).')
+                        'clip_sparse (cap per-species sparse budgets at the environments available), always_train '
+                        '(frame-key fragments of frames never held out for validation).')
         spec.inputs.validator = validate_inputs
 
         spec.output('potential', valid_type=GapPotential, help='The fitted GAP (single XML) with its metadata.')
@@ -180,9 +197,7 @@ class GapFitCalculation(FerromlipCalcJob):
         from ase.io import write
 
         parameters = self.inputs.parameters.get_dict()
-        train, validation = split_indices(len(self.inputs.training_set),
-                                          float(parameters.get('validation_fraction', 0.1)),
-                                          int(parameters.get('seed', 0)))
+        train, validation = training_split(self.inputs.training_set, parameters)
         with folder.open(engine.TRAIN_FILE, 'w') as handle:
             write(handle, gap_fit_frames(self.inputs.training_set, train, parameters.get('frame_sigma')),
                   format='extxyz')

@@ -2,7 +2,7 @@
 
 The Hydra config is generated from the protocol on the AiiDA side (:func:`nequip_config`) and is an input node,
 so what was trained is queryable and any part of it can be overridden. The minimalist paper trained Allegro on exactly the
-data gathered for its GAP: the same TrainingSet and the same train/validation split (``split_indices``) as
+data gathered for its GAP: the same TrainingSet and the same train/validation split (``training_split``) as
 ``GapFitCalculation`` make the two directly comparable.
 """
 
@@ -16,7 +16,7 @@ from aiida import orm
 from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
 
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
-from aiida_ferromlip.calculations.gap_fit import shortest_cell_height, split_indices
+from aiida_ferromlip.calculations.gap_fit import shortest_cell_height, training_split
 from aiida_ferromlip.data.potential import NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines import nequip_train as engine
@@ -115,8 +115,7 @@ def validate_inputs(inputs, _):
         return None
     training_set, config = inputs['training_set'], inputs['config'].get_dict()
     parameters = inputs['parameters'].get_dict() if 'parameters' in inputs else {}
-    train, validation = split_indices(len(training_set), float(parameters.get('validation_fraction', 0.1)),
-                                      int(parameters.get('seed', 0)))
+    train, validation = training_split(training_set, parameters)
     if len(train) < 1 or len(validation) < 1:
         return (f'the TrainingSet has {len(training_set)} frame(s): the {parameters.get("validation_fraction", 0.1)} '
                 f'validation split needs at least one training and one validation frame')
@@ -195,9 +194,7 @@ class NequipTrainCalculation(FerromlipCalcJob):
         from ase.io import write
 
         parameters = self.inputs.parameters.get_dict()
-        train, validation = split_indices(len(self.inputs.training_set),
-                                          float(parameters.get('validation_fraction', 0.1)),
-                                          int(parameters.get('seed', 0)))
+        train, validation = training_split(self.inputs.training_set, parameters)
         for name, indices in ((engine.TRAIN_FILE, train), (engine.VALIDATION_FILE, validation)):
             with folder.open(name, 'w') as handle:
                 write(handle, nequip_frames(self.inputs.training_set, indices), format='extxyz')
