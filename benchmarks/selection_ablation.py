@@ -6,8 +6,8 @@
 1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
    potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
    random, not by FPS, after the first quarter of each run) gives the frames; the reference labeller labels them.
-2. For every selector and seed: ``ActiveLearningWorkChain`` (BaTiO3 R3m + Pm-3m, the `fast` GAP, the same 6 seed
-   labels; REMD 4 x 100 steps from each start, every 4th frame a candidate: 200 per iteration) for ``--iterations``
+2. For every selector and seed: ``ActiveLearningWorkChain`` (BaTiO3 from R3m, the `fast` GAP, the same 6 seed
+   labels; REMD 4 x 100 steps, every 4th frame a candidate: 100 per iteration) for ``--iterations``
    iterations with thresholds of zero, so every run spends the same budget. The seed moves the sampler's random
    numbers and the selector's. Committees: the protocol's (4 members).
 3. Every potential a run fitted (one per iteration and the final one) predicts the test set in a task job; the
@@ -41,8 +41,8 @@ def codes():
     return {name: orm.load_code(f'ferromlip-{name}@localhost') for name in ('label', 'gap', 'md', 'task')}
 
 
-def starts():
-    return {p.replace('-', '_'): orm.StructureData(ase=batio3_polymorphs()[p]) for p in ('R3m', 'Pm-3m')}
+def starts(phases=('R3m', 'Pm-3m')):
+    return {p.replace('-', '_'): orm.StructureData(ase=batio3_polymorphs()[p]) for p in phases}
 
 
 def find(tag: str, **extras):
@@ -57,7 +57,7 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int):
     if node is not None:
         return node
     overrides = {'parameters': {'max_iterations': iterations, 'max_labels': 6 + batch * iterations,
-                                'seed_frames_per_structure': 3, 'thresholds': {'energy_meV_per_fu': 0.0,
+                                'seed_frames_per_structure': 6, 'thresholds': {'energy_meV_per_fu': 0.0,
                                                                                'forces_meV_per_A': 0.0}},
                  # every frame after equilibration is a candidate (the `fast` sampler's runs are too short for the
                  # autocorrelation time: decorrelation would leave one frame per trajectory, 8 in all, and nothing to
@@ -66,7 +66,7 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int):
                  'sample': {'overrides': {'parameters': {'seed': seed, 'steps': 100, 'stride': 4}}},
                  'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(code['label'], code['gap'], code['md'],
-                                                                structures=starts(), protocol='fast',
+                                                                structures=starts(('R3m',)), protocol='fast',
                                                                 overrides=overrides)
     builder.task_code = code['task']
     _, node = run_get_node(builder)
@@ -77,7 +77,9 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int):
     return node
 
 
-def test_set(code, tag: str, iterations: int, batch: int) -> TrainingSet:
+def test_set(code, tag: str, iterations: int, batch: int, given: int | None = None) -> TrainingSet:
+    if given is not None:
+        return orm.load_node(given)
     node = find(tag, role='test_set')
     if node is not None:
         return node.outputs.training_set
@@ -168,9 +170,10 @@ def main():
     parser.add_argument('--selectors', nargs='+', default=['random', 'fps', 'uncertainty', 'fps+uncertainty'])
     parser.add_argument('--plot', default='docs/img/selection_ablation.png')
     parser.add_argument('--json', default=None, help='also write the per-run curves here')
+    parser.add_argument('--test-set', type=int, default=None, help='an existing TrainingSet as the test set')
     args = parser.parse_args()
     code = codes()
-    reference = test_set(code, args.tag, args.iterations, args.batch)
+    reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set)
     results = {}
     for seed in range(args.seeds):
         for selector in args.selectors:

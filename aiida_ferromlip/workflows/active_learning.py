@@ -723,7 +723,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         trust = report.get('trust')
         if trust:
             self.report(f'iteration {self.ctx.iteration}: trust levels {trust["lower"]:.3f}-{trust["upper"]:.3f} eV/Å '
-                        f'on the committee force deviation ({"calibrated" if trust["calibrated"] else "uncalibrated"}); '
+                        f'on the committee force deviation ({"calibrated" if trust["calibrated"] else "uncalibrated: lower level at the median deviation"}); '
                         f'candidates: {trust["accurate"]} below, {trust["candidate"]} inside, {trust["failed"]} above')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'stage': self.ctx.stage,
                                  'sampled': report['num_sampled'],
