@@ -52,9 +52,9 @@ def find(tag: str, **extras):
     return max(nodes, key=lambda n: n.ctime) if nodes else None
 
 
-def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int):
+def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, run: bool = True):
     node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch)
-    if node is not None:
+    if node is not None or not run:
         return node
     overrides = {'parameters': {'max_iterations': iterations, 'max_labels': 6 + batch * iterations,
                                 'seed_frames_per_structure': 6, 'thresholds': {'energy_meV_per_fu': 0.0,
@@ -171,26 +171,30 @@ def main():
     parser.add_argument('--plot', default='docs/img/selection_ablation.png')
     parser.add_argument('--json', default=None, help='also write the per-run curves here')
     parser.add_argument('--test-set', type=int, default=None, help='an existing TrainingSet as the test set')
+    parser.add_argument('--no-run', action='store_true', help='report the finished runs only (start none)')
     args = parser.parse_args()
     code = codes()
     reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set)
     results = {}
     for seed in range(args.seeds):
         for selector in args.selectors:
-            node = loop(code, args.tag, selector, seed, args.iterations, args.batch)
-            results.setdefault(selector, {})[seed] = curve(code, node, reference)
+            node = loop(code, args.tag, selector, seed, args.iterations, args.batch, run=not args.no_run)
+            if node is not None:
+                results.setdefault(selector, {})[seed] = curve(code, node, reference)
     print(f'\nindependent test set: TrainingSet<{reference.pk}>, {len(reference)} frames; thresholds '
           f'{THRESHOLDS["energy_meV_per_fu"]} meV/f.u., {THRESHOLDS["forces_meV_per_A"]} meV/Å; '
           f'{args.iterations} iterations of {args.batch} labels after 6 seed labels')
-    print(f'{"selector":<17}{"labels to thresholds":>24}{"reached":>9}{"final E (meV/fu)":>19}{"final F (meV/Å)":>18}')
+    print(f'{"selector":<17}{"labels to thresholds":>22}{"reached":>9}{"final E (meV/fu)":>19}{"final F (meV/Å)":>18}'
+          f'{"  final labels":>15}')
     for selector, runs in results.items():
         needed = np.array([labels_to_thresholds(rows) for rows in runs.values()])
         finals = np.array([[rows[-1]['energy'], rows[-1]['forces']] for rows in runs.values() if rows])
         reached = np.isfinite(needed)
         spread = f'{np.mean(needed[reached]):.1f} ± {np.std(needed[reached]):.1f}' if reached.any() else 'never'
-        print(f'{selector:<17}{spread:>24}{f"{reached.sum()}/{len(needed)}":>9}'
+        labels = sorted({rows[-1]['labels'] for rows in runs.values() if rows})
+        print(f'{selector:<17}{spread:>22}{f"{reached.sum()}/{len(needed)}":>9}'
               f'{np.mean(finals[:, 0]):>12.2f} ± {np.std(finals[:, 0]):<5.2f}'
-              f'{np.mean(finals[:, 1]):>11.0f} ± {np.std(finals[:, 1]):<4.0f}')
+              f'{np.mean(finals[:, 1]):>11.0f} ± {np.std(finals[:, 1]):<4.0f}{"/".join(map(str, labels)):>15}')
     plot(results, args.plot)
     print(f'plot: {args.plot}')
     if args.json:
