@@ -11,12 +11,12 @@ calcfunctions such as selection and error evaluation).
 import argparse
 import time
 
-from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.analysis.profile import covered
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.after_loop import program_intervals
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.after_loop import program_intervals
 
 
 def main():
@@ -24,15 +24,16 @@ def main():
     parser.add_argument('--protocol', default='batio3_gap')
     parser.add_argument('--max-iterations', type=int, default=None)
     parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
+    add_code_options(parser, 'label', 'gap', 'md')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'md')
     overrides = {}
     if args.max_iterations:
         overrides['parameters'] = {'max_iterations': args.max_iterations}
     if args.steps:
         overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
-        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-gap@localhost'),
-        orm.load_code('ferromlip-md@localhost'), material='BaTiO3', protocol=args.protocol, overrides=overrides)
+        codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides)
     start = time.perf_counter()
     results, node = run_get_node(builder)
     wall = time.perf_counter() - start

@@ -13,9 +13,10 @@ import time
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
 def main():
@@ -23,7 +24,9 @@ def main():
     parser.add_argument('--frames', type=int, default=300)
     parser.add_argument('--max-memory-gb', type=float, default=16)
     parser.add_argument('--training-set', type=int, default=None, help='pk of an existing TrainingSet to reuse')
+    add_code_options(parser, 'label', 'gap')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap')
 
     start = time.perf_counter()
     if args.training_set:
@@ -34,7 +37,7 @@ def main():
         for index, atoms in enumerate(phases.values()):
             frames += rattled_strained(atoms, args.frames // len(phases), rattle=0.08, strain=0.01, seed=index)
         structures = {f'frame_{i:04d}': orm.StructureData(ase=a) for i, a in enumerate(frames)}
-        builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'), structures,
+        builder = LabelWorkChain.get_builder_from_protocol(codes['label'], structures,
                                                            protocol='fast')
         results, _ = run_get_node(builder)
         training_set = results['training_set']
@@ -42,7 +45,7 @@ def main():
     print(f'TrainingSet<{training_set.pk}>: {len(training_set)} frames ({label_time:.0f} s to build)')
 
     builder = GapFitCalculation.get_builder_from_protocol(
-        orm.load_code('ferromlip-gap@localhost'), training_set, protocol='batio3_gap',
+        codes['gap'], training_set, protocol='batio3_gap',
         overrides={'parameters': {'max_memory_gb': args.max_memory_gb}})
     start = time.perf_counter()
     results, node = run_get_node(builder)

@@ -19,19 +19,20 @@ from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
-def reference_training_set(num_frames: int):
+def reference_training_set(num_frames: int, code):
     structures = {}
     per_phase = max(1, num_frames // 4)
     for index, (phase, atoms) in enumerate(batio3_polymorphs().items()):
         for j, frame in enumerate(rattled_strained(atoms, per_phase, rattle=0.06, strain=0.01, seed=index)):
             structures[f'{phase.replace("-", "_")}_{j:03d}'] = orm.StructureData(ase=frame)
-    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'), structures,
+    builder = LabelWorkChain.get_builder_from_protocol(code, structures,
                                                        protocol='fast')
     results, _ = run_get_node(builder)
     return results['training_set']
@@ -59,17 +60,19 @@ def main():
     parser.add_argument('--epochs', type=int, default=None, help='override the Allegro protocol\'s max_epochs')
     parser.add_argument('--md-steps', type=int, default=20)
     parser.add_argument('--compile', action='store_true', help='also compile Allegro (AOTInductor) and time it')
+    add_code_options(parser, 'label', 'gap', 'nequip')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'nequip')
 
     start = time.perf_counter()
-    training_set = orm.load_node(args.training_set) if args.training_set else reference_training_set(args.frames)
+    training_set = orm.load_node(args.training_set) if args.training_set else reference_training_set(args.frames, codes['label'])
     print(f'TrainingSet<{training_set.pk}>: {len(training_set)} frames ({time.perf_counter() - start:.0f} s)')
 
     gap_builder = GapFitCalculation.get_builder_from_protocol(
-        orm.load_code('ferromlip-gap@localhost'), training_set, protocol=args.gap_protocol,
+        codes['gap'], training_set, protocol=args.gap_protocol,
         overrides={'parameters': {'clip_sparse': True}})
     nequip_builder = NequipTrainCalculation.get_builder_from_protocol(
-        orm.load_code('ferromlip-nequip@localhost'), training_set, protocol=args.nequip_protocol,
+        codes['nequip'], training_set, protocol=args.nequip_protocol,
         overrides={'parameters': {'compile': 'aotinductor' if args.compile else 'none',
                                   'validation_fraction': gap_builder.parameters['validation_fraction'],
                                   'seed': gap_builder.parameters['seed']},

@@ -5,7 +5,7 @@
 
 Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``: with the physics card) for
 ``--iterations`` iterations while sampling the machine's CPU use every 0.5 s, then prints
-``workflows/after_loop.loop_profile`` as a table: per stage (label, fit, sample, select, judge = out-of-sample errors
+``workflows/loop/after_loop.loop_profile`` as a table: per stage (label, fit, sample, select, judge = out-of-sample errors
 and the physics card, other = the start at the labeller's equilibrium), the wall time its processes were alive, the
 time one of its programs ran (the engines' own start/end), the AiiDA share (alive with no program of the stage
 running: process management, upload/retrieval, parsing, calcfunctions) and the mean CPU utilisation of all cores.
@@ -17,9 +17,10 @@ import time
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.analysis.profile import CpuSampler
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.after_loop import format_profile, loop_profile
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.after_loop import format_profile, loop_profile
 
 
 def main():
@@ -29,7 +30,9 @@ def main():
     parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
     parser.add_argument('--no-card', action='store_true', help='without the physics card')
     parser.add_argument('--loop', type=int, default=None, help='profile this finished loop instead of running one')
+    add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
     if args.loop:
         node = orm.load_node(args.loop)
         print(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
@@ -39,9 +42,8 @@ def main():
     if args.steps:
         overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
-        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-gap@localhost'),
-        orm.load_code('ferromlip-md@localhost'), material='BaTiO3', protocol=args.protocol, overrides=overrides,
-        task_code=None if args.no_card else orm.load_code('ferromlip-task@localhost'))
+        codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides,
+        task_code=None if args.no_card else codes['task'])
     start = time.perf_counter()
     with CpuSampler() as sampler:
         _, node = run_get_node(builder)

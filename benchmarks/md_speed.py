@@ -17,6 +17,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.analysis.profile import CpuSampler
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.materials import batio3_polymorphs
@@ -58,9 +59,10 @@ def main():
     parser.add_argument('--potential', type=int, action='append', required=True)
     parser.add_argument('--steps', type=int, default=100)
     parser.add_argument('--sizes', type=int, nargs='+', default=[2, 4])
-    parser.add_argument('--code', default='ferromlip-md@localhost')
+    add_code_options(parser, 'md')
     args = parser.parse_args()
-    code = orm.load_code(args.code)
+    codes = codes_from_arguments(parser, args, 'md')
+    code = codes['md']
     unit = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.035)
     print('| potential | atoms | direct (steps/s) | sampler, 1 replica (steps/s) | sampler / direct | '
           'CPU, 2 replicas + 2 clients |')

@@ -26,19 +26,16 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.materials import batio3_polymorphs
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain, test_set_errors, test_set_structures
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, test_set_errors, test_set_structures
 
 THRESHOLDS = {'energy_meV_per_fu': 5.0, 'forces_meV_per_A': 100.0}
-
-
-def codes():
-    return {name: orm.load_code(f'ferromlip-{name}@localhost') for name in ('label', 'gap', 'md', 'task')}
 
 
 def starts(phases=('R3m', 'Pm-3m')):
@@ -172,8 +169,10 @@ def main():
     parser.add_argument('--json', default=None, help='also write the per-run curves here')
     parser.add_argument('--test-set', type=int, default=None, help='an existing TrainingSet as the test set')
     parser.add_argument('--no-run', action='store_true', help='report the finished runs only (start none)')
+    add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
-    code = codes()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
+    code = codes
     reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set)
     results = {}
     for seed in range(args.seeds):

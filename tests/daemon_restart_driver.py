@@ -39,7 +39,7 @@ def wait_for(condition, timeout, what):
 def main(profile):
     load_profile(profile)
     from aiida_ferromlip.materials import batio3_polymorphs
-    from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+    from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
     verdi('daemon', 'start', '1')
     builder = ActiveLearningWorkChain.get_builder_from_protocol(

@@ -50,7 +50,7 @@ def wait_for(condition, timeout, what):
 
 def loop_builder(seed: int):
     from aiida_ferromlip.materials import batio3_polymorphs
-    from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+    from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
     codes = [orm.load_code(f'{label}@{COMPUTER}') for label in ('ferromlip-label', 'ferromlip-gap', 'ferromlip-md')]
     return ActiveLearningWorkChain.get_builder_from_protocol(

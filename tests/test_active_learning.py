@@ -7,7 +7,7 @@ from aiida.engine import run_get_node
 from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.materials import batio3_polymorphs, perovskite_polymorph
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
 from .conftest import executable
 
@@ -144,7 +144,7 @@ def test_stages_sample_one_polymorph_after_the_other(codes):
 
 
 def test_minimalist_stages_are_the_papers_per_material():
-    from aiida_ferromlip.workflows.active_learning import loop_stages, start_structures
+    from aiida_ferromlip.workflows.loop.active_learning import loop_stages, start_structures
 
     expected = {'BaTiO3': [['R3m']], 'BiFeO3': [['R3c'], ['Pnma']], 'PbZrO3': [['R3c'], ['Pnma']],
                 'HfO2': [['P2_1_c'], ['P4_2_nmc']]}

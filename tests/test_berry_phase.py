@@ -24,13 +24,13 @@ from aiida_ferromlip.analysis.berry_phase import (
 )
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.materials import perovskite_polymorph
-from aiida_ferromlip.workflows.berry_phase import (
+from aiida_ferromlip.workflows.dft.berry_phase import (
     BerryPhaseWorkChain,
     PwBerryPhaseWorkChain,
     berry_input_problems,
     berry_phase_labels,
 )
-from aiida_ferromlip.workflows.polarization import PolarizationModelWorkChain
+from aiida_ferromlip.workflows.polarization.model import PolarizationModelWorkChain
 
 from .conftest import cubic_batio3
 from .test_qe_label import pseudo_family, pw_code, upf_directory  # noqa: F401  (fixtures)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from aiida_ferromlip.cli import main
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain, learning_curve
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain, learning_curve
 
 from .test_active_learning import builder_for, codes, starts  # noqa: F401  (codes is a fixture)
 
@@ -140,3 +140,34 @@ def test_setup_codes_registers_each_code_once(aiida_computer_local):
     assert orm.QueryBuilder().append(orm.InstalledCode).count() == count
     refused = CliRunner().invoke(main, ['setup', 'codes', '--computer', 'no-such-computer'])
     assert refused.exit_code == 1 and 'no computer `no-such-computer`' in refused.output
+
+
+def test_scripts_find_codes_by_label_not_by_computer(aiida_computer_local, monkeypatch, capsys):
+    """The run scripts' code lookup: none -> what to run; one -> it, whatever its computer; one on each of two
+    computers -> refused naming both until --computer or --<name>-code chooses; a script fails as a usage error."""
+    import argparse
+
+    from aiida_ferromlip.codes import CODES, CodeNotFound, add_code_options, codes_from_arguments, load_plugin_code
+
+    label = 'ferromlip-gap-lookup-test'
+    monkeypatch.setitem(CODES, 'gap', (label, *CODES['gap'][1:]))
+    with pytest.raises(CodeNotFound, match='run `ferromlip setup codes'):
+        load_plugin_code('gap')
+    first, second = aiida_computer_local(label='lookup-a'), aiida_computer_local(label='lookup-b')
+    codes = [orm.InstalledCode(computer=computer, filepath_executable='/bin/true', label=label).store()
+             for computer in (first, second)]
+    with pytest.raises(CodeNotFound, match=f'2 codes are labelled `{label}`.*{label}@lookup-a, {label}@lookup-b'):
+        load_plugin_code('gap')
+    assert load_plugin_code('gap', computer='lookup-b').uuid == codes[1].uuid
+    assert load_plugin_code('gap', code=f'{label}@lookup-a').uuid == codes[0].uuid
+    with pytest.raises(CodeNotFound, match='no code `ferromlip-gap-lookup-test@nowhere`'):
+        load_plugin_code('gap', computer='nowhere')
+
+    parser = argparse.ArgumentParser()
+    add_code_options(parser, 'gap', 'md')
+    found = codes_from_arguments(parser, parser.parse_args(['--computer', 'lookup-a']), 'gap', 'md')
+    assert found['gap'].uuid == codes[0].uuid
+    ambiguous = codes_from_arguments(parser, parser.parse_args([]), 'gap', 'md')
+    with pytest.raises(SystemExit) as exit_info:
+        ambiguous['gap']
+    assert exit_info.value.code == 2 and 'pass --computer NAME or --gap-code' in capsys.readouterr().err

@@ -11,7 +11,7 @@ from aiida_ferromlip.analysis.selection import calibrate_trust, select_frames, t
 from aiida_ferromlip.analysis.soap import soap_hypers
 from aiida_ferromlip.data.potential import CommitteePotential, committee_of
 from aiida_ferromlip.engines.potentials import CommitteeCalculator
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
 from .test_active_learning import builder_for, codes, starts  # noqa: F401 (fixture)
 
@@ -151,7 +151,7 @@ def test_committee_members_differ_from_the_loops_fit_in_seed_and_split():
     other initial weights, the config's seed), the committee's validation fraction; nothing else changes."""
     from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
     from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
-    from aiida_ferromlip.workflows.active_learning import committee_member_inputs
+    from aiida_ferromlip.workflows.loop.active_learning import committee_member_inputs
 
     committee = {'size': 4, 'validation_fraction': 0.25}
     gap = {'parameters': orm.Dict({'seed': 0, 'validation_fraction': 0.1, 'n_sparse': 100}), 'code': 'gap-code'}

@@ -11,7 +11,7 @@ from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculati
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 from .conftest import cubic_batio3
 

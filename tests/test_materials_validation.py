@@ -114,9 +114,9 @@ def test_minimalist_label_protocol_gives_the_papers_mesh_for_each_material(engin
     Every training cell of each material, through the protocol's spacing for it, as the engines build the mesh."""
     from aiida import orm
 
-    from aiida_ferromlip.workflows.label import LabelWorkChain
-    from aiida_ferromlip.workflows.per_frame import kpoints_distance_for
-    from aiida_ferromlip.workflows.vasp_label import gamma_mesh
+    from aiida_ferromlip.workflows.label.base import LabelWorkChain
+    from aiida_ferromlip.workflows.dft.per_frame import kpoints_distance_for
+    from aiida_ferromlip.workflows.dft.vasp import gamma_mesh
 
     paper = {'BaTiO3': [3, 3, 3], 'PbZrO3': [3, 3, 3], 'BiFeO3': [2, 2, 2], 'HfO2': [3, 3, 3]}
     protocol = LabelWorkChain.get_protocol_inputs('minimalist')[engine]

@@ -11,7 +11,7 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines.reference import label_frames
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, random_path_frames, scaled_to_lattice
-from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 
 from .conftest import executable
 

@@ -182,7 +182,7 @@ def test_mode_frames_follow_the_modes_phase_from_cell_to_cell():
 def test_a_failing_soft_mode_sends_frames_along_the_labellers_unstable_modes():
     from aiida import orm
 
-    from aiida_ferromlip.workflows.physics_card import _soft_mode_targets, _target_candidates, card_settings
+    from aiida_ferromlip.workflows.benchmarks.physics_card import _soft_mode_targets, _target_candidates, card_settings
 
     parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.035)
     pattern = np.zeros((5, 3))
@@ -208,7 +208,7 @@ def test_a_failing_soft_mode_sends_frames_along_the_labellers_unstable_modes():
 
 
 def test_a_swapped_polymorph_order_sends_the_swapped_polymorphs():
-    from aiida_ferromlip.workflows.physics_card import _target_candidates
+    from aiida_ferromlip.workflows.benchmarks.physics_card import _target_candidates
 
     row = {'group': 'polymorphs', 'item': 'order', 'passed': False, 'labeller': ['Amm2', 'R3m', 'P4mm'],
            'potential': ['R3m', 'Amm2', 'P4mm']}

@@ -68,12 +68,18 @@ def test_exit_codes_come_from_the_one_table():
 
 #: The package's layers, lowest first (docs/architecture.md): a module may import its own layer and those below.
 LAYERS = {'materials': 0, 'analysis': 0, 'exit_codes': 0, 'validation': 0, 'engines': 1, 'protocols': 1,
-          'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'workflows': 4, 'cli': 5}
+          'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'codes': 3, 'workflows': 4,
+          'cli': 5}
+#: Inside ``workflows/`` (layer 4): the DFT plumbing and the restart wrappers at the bottom, labelling above them,
+#: selection and the polarization model beside it, the benchmarks (physics card included) above labelling, the loop
+#: on top.
+WORKFLOW_LAYERS = {'restart': 0, 'dft': 0, 'label': 1, 'select': 1, 'polarization': 1, 'benchmarks': 2, 'loop': 3}
 
 
 def test_layers_import_downward_only():
-    """Every ``aiida_ferromlip`` import (module level or inside a function) points to the same layer or one below;
-    layer 0 (materials, analysis) and the engines (which run on the computer) never import AiiDA."""
+    """Every ``aiida_ferromlip`` import (module level or inside a function) points to the same layer or one below,
+    inside ``workflows/`` too; layer 0 (materials, analysis) and the engines (which run on the computer) never import
+    AiiDA."""
     import ast
     import pathlib
 
@@ -87,6 +93,10 @@ def test_layers_import_downward_only():
             continue
         assert parts[0] in LAYERS, f'{parts[0]} has no layer: add it to LAYERS and docs/architecture.md'
         level = LAYERS[parts[0]]
+        sublevel = None
+        if parts[0] == 'workflows' and parts[1:] != ('__init__',):
+            assert parts[1] in WORKFLOW_LAYERS, f'workflows/{parts[1]} has no layer: add it to WORKFLOW_LAYERS'
+            sublevel = WORKFLOW_LAYERS[parts[1]]
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 modules = [node.module] if node.module != 'aiida_ferromlip' else \
@@ -99,6 +109,11 @@ def test_layers_import_downward_only():
                 head, _, rest = module.partition('.')
                 if head == 'aiida_ferromlip' and rest and LAYERS.get(rest.split('.')[0], 99) > level:
                     wrong.append(f'{path.relative_to(root)} imports {module}')
+                inner = rest.split('.')
+                if sublevel is not None and inner[0] == 'workflows' and len(inner) > 1 and \
+                        WORKFLOW_LAYERS.get(inner[1], 99) > sublevel:
+                    wrong.append(f'{path.relative_to(root)} imports {module} (workflows/{inner[1]} is above '
+                                 f'workflows/{parts[1]})')
                 if head == 'aiida' and level <= 1:
                     wrong.append(f'{path.relative_to(root)} imports {module} (layer {level} is free of AiiDA)')
     assert not wrong, wrong

@@ -17,7 +17,7 @@ from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.materials.order_parameters import cell_dipoles_from_partials, local_dipoles
-from aiida_ferromlip.workflows.polarization import PolarizationModelWorkChain
+from aiida_ferromlip.workflows.polarization.model import PolarizationModelWorkChain
 
 
 def displaced_cells(count, seed=0):

@@ -9,7 +9,7 @@ from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.workflows.benchmarks.polymorphs import (PolymorphRankingWorkChain, relax_task, task_rows,
                                                              tabulate_ranking)
-from aiida_ferromlip.workflows.qe_label import pw_relax_builder
+from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
 
 from .test_qe_label import pseudo_family, pw_code, upf_directory  # noqa: F401  (fixtures)
 

@@ -12,8 +12,8 @@ from ase import Atoms
 from aiida_ferromlip import pseudos
 from aiida_ferromlip.materials.magnetism import antiferromagnetic_signs, kinds_and_moments, magnetism_problems
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.qe_label import PW_PREPEND_TEXT, pw_builder, qe_input_problems
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
+from aiida_ferromlip.workflows.dft.qe import PW_PREPEND_TEXT, pw_builder, qe_input_problems
 
 from .conftest import cubic_batio3, executable
 
@@ -221,7 +221,7 @@ def test_the_loops_paper_protocols_label_with_the_papers_dft_settings(pw_code):
     """The minimalist loop labels with the minimalist-MLIP paper's settings (its per-material meshes, U = 4 eV and
     G-type order on Fe), the batio3_gap loop with the BaTiO3 SOAP-GAP paper's (the family's cutoffs); only `fast`
     keeps the 30/240 Ry test cutoffs."""
-    from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+    from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
     def qe(protocol, material):
         builder = ActiveLearningWorkChain.get_builder_from_protocol(pw_code, pw_code, pw_code, material=material,

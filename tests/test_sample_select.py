@@ -21,7 +21,7 @@ from aiida_ferromlip.data.potential import GapPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines.md import exchange_statistics
 from aiida_ferromlip.materials import batio3_polymorphs, perovskite_polymorph, rattled_strained
-from aiida_ferromlip.workflows.select import select_candidates
+from aiida_ferromlip.workflows.select.candidates import select_candidates
 
 from .conftest import executable
 

@@ -11,8 +11,8 @@ from aiida.engine import run_get_node
 from ase import Atoms
 from ase.units import GPa
 
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.vasp_label import (
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
+from aiida_ferromlip.workflows.dft.vasp import (
     MINIMALIST_POTCARS,
     input_files,
     training_set_from_vasp,

@@ -13,7 +13,7 @@ from ase.units import GPa
 
 from aiida_ferromlip.data.ml_ab import MlAbError, read_ml_ab, training_set_from_ml_ab, write_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.vasp_on_the_fly import VaspOnTheFlyWorkChain, stage_input_files, stage_inputs
+from aiida_ferromlip.workflows.dft.vasp_on_the_fly import VaspOnTheFlyWorkChain, stage_input_files, stage_inputs
 
 from .test_vasp_label import vasp_code  # noqa: F401  (fixture)
 

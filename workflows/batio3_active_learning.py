@@ -17,9 +17,10 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import MATERIALS, batio3_polymorphs
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 
 
 def main():
@@ -28,20 +29,21 @@ def main():
     parser.add_argument('--max-iterations', type=int, default=None)
     parser.add_argument('--labeller', choices=('reference', 'qe'), default='reference')
     parser.add_argument('--material', choices=sorted(MATERIALS), default='BaTiO3')
-    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='The physics card\'s ASE-task code.')
     parser.add_argument('--no-card', action='store_true', help='Converge on out-of-sample errors alone.')
+    add_code_options(parser, 'label', 'gap', 'md', 'task', 'pw')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task', 'pw')
     if args.labeller == 'qe' and args.material != 'BaTiO3':
         parser.error('--labeller qe runs the 5-atom BaTiO3 demo; other materials use the reference labeller here')
 
     overrides = {'parameters': {'max_iterations': args.max_iterations}} if args.max_iterations else {}
-    structures, material, label_code = None, args.material, orm.load_code('ferromlip-label@localhost')
+    structures, material = None, args.material
     if args.labeller == 'qe':
         # Real DFT on a laptop: the polymorphs in their 5-atom cells. The GAP's cutoff then exceeds half the cell
         # height (atoms see their periodic images), which is physical here and must be allowed explicitly.
         structures = {phase.replace('-', '_'): orm.StructureData(ase=atoms)
                       for phase, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items()}
-        material, label_code = None, orm.load_code('pw@localhost')
+        material = None
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
     if args.material == 'HfO2':
         # The minimalist paper trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
@@ -49,9 +51,9 @@ def main():
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
     # The physics card (EOS, polymorphs, double wells, soft modes, independent test set, MD stability) judges every
     # potential against the labeller; the card knows BaTiO3's parent phase and paths.
-    task_code = orm.load_code(args.task_code) if args.material == 'BaTiO3' and not args.no_card else None
+    task_code = codes['task'] if args.material == 'BaTiO3' and not args.no_card else None
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
-        label_code, orm.load_code('ferromlip-gap@localhost'), orm.load_code('ferromlip-md@localhost'),
+        codes['pw' if args.labeller == 'qe' else 'label'], codes['gap'], codes['md'],
         material=material, structures=structures, protocol=args.protocol, overrides=overrides or None,
         engine=args.labeller, task_code=task_code)
     results, node = run_get_node(builder)

@@ -9,6 +9,7 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.workflows.benchmarks.interpolation import InterpolationBenchmarkWorkChain
@@ -20,13 +21,15 @@ def main():
     parser.add_argument('--steps', type=int, default=5000)
     parser.add_argument('--fraction', type=float, default=0.01)
     parser.add_argument('--save', default=None)
+    add_code_options(parser, 'label', 'md', 'task')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'md', 'task')
     potential = orm.load_node(args.potential)
 
     trajectories = {}
     for phase, atoms in batio3_polymorphs().items():
         builder = SampleCalculation.get_builder_from_protocol(
-            orm.load_code('ferromlip-md@localhost'), potential, orm.StructureData(ase=atoms), protocol='minimalist_ramp',
+            codes['md'], potential, orm.StructureData(ase=atoms), protocol='minimalist_ramp',
             overrides={'parameters': {'steps': args.steps, 'stride': 10}})
         results, node = run_get_node(builder)
         if not node.is_finished_ok:
@@ -35,7 +38,7 @@ def main():
         for name, trajectory in results['trajectories'].items():
             trajectories[f'{phase.replace("-", "_")}_{name}'] = trajectory
     builder = InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-task@localhost'), potential,
+        codes['label'], codes['task'], potential,
         parameters={'fraction': args.fraction},
         trajectories=trajectories)
     results, node = run_get_node(builder)

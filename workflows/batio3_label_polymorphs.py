@@ -1,6 +1,6 @@
 """Demo: label BaTiO3's R3m, Amm2, P4mm and Pm-3m phases (40-atom cells) with the reference labeller.
 
-    verdi run workflows/batio3_label_polymorphs.py [--protocol fast] [--code ferromlip-label@localhost]
+    verdi run workflows/batio3_label_polymorphs.py [--protocol fast] [--label-code CODE]
 
 Prints the TrainingSet's pk, the energies per formula unit relative to the cubic phase, and a provenance
 summary: the labelling calculation behind every frame, found by walking the graph.
@@ -12,20 +12,22 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.provenance import frame_origins_summary, labelling_calculations
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--code', default='ferromlip-label@localhost')
     parser.add_argument('--protocol', default='fast')
+    add_code_options(parser, 'label')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label')
 
     phases = batio3_polymorphs(supercell=(2, 2, 2))
     structures = {phase.replace('-', '_'): orm.StructureData(ase=atoms) for phase, atoms in phases.items()}
-    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code(args.code), structures, protocol=args.protocol)
+    builder = LabelWorkChain.get_builder_from_protocol(codes['label'], structures, protocol=args.protocol)
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
         raise SystemExit(f'LabelWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}')

@@ -15,9 +15,10 @@ from aiida import orm
 from aiida.engine import run_get_node
 from ase.units import GPa
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.provenance import labelling_calculations
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
 def cubic(dz: float, a: float = 4.0):
@@ -33,8 +34,10 @@ def main():
     parser.add_argument('--atoms', type=int, choices=(5, 40), default=5)
     parser.add_argument('--protocol', default=None, help='label protocol (default: fast for 5 atoms, batio3_gap for 40)')
     parser.add_argument('--mpiprocs', type=int, default=None, help='MPI ranks per pw.x run (40-atom cells)')
+    add_code_options(parser, 'pw')
     args = parser.parse_args()
-    code = orm.load_code('pw@localhost')
+    codes = codes_from_arguments(parser, args, 'pw')
+    code = codes['pw']
 
     if args.atoms == 5:
         d, h = 0.08, 0.02

@@ -11,6 +11,7 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.workflows.benchmarks.phonons import PhononBenchmarkWorkChain
 
@@ -21,11 +22,13 @@ def main():
     parser.add_argument('--supercell', type=int, default=2)
     parser.add_argument('--engine', default='reference', choices=('reference', 'qe'))
     parser.add_argument('--save', default=None, help='also write the PNG here')
+    add_code_options(parser, 'label', 'task', 'pw')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'task', 'pw')
 
-    code = orm.load_code('ferromlip-label@localhost' if args.engine == 'reference' else 'pw@localhost')
+    code = codes['label' if args.engine == 'reference' else 'pw']
     builder = PhononBenchmarkWorkChain.get_builder_from_protocol(
-        code, orm.load_code('ferromlip-task@localhost'), orm.load_node(args.potential), engine=args.engine,
+        code, codes['task'], orm.load_node(args.potential), engine=args.engine,
         label_protocol='fast' if args.engine == 'reference' else 'moderate',
         parameters={'supercell': [args.supercell] * 3},
         structure=orm.StructureData(ase=batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m']))

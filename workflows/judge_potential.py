@@ -5,7 +5,8 @@ test set, MD stability), printed as a table; the PNG and Markdown are nodes.
                                            [--reference-values PK --test-set PK]
     verdi run workflows/judge_potential.py             # the labeller's side only (its EOS, wells, phonons)
 
-Codes default to the profile's `<name>@localhost`; pass `--label-code`, `--task-code`, `--sample-code` to choose.
+Codes default to the profile's own (`ferromlip setup codes`); pass `--label-code`, `--task-code`, `--md-code`,
+`--pw-code` or `--computer` to choose.
 """
 
 import argparse
@@ -13,7 +14,8 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 
 
 def main():
@@ -25,13 +27,11 @@ def main():
     parser.add_argument('--protocol', default='fast')
     parser.add_argument('--reference-values', type=int, default=None, help="An earlier card's labeller side.")
     parser.add_argument('--test-set', type=int, default=None, help="An earlier card's test set.")
-    parser.add_argument('--label-code', default=None)
-    parser.add_argument('--task-code', default='ferromlip-task@localhost')
-    parser.add_argument('--sample-code', default='ferromlip-md@localhost')
+    add_code_options(parser, 'label', 'task', 'md', 'pw')
     args = parser.parse_args()
-    label_code = args.label_code or ('pw@localhost' if args.labeller == 'qe' else 'ferromlip-label@localhost')
+    codes = codes_from_arguments(parser, args, 'label', 'task', 'md', 'pw')
     builder = PhysicsCardWorkChain.get_builder_from_protocol(
-        orm.load_code(label_code), orm.load_code(args.task_code), orm.load_code(args.sample_code),
+        codes['pw' if args.labeller == 'qe' else 'label'], codes['task'], codes['md'],
         potential=orm.load_node(args.potential) if args.potential else None, material=args.material,
         engine=args.labeller, label_protocol=args.label_protocol, protocol=args.protocol)
     if args.reference_values:

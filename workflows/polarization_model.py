@@ -1,6 +1,6 @@
 """Train and validate the SA-GPR cell-dipole model (BaTiO3-GAP paper) on displaced BaTiO3 cells, or on a given TrainingSet.
 
-    verdi run workflows/polarization_model.py --berry [--berry-protocol fast] [--code pw@localhost] [--frames 24]
+    verdi run workflows/polarization_model.py --berry [--berry-protocol fast] [--pw-code CODE] [--frames 24]
     verdi run workflows/polarization_model.py [--frames 60] [--training-set PK] [--dipoles PK] [--save plot.png]
                                               [--protocol fast|batio3_gap]
 
@@ -17,8 +17,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import perovskite_polymorph
-from aiida_ferromlip.workflows.polarization import PolarizationModelWorkChain
+from aiida_ferromlip.workflows.polarization.model import PolarizationModelWorkChain
 
 
 TI_SHIFT = 0.12  # Å: one extra Berry-phase frame with only Ti moved, whose dipole is Z*_Ti x shift
@@ -34,24 +35,24 @@ def displaced_structures(count: int) -> dict:
     return structures
 
 
-def displaced_training_set(count: int):
-    from aiida_ferromlip.workflows.label import LabelWorkChain
+def displaced_training_set(count: int, code):
+    from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
-    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'),
+    builder = LabelWorkChain.get_builder_from_protocol(code,
                                                        displaced_structures(count), protocol='fast')
     results, _ = run_get_node(builder)
     return results['training_set']
 
 
-def berry_phase_labels(count: int, code: str, protocol: str):
+def berry_phase_labels(count: int, code, protocol: str):
     """(TrainingSet, dipoles) of the displaced cells from pw.x Berry phases."""
-    from aiida_ferromlip.workflows.berry_phase import BerryPhaseWorkChain
+    from aiida_ferromlip.workflows.dft.berry_phase import BerryPhaseWorkChain
 
     cubic = perovskite_polymorph('Ba', 'Ti', 'Pm-3m', lattice=4.0)
     ti_z = cubic.copy()
     ti_z.positions[[i for i, s in enumerate(cubic.get_chemical_symbols()) if s == 'Ti'][0], 2] += TI_SHIFT
     structures = {**displaced_structures(count), 'ti_z': orm.StructureData(ase=ti_z)}
-    builder = BerryPhaseWorkChain.get_builder_from_protocol(orm.load_code(code), structures,
+    builder = BerryPhaseWorkChain.get_builder_from_protocol(code, structures,
                                                            orm.StructureData(ase=cubic), protocol=protocol)
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
@@ -76,15 +77,16 @@ def main():
     parser.add_argument('--save', default=None)
     parser.add_argument('--berry', action='store_true', help='Label the displaced cells with pw.x Berry phases.')
     parser.add_argument('--berry-protocol', default='fast', choices=('fast', 'moderate'))
-    parser.add_argument('--code', default='pw@localhost', help='The pw.x code (with --berry).')
     parser.add_argument('--protocol', default='fast', choices=('fast', 'batio3_gap'),
                         help='fast: kernel zeta 2; batio3_gap: the paper\'s linear kernel of the λ = 1 features.')
+    add_code_options(parser, 'label', 'pw')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'pw')
     dipoles = None
     if args.berry:
-        training_set, dipoles = berry_phase_labels(args.frames, args.code, args.berry_protocol)
+        training_set, dipoles = berry_phase_labels(args.frames, codes['pw'], args.berry_protocol)
     else:
-        training_set = orm.load_node(args.training_set) if args.training_set else displaced_training_set(args.frames)
+        training_set = orm.load_node(args.training_set) if args.training_set else displaced_training_set(args.frames, codes['label'])
     if args.dipoles:
         dipoles = orm.load_node(args.dipoles)
     builder = PolarizationModelWorkChain.get_builder_from_protocol(training_set, protocol=args.protocol,

@@ -13,6 +13,7 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import MATERIALS, RANKING_ZERO, polymorphs
 from aiida_ferromlip.workflows.benchmarks.polymorphs import PolymorphRankingWorkChain
 
@@ -26,14 +27,15 @@ def main():
     parser.add_argument('--label-protocol', default='fast')
     parser.add_argument('--fixed-cell', action='store_true', help='relax positions only, both sides')
     parser.add_argument('--save', default=None)
-    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='the ASE-task code (relaxations)')
+    add_code_options(parser, 'task', 'pw')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'task', 'pw')
     structures = polymorphs(args.material, 'ranking')
     if args.phases:
         structures = {phase: structures[phase] for phase in args.phases}
     zero = RANKING_ZERO[args.material] if RANKING_ZERO[args.material] in structures else None
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
-        orm.load_code(args.task_code), orm.load_node(args.potential), structures, qe_code=orm.load_code('pw@localhost') if args.qe else None,
+        codes['task'], orm.load_node(args.potential), structures, qe_code=codes['pw'] if args.qe else None,
         label_protocol=args.label_protocol, parameters={'reference_phase': zero, 'relax_cell': not args.fixed_cell})
     results, node = run_get_node(builder)
     if not node.is_finished_ok:

@@ -11,6 +11,7 @@ from aiida import orm
 from aiida_ferromlip import materials
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.workflows.benchmarks.polymorphs import relax_task, task_rows
 
@@ -20,12 +21,13 @@ def main():
     parser.add_argument('--material', default='PbZrO3', choices=sorted(materials.MATERIALS))
     parser.add_argument('--model', default='7net-0')
     parser.add_argument('--fmax', type=float, default=0.01)
-    parser.add_argument('--task-code', default='ferromlip-task@localhost', help='the ASE-task code (relaxations)')
+    add_code_options(parser, 'task')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'task')
     structures = {materials.port_name(name): orm.StructureData(ase=atoms)
                   for name, atoms in materials.polymorphs(args.material, 'ranking').items()}
     task = relax_task({'fmax': args.fmax, 'max_steps': 400, 'relax_cell': True, 'symprec': 1e-3})
-    results, node = run_get_node(AtomsTaskCalculation, code=orm.load_code(args.task_code), model=orm.Str(args.model),
+    results, node = run_get_node(AtomsTaskCalculation, code=codes['task'], model=orm.Str(args.model),
                                  structures=structures, task=orm.Dict(task))
     if not node.is_finished_ok:
         raise SystemExit(f'AtomsTaskCalculation<{node.pk}> failed: {node.exit_message}')

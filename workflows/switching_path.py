@@ -9,6 +9,7 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import switching_endpoints
 from aiida_ferromlip.workflows.benchmarks.switching import SwitchingPathWorkChain
 
@@ -23,10 +24,12 @@ def main():
     parser.add_argument('--material', default='BiFeO3', choices=sorted(ENDPOINTS))
     parser.add_argument('--images', type=int, default=7)
     parser.add_argument('--save', default=None)
+    add_code_options(parser, 'label', 'task')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'task')
     initial, final = switching_endpoints(**ENDPOINTS[args.material])
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        orm.load_code('ferromlip-label@localhost'), orm.load_code('ferromlip-task@localhost'),
+        codes['label'], codes['task'],
         orm.load_node(args.potential), parameters={'images': args.images},
         initial=orm.StructureData(ase=initial), final=orm.StructureData(ase=final))
     results, node = run_get_node(builder)

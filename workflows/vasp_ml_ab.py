@@ -13,20 +13,21 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab, write_ml_ab
 
 
-def write_example(path: str, num_frames: int) -> None:
+def write_example(path: str, num_frames: int, code) -> None:
     from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
-    from aiida_ferromlip.workflows.label import LabelWorkChain
+    from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
     structures = {}
     for index, (phase, atoms) in enumerate(batio3_polymorphs().items()):
         for j, frame in enumerate(rattled_strained(atoms, max(1, num_frames // 4), rattle=0.06, seed=index)):
             structures[f'{phase.replace("-", "_")}_{j:03d}'] = orm.StructureData(ase=frame)
-    builder = LabelWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-label@localhost'), structures,
+    builder = LabelWorkChain.get_builder_from_protocol(code, structures,
                                                        protocol='fast')
     results, _ = run_get_node(builder)
     training_set = results['training_set']
@@ -44,9 +45,11 @@ def main():
     parser.add_argument('--gap-protocol', default='fast')
     parser.add_argument('--nequip-protocol', default='fast')
     parser.add_argument('--epochs', type=int, default=None)
+    add_code_options(parser, 'label', 'gap', 'nequip')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'label', 'gap', 'nequip')
     if args.write_example:
-        write_example(args.write_example, args.frames)
+        write_example(args.write_example, args.frames, codes['label'])
         return
     if not args.ml_ab:
         parser.error('give an ML_AB file (or --write-example PATH)')
@@ -56,10 +59,10 @@ def main():
     print(f'SinglefileData<{ml_ab.pk}> -> {node.process_label}<{node.pk}> -> TrainingSet<{training_set.pk}>: '
           f'{len(training_set)} frames, species {", ".join(training_set.base.attributes.get("species"))}')
 
-    gap = GapFitCalculation.get_builder_from_protocol(orm.load_code('ferromlip-gap@localhost'), training_set,
+    gap = GapFitCalculation.get_builder_from_protocol(codes['gap'], training_set,
                                                       protocol=args.gap_protocol)
     nequip = NequipTrainCalculation.get_builder_from_protocol(
-        orm.load_code('ferromlip-nequip@localhost'), training_set, protocol=args.nequip_protocol,
+        codes['nequip'], training_set, protocol=args.nequip_protocol,
         overrides={'parameters': {'validation_fraction': gap.parameters['validation_fraction'],
                                   'seed': gap.parameters['seed']},
                    **({'training': {'max_epochs': args.epochs}} if args.epochs else {})})

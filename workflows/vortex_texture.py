@@ -9,6 +9,7 @@ import argparse
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import dipole_texture
 from aiida_ferromlip.workflows.benchmarks.texture import VortexTextureWorkChain
 
@@ -21,10 +22,12 @@ def main():
     parser.add_argument('--amplitude', type=float, default=0.12, help='Ti displacement of the start field, Å')
     parser.add_argument('--relax-cell', action='store_true')
     parser.add_argument('--save', default=None)
+    add_code_options(parser, 'task')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'task')
     builder = VortexTextureWorkChain.get_builder()
     builder.potential = orm.load_node(args.potential)
-    builder.task_code = orm.load_code('ferromlip-task@localhost')
+    builder.task_code = codes['task']
     shape = {'size': args.size, 'layers': args.layers, 'amplitude': args.amplitude}
     builder.texture = orm.StructureData(ase=dipole_texture(**shape))
     builder.homogeneous = orm.StructureData(ase=dipole_texture(kind='homogeneous', **shape))

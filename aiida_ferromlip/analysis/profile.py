@@ -1,6 +1,6 @@
 """Where a loop's wall time goes: time intervals and the machine's CPU use (no AiiDA).
 
-The loop profile (``workflows/after_loop.loop_profile``, ``benchmarks/loop_profile.py``) splits a loop's wall time
+The loop profile (``workflows/loop/after_loop.loop_profile``, ``benchmarks/loop_profile.py``) splits a loop's wall time
 by stage; per stage it needs the union of time intervals (processes and programs overlap) and the mean CPU
 utilisation of the machine while the stage ran, sampled from ``/proc/stat`` by :class:`CpuSampler`.
 """

@@ -91,7 +91,7 @@ def format_overview(overview: dict) -> str:
 def show(identifier, as_json, plots):
     """Per iteration: frames sampled/rejected/selected, labels, out-of-sample and independent-test-set errors,
     card items passed; the stop reason, the final potential and TrainingSet, where the plots are."""
-    from aiida_ferromlip.workflows.after_loop import load_loop, loop_overview, write_plots
+    from aiida_ferromlip.workflows.loop.after_loop import load_loop, loop_overview, write_plots
 
     overview = loop_overview(load_loop(identifier))
     if as_json:
@@ -115,7 +115,7 @@ def continue_(identifier, max_labels, max_iterations, daemon):
     """A new loop from a finished loop's TrainingSet and potential, with its inputs and a new budget."""
     from aiida.engine import run_get_node, submit
 
-    from aiida_ferromlip.workflows.after_loop import continuation_builder, load_loop, loop_overview
+    from aiida_ferromlip.workflows.loop.after_loop import continuation_builder, load_loop, loop_overview
 
     first = load_loop(identifier)
     builder = continuation_builder(first, max_labels, max_iterations)

@@ -22,7 +22,7 @@ def export(identifier, directory):
     """Write the potential IDENTIFIER into the new DIRECTORY: model file(s), training_set.extxyz, the physics card
     (Markdown + PNG) when one judged it, README.md with settings and ASE/LAMMPS snippets, provenance.json."""
     from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-    from aiida_ferromlip.workflows.after_loop import export_potential, load_typed
+    from aiida_ferromlip.workflows.loop.after_loop import export_potential, load_typed
 
     node = load_typed(identifier, POTENTIAL_TYPES, 'a Potential (GapPotential or NequipPotential)')
     for path in export_potential(node, directory):

@@ -13,16 +13,7 @@ import sys
 import click
 
 from aiida_ferromlip.cli import main, with_profile
-
-#: label -> (executable name in this environment's bin/ or on PATH, default CalcJob plugin).
-CODES = {
-    'ferromlip-label': ('ferromlip-label', 'ferromlip.reference_label'),
-    'ferromlip-gap': ('ferromlip-gap', 'ferromlip.gap_fit'),
-    'ferromlip-md': ('ferromlip-md', 'ferromlip.sample'),
-    'ferromlip-nequip': ('ferromlip-nequip', 'ferromlip.nequip_train'),
-    'ferromlip-task': ('ferromlip-task', 'ferromlip.atoms_task'),
-    'pw': ('pw.x', 'quantumespresso.pw'),
-}
+from aiida_ferromlip.codes import CODES
 
 
 def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
@@ -31,7 +22,7 @@ def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
     from aiida import orm
     from aiida.common.exceptions import NotExistent
 
-    from aiida_ferromlip.workflows.qe_label import PW_PREPEND_TEXT
+    from aiida_ferromlip.workflows.dft.qe import PW_PREPEND_TEXT
 
     prepend = {'pw': PW_PREPEND_TEXT}  # lines run before the executable (see the constant for why)
     try:
@@ -40,7 +31,7 @@ def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
         raise ValueError(f'no computer `{computer_label}` in this profile: set it up first (`verdi computer setup`, '
                          f'`verdi computer configure`)') from None
     bindir = pathlib.Path(sys.executable).parent
-    for label, (executable, plugin) in CODES.items():
+    for name, (label, executable, plugin, _) in CODES.items():
         path = bindir / executable
         if not path.exists():
             found = shutil.which(executable)
@@ -52,7 +43,7 @@ def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
             code = orm.load_code(f'{label}@{computer_label}')
         except NotExistent:
             code = orm.InstalledCode(computer=computer, filepath_executable=str(path), label=label,
-                                     default_calc_job_plugin=plugin, prepend_text=prepend.get(label, ''),
+                                     default_calc_job_plugin=plugin, prepend_text=prepend.get(name, ''),
                                      description=f'{executable} from {path.parent}').store()
             echo(f'code {label}@{computer_label} created (pk {code.pk}) -> {path}')
             continue
@@ -62,8 +53,6 @@ def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
                  f'remove the profile (rm -rf $AIIDA_PATH) and set it up again')
         else:
             echo(f'code {label}@{computer_label} exists (pk {code.pk})')
-
-
 
 
 def ensure_pseudopotentials(echo=print) -> None:

@@ -77,7 +77,7 @@ def export(identifier, file, energy_key, forces_key, stress_key, fmt):
     """Write the TrainingSet IDENTIFIER to FILE (refused if FILE exists)."""
     from aiida_ferromlip.data.ml_ab import write_ml_ab
     from aiida_ferromlip.data.training_set import TrainingSet
-    from aiida_ferromlip.workflows.after_loop import load_typed
+    from aiida_ferromlip.workflows.loop.after_loop import load_typed
 
     node = load_typed(identifier, TrainingSet, 'a TrainingSet')
     if file.exists():

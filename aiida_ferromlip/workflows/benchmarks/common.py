@@ -8,7 +8,7 @@ from aiida import orm
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import merged_settings  # noqa: F401  (re-exported for the benchmarks)
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
 def job_failed(node: orm.ProcessNode, exit_code):

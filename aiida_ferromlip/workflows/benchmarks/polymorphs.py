@@ -27,7 +27,7 @@ from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import merged_settings
-from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
+from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
 
 DEFAULTS = {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'reference_phase': None, 'symprec': 1e-3}
 
@@ -65,7 +65,7 @@ def validate_inputs(inputs, _):
         if missing:
             return f'polymorph `{key}` has {", ".join(missing)}, which the potential does not know'
     if inputs.get('reference_qe', {}).get('code') is not None:
-        from aiida_ferromlip.workflows.qe_label import cell_relaxation_problems, qe_input_problems
+        from aiida_ferromlip.workflows.dft.qe import cell_relaxation_problems, qe_input_problems
 
         problem = qe_input_problems(inputs['reference_qe'], structures)
         if not problem and settings['relax_cell']:
@@ -257,7 +257,7 @@ class PolymorphRankingWorkChain(WorkChain):
         builder.structures = {materials.port_name(name): s if isinstance(s, orm.StructureData)
                               else orm.StructureData(ase=s) for name, s in structures.items()}
         if qe_code is not None:
-            from aiida_ferromlip.workflows.label import LabelWorkChain
+            from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
             label = LabelWorkChain.get_builder_from_protocol(qe_code, {}, engine='qe', protocol=label_protocol)
             builder.reference_qe = {key: value for key, value in label.qe.items() if key != 'max_concurrent'}
@@ -272,7 +272,7 @@ class PolymorphRankingWorkChain(WorkChain):
         return 'code' in self.inputs.get('reference_qe', {})
 
     def relax_with_pw(self):
-        from aiida_ferromlip.workflows.qe_label import pw_relax_builder
+        from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
 
         inputs = self.exposed_inputs(QeLabelWorkChain, namespace='reference_qe')
         relax_cell = ranking_parameters(self.inputs.get('parameters'))['relax_cell']

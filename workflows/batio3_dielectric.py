@@ -1,7 +1,7 @@
 """Static and frequency-dependent dielectric response of BaTiO3 from MD with a potential and a polarization model
 (BaTiO3-GAP paper, Sec. 2.5).
 
-    verdi run workflows/dielectric.py --potential PK --polarization-model PK [--protocol fast|batio3_gap]
+    verdi run workflows/batio3_dielectric.py --potential PK --polarization-model PK [--protocol fast|batio3_gap]
         [--supercell 3] [--temperatures 200 300 ...] [--steps N] [--stride N] [--curie-weiss-from 200]
         [--clients 2] [--save plot.png]
 """
@@ -10,6 +10,7 @@ import argparse
 
 from aiida import orm
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.dielectric import DielectricResponseWorkChain
 
@@ -28,14 +29,16 @@ def main():
     parser.add_argument('--save', default=None)
     parser.add_argument('--reuse-md', action='store_true',
                         help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
+    add_code_options(parser, 'md')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'md')
     md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
                                         ('stride', args.stride), ('num_clients', args.clients)) if value}
     overrides = {'sample': {'parameters': md}, 'analysis': {'curie_weiss_from_K': args.curie_weiss_from}}
     if args.supercell:
         overrides['supercell'] = [args.supercell] * 3
     builder = DielectricResponseWorkChain.get_builder_from_protocol(
-        orm.load_code('ferromlip-md@localhost'), orm.load_node(args.potential), orm.load_node(args.polarization_model),
+        codes['md'], orm.load_node(args.potential), orm.load_node(args.polarization_model),
         protocol=args.protocol, overrides=overrides)
     results, node = run_reusing_md(builder, args.reuse_md)
     if not node.is_finished_ok:

@@ -22,7 +22,7 @@ from aiida.common.links import LinkType
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, GapPotential, NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.analysis.physics_card import _fmt
-from aiida_ferromlip.workflows.active_learning import (
+from aiida_ferromlip.workflows.loop.active_learning import (
     RESTART_WRAPPERS,
     ActiveLearningWorkChain,
     _row_value,
@@ -30,7 +30,7 @@ from aiida_ferromlip.workflows.active_learning import (
     loop_stages,
     start_structures,
 )
-from aiida_ferromlip.workflows.select import merged_options
+from aiida_ferromlip.workflows.select.candidates import merged_options
 
 _STAGE = re.compile(r'^(fit|card|select|errors|label)_(\d{3})(_card)?$')
 
@@ -324,7 +324,7 @@ def _loop_of(potential) -> orm.WorkflowNode | None:
 
 def _card_of(potential) -> orm.WorkflowNode | None:
     """The newest finished physics card that judged ``potential``."""
-    from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
+    from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 
     cards = [link.node for link in potential.base.links.get_outgoing(link_type=LinkType.INPUT_WORK).all()
              if link.link_label == 'potential' and link.node.process_class is PhysicsCardWorkChain

@@ -34,8 +34,8 @@ from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import MINIMALIST_STAGES
-from aiida_ferromlip.workflows.per_frame import input_value
-from aiida_ferromlip.workflows.vasp_label import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
+from aiida_ferromlip.workflows.dft.per_frame import input_value
+from aiida_ferromlip.workflows.dft.vasp import define_vasp_ports, input_files, vasp_input_problems, vasp_inputs
 
 #: The minimalist paper's stages per material (the first starts the training set, the next ones continue it), k-point meshes
 #: of its 40-atom (24 for HfO2) cells, and the BiFeO3 extras.

@@ -14,8 +14,8 @@ from aiida import orm
 
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation, reference_model_problems
 from aiida_ferromlip.validation import DEFAULT_MIN_DISTANCE
-from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain, qe_input_problems
-from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain, vasp_input_problems
+from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain, qe_input_problems
+from aiida_ferromlip.workflows.dft.vasp import VaspLabelWorkChain, vasp_input_problems
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.validation import cell_height
-from aiida_ferromlip.workflows.label import LabelWorkChain
-from aiida_ferromlip.workflows.labellers import get_engine
-from aiida_ferromlip.workflows.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
+from aiida_ferromlip.workflows.label.engines import get_engine
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
-from aiida_ferromlip.workflows.select import (
+from aiida_ferromlip.workflows.select.candidates import (
     deviation_error_pairs,
     merged_options,
     needs_committee,

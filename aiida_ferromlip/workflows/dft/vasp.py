@@ -20,7 +20,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_ferromlip.data.training_set import TrainingSet
-from aiida_ferromlip.workflows.per_frame import (
+from aiida_ferromlip.workflows.dft.per_frame import (
     PerFrameLabelWorkChain,
     called_calculations,
     frame_problems,

@@ -27,7 +27,7 @@ from ase.units import GPa
 
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
-from aiida_ferromlip.workflows.per_frame import (
+from aiida_ferromlip.workflows.dft.per_frame import (
     PerFrameLabelWorkChain,
     called_calculations,
     frame_problems,

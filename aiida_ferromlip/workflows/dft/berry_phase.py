@@ -38,8 +38,8 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
 from aiida_ferromlip.protocols import merged_settings
-from aiida_ferromlip.workflows.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
-from aiida_ferromlip.workflows.qe_label import (
+from aiida_ferromlip.workflows.dft.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
+from aiida_ferromlip.workflows.dft.qe import (
     QE_PROTOCOLS,
     pw_cost,
     load_family,

@@ -1,7 +1,7 @@
 """Finite-temperature phase sequence (BaTiO3-GAP paper, Figs. 1, 5, 6): NST MD of a BaTiO3 supercell at several temperatures
 with a potential; lattice parameters, polarization, R/O/T/C per temperature and the transition temperatures.
 
-    verdi run workflows/phase_sequence.py --potential PK [--protocol fast|batio3_gap] [--supercell 4]
+    verdi run workflows/batio3_phase_sequence.py --potential PK [--protocol fast|batio3_gap] [--supercell 4]
         [--temperatures 15 50 100 ...] [--steps N] [--stride N] [--exchange] [--clients N] [--save plot.png]
 """
 
@@ -9,6 +9,7 @@ import argparse
 
 from aiida import orm
 
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import PhaseSequenceWorkChain
 
@@ -27,7 +28,9 @@ def main():
     parser.add_argument('--save', default=None)
     parser.add_argument('--reuse-md', action='store_true',
                         help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
+    add_code_options(parser, 'md')
     args = parser.parse_args()
+    codes = codes_from_arguments(parser, args, 'md')
 
     md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
                                         ('stride', args.stride), ('num_clients', args.clients)) if value}
@@ -37,7 +40,7 @@ def main():
         overrides['supercell'] = [args.supercell] * 3
     if args.start_phase:
         overrides['start_phase'] = args.start_phase
-    builder = PhaseSequenceWorkChain.get_builder_from_protocol(orm.load_code('ferromlip-md@localhost'),
+    builder = PhaseSequenceWorkChain.get_builder_from_protocol(codes['md'],
                                                                orm.load_node(args.potential), protocol=args.protocol,
                                                                overrides=overrides)
     results, node = run_reusing_md(builder, args.reuse_md)

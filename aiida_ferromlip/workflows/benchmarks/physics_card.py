@@ -32,7 +32,7 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
 from aiida_ferromlip.workflows.benchmarks.polymorphs import pw_relax_outputs, pw_relaxed_polymorphs, task_rows
-from aiida_ferromlip.workflows.label import LabelWorkChain
+from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 GROUPS = ('eos', 'polymorphs', 'wells', 'soft_modes', 'test_set', 'stability')
 
@@ -511,7 +511,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             self.to_context(reference_relax=self._task(model, self.ctx.polymorphs, self._relax_task(),
                                                        'relax_labeller'))
         else:  # pw.x vc-relax keeps the space group through its symmetry operations
-            from aiida_ferromlip.workflows.qe_label import pw_relax_builder
+            from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
 
             for name, structure in sorted(self.ctx.polymorphs.items()):
                 builder = pw_relax_builder(self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe'], structure)

@@ -16,9 +16,9 @@ from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.workflows.labellers import ENGINES, get_engine
-from aiida_ferromlip.workflows.qe_label import QeLabelWorkChain
-from aiida_ferromlip.workflows.vasp_label import VaspLabelWorkChain
+from aiida_ferromlip.workflows.label.engines import ENGINES, get_engine
+from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
+from aiida_ferromlip.workflows.dft.vasp import VaspLabelWorkChain
 
 
 @calcfunction
