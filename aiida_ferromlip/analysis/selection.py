@@ -166,11 +166,22 @@ SELECTORS = {
 NEEDS_COMMITTEE = ('uncertainty', 'fps+uncertainty')
 
 
+def checked_band(band: Sequence[float], name: str) -> tuple[float, float]:
+    """``(lower, upper)`` of a trust band (levels on the deviation, or target errors), refused unless
+    0 <= lower < upper; ``name`` says which band in the message."""
+    try:
+        lower, upper = (float(x) for x in band)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name} must be [lower, upper], got {band!r}') from None
+    if not 0 <= lower < upper:
+        raise ValueError(f'{name} must satisfy 0 <= lower < upper, got {lower}, {upper}')
+    return lower, upper
+
+
 def trust_bands(deviations: Sequence[float], lower: float, upper: float) -> np.ndarray:
     """Band of each candidate: 0 below ``lower`` (the committee agrees: nothing to learn), 1 between (worth a label),
     2 at or above ``upper`` (so uncertain the frame is likely unphysical)."""
-    if not 0 <= lower < upper:
-        raise ValueError(f'trust levels must satisfy 0 <= lower < upper, got {lower}, {upper}')
+    lower, upper = checked_band((lower, upper), 'trust levels')
     deviations = np.asarray(deviations, dtype=float)
     return np.where(deviations < lower, 0, np.where(deviations < upper, 1, 2))
 
@@ -211,9 +222,7 @@ def calibrate_trust(deviations: Sequence[float], errors: Sequence[float], target
     frames already labelled, of true max force error / committee max force deviation; the levels are the target
     errors divided by it. With fewer than ``min_pairs`` labelled frames the factor is 1 (stated as uncalibrated).
     """
-    lower, upper = (float(x) for x in target)
-    if not 0 <= lower < upper:
-        raise ValueError(f'trust targets must satisfy 0 <= lower < upper, got {lower}, {upper}')
+    lower, upper = checked_band(target, 'trust targets')
     deviations, errors = np.asarray(deviations, dtype=float), np.asarray(errors, dtype=float)
     usable = (deviations > 0) & np.isfinite(deviations) & np.isfinite(errors)
     calibrated = int(usable.sum()) >= min_pairs

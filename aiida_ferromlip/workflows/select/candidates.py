@@ -22,6 +22,7 @@ from aiida_ferromlip.analysis.selection import (
     NEEDS_COMMITTEE,
     SELECTORS,
     calibrate_trust,
+    checked_band,
     decorrelation,
     sanity_problem,
     select_frames,
@@ -88,9 +89,7 @@ def merged_options(parameters: orm.Dict | None) -> dict:
         raise ValueError('`num_select` must be at least 1')
     if options['selector'] not in SELECTORS:
         raise ValueError(f'unknown selector `{options["selector"]}`; known: {", ".join(SELECTORS)}')
-    lower, upper = (float(x) for x in options['trust_errors'])
-    if not 0 <= lower < upper:
-        raise ValueError(f'`trust_errors` must be [lower, upper] with 0 <= lower < upper, got {options["trust_errors"]}')
+    checked_band(options['trust_errors'], '`trust_errors`')
     return options
 
 
