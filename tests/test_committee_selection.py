@@ -163,3 +163,26 @@ def test_committee_members_differ_from_the_loops_fit_in_seed_and_split():
     nequip = {'parameters': orm.Dict({'seed': 5}), 'config': orm.Dict({'seed': 5, 'cutoff_radius': 5.0})}
     member = committee_member_inputs(NequipTrainCalculation, nequip, 1, committee)
     assert member['config'].get_dict() == {'seed': 6, 'cutoff_radius': 5.0} and member['parameters']['seed'] == 6
+
+
+def test_a_gap_calculator_gives_the_stress_in_the_same_call_as_forces(fitted_gap_xml, reference_frames):
+    """ASE asks for energy, forces and stress one after another (i-PI's NST clients every step); quippy evaluates
+    only the properties of its call, so without stress among the defaults the stress is a second full evaluation.
+    One call must return all three, with the numbers a plain quippy Potential gives."""
+    from quippy.potential import Potential
+
+    from aiida_ferromlip.engines.potentials import gap_calculator
+
+    atoms = reference_frames[0].copy()
+    calculator, plain = gap_calculator(str(fitted_gap_xml)), Potential(param_filename=str(fitted_gap_xml))
+    calls = []
+    original = calculator.calculate
+    calculator.calculate = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    atoms.calc = calculator
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    assert len(calls) == 1
+    reference = atoms.copy()
+    reference.calc = plain
+    assert energy == pytest.approx(reference.get_potential_energy(), abs=1e-9)
+    assert np.abs(forces - reference.get_forces()).max() < 1e-9
+    assert np.abs(stress - reference.get_stress()).max() < 1e-12

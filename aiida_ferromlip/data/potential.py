@@ -57,10 +57,11 @@ class GapPotential(Potential, orm.SinglefileData):
         return {'kind': 'gap', 'file': 'potential.xml'}, {'potential.xml': self.get_content('rb')}
 
     def calculator(self):
-        """A new quippy ``Potential`` (ASE calculator) reading this node's XML."""
-        from quippy.potential import Potential as QuippyPotential
+        """A new quippy ``Potential`` (ASE calculator) reading this node's XML, energy, forces and stress in one call
+        (``engines.potentials.gap_calculator``)."""
+        from aiida_ferromlip.engines.potentials import gap_calculator
 
-        return QuippyPotential(param_filename=_file_path(self))
+        return gap_calculator(_file_path(self))
 
 
 _FILE_PATHS: dict[str, str] = {}

@@ -257,9 +257,9 @@ def fps_sparse_files(parameters: dict, frames, species_z) -> tuple[dict, dict]:
 # ------------------------------------------------------------------------------------------- predict
 def predict(potential_file: str, frames) -> list:
     """Frames with the GAP's ``GAP_energy``, ``GAP_forces`` and ``GAP_stress`` (Voigt, eV/Å^3) added."""
-    from quippy.potential import Potential
+    from aiida_ferromlip.engines.potentials import gap_calculator
 
-    calculator = Potential(param_filename=potential_file)
+    calculator = gap_calculator(potential_file)
     out = []
     for atoms in frames:
         atoms = atoms.copy()
