@@ -17,8 +17,8 @@ import time
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.analysis.profile import CpuSampler
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 from aiida_ferromlip.workflows.loop.after_loop import format_profile, loop_profile
 

@@ -1,13 +1,14 @@
 """MD speed of a potential: called directly from ASE in one process, and through the plugin's sampler (i-PI + socket
 clients in a ``SampleCalculation``), on 40- and 320-atom cubic BaTiO3.
 
-    verdi run benchmarks/md_speed.py --potential PK [--potential PK ...] [--steps 100] [--sizes 2 4]
+    verdi run benchmarks/md_speed.py --potential PK [--potential PK ...] [--steps 100] [--sizes 2 4] [--ensemble nst]
 
 For each potential and cell (``--sizes``: n for an n x n x n supercell of the 5-atom cell): (a) steps per second of
 ASE's Langevin MD with the potential's calculator in this process; (b) steps per second of a ``SampleCalculation``
 with one replica and one client, from two runs of ``--steps`` and ``2 x --steps`` steps (the slope: i-PI start-up
 and model loading cancel), its ratio to (a); and (c) the machine's CPU utilisation while two replicas run with two
-clients. One thread per process (``OMP_NUM_THREADS=1``, as the Makefile sets): per core.
+clients. One thread per process (``OMP_NUM_THREADS=1``, as the Makefile sets): per core. ``--ensemble nst`` runs the
+sampler under i-PI's barostat (the clients then compute the stress every step); the direct MD is NVT either way.
 """
 
 import argparse
@@ -17,9 +18,9 @@ import numpy as np
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.analysis.profile import CpuSampler
 from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.materials.paths import scaled_to_lattice
 
@@ -38,11 +39,12 @@ def direct_rate(potential, atoms, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def sampler_wall(code, potential, atoms, steps: int, temperatures, clients: int):
+def sampler_wall(code, potential, atoms, steps: int, temperatures, clients: int, ensemble: str = 'nvt'):
     """Wall time of the MD inside a SampleCalculation (the engine's own start to end), and the CPU samples."""
     builder = SampleCalculation.get_builder_from_protocol(
         code, potential, orm.StructureData(ase=atoms), protocol='fast',
         overrides={'parameters': {'temperatures': temperatures, 'exchange': False, 'steps': steps,
+                                  'ensemble': ensemble,
                                   'stride': max(steps // 4, 1), 'num_clients': clients}})
     with CpuSampler() as sampler:
         _, node = run_get_node(builder)
@@ -59,6 +61,7 @@ def main():
     parser.add_argument('--potential', type=int, action='append', required=True)
     parser.add_argument('--steps', type=int, default=100)
     parser.add_argument('--sizes', type=int, nargs='+', default=[2, 4])
+    parser.add_argument('--ensemble', choices=('nvt', 'nst'), default='nvt', help='the sampler\'s ensemble')
     add_code_options(parser, 'md')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'md')
@@ -73,10 +76,10 @@ def main():
         for size in args.sizes:
             atoms = unit.repeat((size, size, size))
             direct = direct_rate(potential, atoms, args.steps)
-            short, _ = sampler_wall(code, potential, atoms, args.steps, [300], 1)
-            long, _ = sampler_wall(code, potential, atoms, 2 * args.steps, [300], 1)
+            short, _ = sampler_wall(code, potential, atoms, args.steps, [300], 1, args.ensemble)
+            long, _ = sampler_wall(code, potential, atoms, 2 * args.steps, [300], 1, args.ensemble)
             through = args.steps / (long - short) if long > short else float('nan')
-            _, busy = sampler_wall(code, potential, atoms, args.steps, [300, 600], 2)
+            _, busy = sampler_wall(code, potential, atoms, args.steps, [300, 600], 2, args.ensemble)
             print(f'| {name} | {len(atoms)} | {direct:.1f} | {through:.1f} | {through / direct:.2f} | {busy:.0%} |',
                   flush=True)
 
