@@ -90,7 +90,7 @@ def main():
             speeds['compiled'] = md_speed(potential.calculator(compiled=True), args.md_steps)
         rows.append((name, node.pk, potential.base.attributes.get(time_key), metrics, speeds))
 
-    print(f'\n model     job   train time (s)  E RMSE (meV/f.u.)  F RMSE (meV/Å)  S RMSE (kbar)  MD (atom-steps/s, 320 atoms)')
+    print('\n model     job   train time (s)  E RMSE (meV/f.u.)  F RMSE (meV/Å)  S RMSE (kbar)  MD (atom-steps/s, 320 atoms)')
     for name, pk, seconds, metrics, speeds in rows:
         speed_text = ', '.join(f'{k} {v:.0f}' for k, v in speeds.items())
         print(f' {name:8s} {pk:5d} {seconds or float("nan"):15.0f} {metrics["energy_per_fu_meV_rmse"]:18.2f}'
