@@ -149,19 +149,18 @@ def test_the_task_engine_reports_a_committees_deviation_and_can_skip_the_stress(
 def test_committee_members_differ_from_the_loops_fit_in_seed_and_split():
     """Member k: the seed moved on by k (GAP: another validation split and other sparse points; NequIP/Allegro: also
     other initial weights, the config's seed), the committee's validation fraction; nothing else changes."""
-    from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, split_indices
-    from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
-    from aiida_ferromlip.workflows.loop.active_learning import committee_member_inputs
+    from aiida_ferromlip.calculations.gap_fit import split_indices
+    from aiida_ferromlip.workflows.fit.models import MODELS
 
     committee = {'size': 4, 'validation_fraction': 0.25}
     gap = {'parameters': orm.Dict({'seed': 0, 'validation_fraction': 0.1, 'n_sparse': 100}), 'code': 'gap-code'}
-    member = committee_member_inputs(GapFitCalculation, gap, 2, committee)
+    member = MODELS['gap'].member_inputs(gap, 2, committee)
     assert member['parameters'].get_dict() == {'seed': 2, 'validation_fraction': 0.25, 'n_sparse': 100}
     assert member['code'] == 'gap-code' and gap['parameters']['seed'] == 0  # the loop's own inputs untouched
     splits = [tuple(split_indices(40, 0.25, seed)[0]) for seed in (1, 2, 3)]
     assert len(set(splits)) == 3  # three members, three different training subsets
     nequip = {'parameters': orm.Dict({'seed': 5}), 'config': orm.Dict({'seed': 5, 'cutoff_radius': 5.0})}
-    member = committee_member_inputs(NequipTrainCalculation, nequip, 1, committee)
+    member = MODELS['nequip'].member_inputs(nequip, 1, committee)
     assert member['config'].get_dict() == {'seed': 6, 'cutoff_radius': 5.0} and member['parameters']['seed'] == 6
 
 

@@ -70,10 +70,11 @@ def test_exit_codes_come_from_the_one_table():
 LAYERS = {'materials': 0, 'analysis': 0, 'exit_codes': 0, 'validation': 0, 'engines': 1, 'protocols': 1,
           'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'codes': 3, 'workflows': 4,
           'cli': 5}
-#: Inside ``workflows/`` (layer 4): the DFT plumbing and the restart wrappers at the bottom, labelling above them,
+#: Inside ``workflows/`` (layer 4): the DFT plumbing, the restart wrappers and the model registry at the bottom, labelling above them,
 #: selection and the polarization model beside it, the benchmarks (physics card included) above labelling, the loop
 #: on top.
-WORKFLOW_LAYERS = {'restart': 0, 'dft': 0, 'label': 1, 'select': 1, 'polarization': 1, 'benchmarks': 2, 'loop': 3}
+WORKFLOW_LAYERS = {'restart': 0, 'dft': 0, 'fit': 0, 'label': 1, 'select': 1, 'polarization': 1, 'benchmarks': 2,
+                   'loop': 3}
 
 
 def test_layers_import_downward_only():

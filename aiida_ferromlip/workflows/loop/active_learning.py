@@ -25,19 +25,18 @@ from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
-from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, cutoff_problem, split_indices
-from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
+from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
+from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, committee_of
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import default_inputs, merged_settings
-from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 from aiida_ferromlip.workflows.label.engines import get_engine
 from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
-from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
+from aiida_ferromlip.workflows.fit.models import MODELS, get_model
 from aiida_ferromlip.workflows.select.candidates import (
     deviation_error_pairs,
     merged_options,
@@ -53,27 +52,10 @@ MATERIALS = tuple(materials.MATERIALS)
 LOOP_DEFAULTS = default_inputs('active_learning')['parameters']
 
 
-#: model -> (fitting process, input namespace). Both return a Potential behind the same contract.
-MODELS = {'gap': (GapFitCalculation, 'fit'), 'nequip': (NequipTrainCalculation, 'fit_nequip')}
-#: The restart wrapper each fit job runs in.
-RESTART_WRAPPERS = {GapFitCalculation: GapFitBaseWorkChain, NequipTrainCalculation: NequipTrainBaseWorkChain}
 
 
 def loop_parameters(parameters: orm.Dict | None) -> dict:
     return merged_settings(parameters, LOOP_DEFAULTS, 'loop')
-
-
-def committee_member_inputs(process, inputs: dict, member: int, committee: dict) -> dict:
-    """Inputs of committee member ``member`` (1, 2, ...): the loop's fit with the seed moved on by ``member`` (for
-    GAP: another validation split, so another training subset, and other sparse points; for NequIP/Allegro also
-    other initial weights) and the committee's validation fraction."""
-    parameters = inputs['parameters'].get_dict()
-    seed = int(parameters.get('seed', 0)) + member
-    member_inputs = {**inputs, 'parameters': orm.Dict({**parameters, 'seed': seed,
-                                                       'validation_fraction': float(committee['validation_fraction'])})}
-    if process is NequipTrainCalculation:
-        member_inputs['config'] = orm.Dict({**inputs['config'].get_dict(), 'seed': seed})
-    return member_inputs
 
 
 @calcfunction
@@ -148,31 +130,17 @@ def validate_inputs(inputs, namespace):
     problem = engine.validate(label.get(engine_name, {}), starts)  # species the labeller cannot label, overlaps
     if problem:
         return problem
-    model = inputs['model'].value if 'model' in inputs else 'gap'
-    if model not in MODELS:
-        return f'unknown model `{model}`; choose one of {", ".join(MODELS)}'
-    namespace_name = MODELS[model][1]
-    if 'code' not in inputs.get(namespace_name, {}):
-        return f'model `{model}` needs the inputs of its fit in the `{namespace_name}` namespace (code, ...)'
-    if model == 'gap' and 'parameters' in inputs['fit']:
-        # the first fit would refuse these cells only after the seed labels were paid for: refuse them now
-        thinnest = min(cell_height(start.cell) for start in starts.values())
-        problem = cutoff_problem(inputs['fit']['parameters'].get_dict(), thinnest * (1 - 2 * loop['strain']))
-        if problem:
-            return f'start structures: {problem}'
-    if model == 'nequip':
-        species = {s for start in starts.values() for s in start.get_ase().get_chemical_symbols()}
-        typed = set(inputs[namespace_name]['config'].get_dict().get('model_type_names', []))
-        if species - typed:
-            return f'the nequip config has no atom type for {", ".join(sorted(species - typed))}'
-        # the first training must hold out at least one validation frame (NequipTrainCalculation refuses less)
-        fit_parameters = inputs[namespace_name]['parameters'].get_dict()
-        first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
-                 else loop['seed_frames_per_structure'] * len(first_stage))
-        _, validation = split_indices(first, float(fit_parameters.get('validation_fraction', 0.1)), 0)
-        if len(validation) < 1:
-            return (f'the first training set ({first} frames) leaves no validation frame at validation_fraction '
-                    f'{fit_parameters.get("validation_fraction", 0.1)}: seed more frames per structure or raise it')
+    try:
+        model = get_model(inputs['model'].value if 'model' in inputs else 'gap')
+    except ValueError as exception:
+        return str(exception)
+    if 'code' not in inputs.get(model.namespace, {}):
+        return f'model `{model.name}` needs the inputs of its fit in the `{model.namespace}` namespace (code, ...)'
+    first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
+             else loop['seed_frames_per_structure'] * len(first_stage))
+    problem = model.validate(inputs[model.namespace], starts, loop, first)
+    if problem:
+        return problem
     if any(value < 0 for value in loop['thresholds'].values()):
         return f'thresholds must be non-negative, got {loop["thresholds"]}'
     if loop['max_iterations'] < 1:
@@ -380,8 +348,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         ``task_code`` (a ferromlip.atoms_task code) turns on the physics card with the protocol's ``card`` settings:
         the loop then starts at the labeller's equilibrium and converges only when the card is green.
         """
-        if model not in MODELS:
-            raise ValueError(f'unknown model `{model}`; choose one of {", ".join(MODELS)}')
+        fit_model = get_model(model)
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
         if material:
@@ -394,17 +361,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                                          inputs['label'].get('overrides'))
         builder.label = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
         builder.model = orm.Str(model)
-        fit_process, fit_namespace = MODELS[model]
-        for namespace, process, code in ((fit_namespace, fit_process, fit_code), ('sample', SampleCalculation, sample_code)):
-            stage = process.get_protocol_inputs(inputs[namespace]['protocol'], inputs[namespace].get('overrides'))
-            values = {'code': code, 'parameters': orm.Dict(stage['parameters']),
-                      'metadata': {'options': stage['metadata']['options']}}
-            if process is NequipTrainCalculation:  # its config is generated for the start structures' species
-                starts = start_structures(material, structures or {})
-                species = sorted({s for start in starts.values() for s in start.get_ase().get_chemical_symbols()})
-                values['config'] = orm.Dict(nequip_config(stage['model'], stage['training'], species,
-                                                          seed=stage['parameters'].get('seed', 0)))
-            builder[namespace] = values
+        try:
+            starts = start_structures(material, structures or {})
+        except ValueError:  # no material and no structures: the port validator says so when the builder runs
+            starts = {}
+        species = sorted({s for start in starts.values() for s in start.get_ase().get_chemical_symbols()})
+        fit = inputs[fit_model.namespace]
+        builder[fit_model.namespace] = fit_model.namespace_inputs(fit_code, fit['protocol'], fit.get('overrides'),
+                                                                  species)
+        sample = SampleCalculation.get_protocol_inputs(inputs['sample']['protocol'], inputs['sample'].get('overrides'))
+        builder.sample = {'code': sample_code, 'parameters': orm.Dict(sample['parameters']),
+                          'metadata': {'options': sample['metadata']['options']}}
         if task_code is not None:
             builder.task_code = task_code
             card = PhysicsCardWorkChain.get_protocol_inputs(inputs['card']['protocol'], inputs['card'].get('overrides'))
@@ -593,17 +560,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def fit(self):
         """The fit job inside its restart wrapper (out of memory, NaN loss: rescued, not the end of the loop)."""
-        process, namespace = MODELS[self.inputs.model.value]
-        inputs = self.exposed_inputs(process, namespace=namespace)
+        model = get_model(self.inputs.model.value)
+        inputs = self.exposed_inputs(model.process_class, namespace=model.namespace)
         inputs['training_set'] = self.ctx.training_set
-        wrapper = RESTART_WRAPPERS[process]
+        wrapper = model.restart_wrapper
         node = self.submit(wrapper, **{wrapper._namespace: inputs,
                                        'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
         self.ctx.committee_fits = []
         if self.uses_committee() and not self.ctx.stop_reason:  # the final fit samples nothing: no committee
             committee = self.ctx.loop['committee']
             for member in range(1, int(committee['size'])):
-                member_inputs = committee_member_inputs(process, inputs, member, committee)
+                member_inputs = model.member_inputs(inputs, member, committee)
                 label = f'fit_{self.ctx.iteration:03d}_member_{member:02d}'
                 key = f'committee_fit_{member:02d}'
                 self.to_context(**{key: self.submit(wrapper, **{wrapper._namespace: member_inputs,

@@ -22,8 +22,8 @@ from aiida.common.links import LinkType
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, GapPotential, NequipPotential
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.analysis.physics_card import _fmt
+from aiida_ferromlip.workflows.fit.models import MODELS
 from aiida_ferromlip.workflows.loop.active_learning import (
-    RESTART_WRAPPERS,
     ActiveLearningWorkChain,
     _row_value,
     loop_parameters,
@@ -236,8 +236,8 @@ def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:
     wrappers)."""
     if 'training_set' in fit.inputs:
         return fit.inputs.training_set
-    return next(fit.inputs[wrapper._namespace].training_set for wrapper in RESTART_WRAPPERS.values()
-                if wrapper._namespace in fit.inputs)
+    namespaces = [model.restart_wrapper._namespace for model in MODELS.values()]
+    return next(fit.inputs[namespace].training_set for namespace in namespaces if namespace in fit.inputs)
 
 
 # ------------------------------------------------------------------------------------------------- profile

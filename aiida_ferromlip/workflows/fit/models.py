@@ -1,0 +1,119 @@
+"""Model families behind one contract, as the labellers are (``workflows/label/engines.py``), so the loop never
+branches on a model's name.
+
+A ``Model`` knows the job that fits it, the restart wrapper the job runs in, the loop's input namespace for it, how
+to build that namespace's inputs from a protocol, what to check before the first label is paid for, and how a
+committee member's inputs differ from the loop's fit. Models: ``gap`` (gap_fit) and ``nequip`` (NequIP/Allegro
+training; Allegro is a nequip config).
+
+The two models keep two namespaces (``fit``, ``fit_nequip``): an AiiDA namespace validates against one process's
+ports, and the two jobs take different inputs (a GAP has no network config, a NequIP training no sparse points).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from aiida import orm
+
+from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, cutoff_problem, split_indices
+from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation, nequip_config
+from aiida_ferromlip.validation import cell_height
+from aiida_ferromlip.workflows.restart import GapFitBaseWorkChain, NequipTrainBaseWorkChain
+
+
+def _seed_moved(inputs: dict, member: int, committee: dict) -> tuple[dict, int]:
+    parameters = inputs['parameters'].get_dict()
+    seed = int(parameters.get('seed', 0)) + member
+    return {**inputs, 'parameters': orm.Dict({**parameters, 'seed': seed,
+                                              'validation_fraction': float(committee['validation_fraction'])})}, seed
+
+
+def _gap_member(inputs: dict, member: int, committee: dict) -> dict:
+    """Another validation split (so another training subset) and other CUR sparse points."""
+    return _seed_moved(inputs, member, committee)[0]
+
+
+def _nequip_member(inputs: dict, member: int, committee: dict) -> dict:
+    """Another validation split and other initial weights (the config's seed)."""
+    member_inputs, seed = _seed_moved(inputs, member, committee)
+    member_inputs['config'] = orm.Dict({**inputs['config'].get_dict(), 'seed': seed})
+    return member_inputs
+
+
+def _gap_validate(fit: dict, starts: dict, loop: dict, first_count: int) -> str | None:
+    """The first fit would refuse start cells thinner than twice the cutoff only after the seed labels were paid
+    for: refuse them now."""
+    if 'parameters' not in fit:
+        return None
+    thinnest = min(cell_height(start.cell) for start in starts.values())
+    problem = cutoff_problem(fit['parameters'].get_dict(), thinnest * (1 - 2 * loop['strain']))
+    return f'start structures: {problem}' if problem else None
+
+
+def _nequip_validate(fit: dict, starts: dict, loop: dict, first_count: int) -> str | None:
+    """Every species needs an atom type; the first training must hold out a validation frame (the job refuses less)."""
+    species = {s for start in starts.values() for s in start.get_ase().get_chemical_symbols()}
+    typed = set(fit['config'].get_dict().get('model_type_names', [])) if 'config' in fit else set()
+    if species - typed:
+        return f'the nequip config has no atom type for {", ".join(sorted(species - typed))}'
+    fraction = float(fit['parameters'].get_dict().get('validation_fraction', 0.1)) if 'parameters' in fit else 0.1
+    _, validation = split_indices(first_count, fraction, 0)
+    if len(validation) < 1:
+        return (f'the first training set ({first_count} frames) leaves no validation frame at validation_fraction '
+                f'{fraction}: seed more frames per structure or raise it')
+    return None
+
+
+def _gap_inputs(stage: dict, species: list[str]) -> dict:
+    return {}
+
+
+def _nequip_inputs(stage: dict, species: list[str]) -> dict:
+    """The Allegro/NequIP config is generated for the start structures' species."""
+    return {'config': orm.Dict(nequip_config(stage['model'], stage['training'], species,
+                                             seed=stage['parameters'].get('seed', 0)))}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the loop needs to know about one model family."""
+
+    name: str
+    process_class: type
+    restart_wrapper: type
+    #: the loop's input namespace of this model's fit
+    namespace: str
+    description: str
+    #: ``(fit namespace inputs, start structures, loop parameters, size of the first training set) -> problem or
+    #: None``; checked before anything runs
+    validate: Callable[[dict, dict, dict, int], str | None]
+    #: ``(loop's fit inputs, member number 1, 2, ..., committee settings) -> that member's inputs``
+    member_inputs: Callable[[dict, int, dict], dict]
+    #: ``(protocol stage inputs, species) -> namespace inputs beyond code, parameters and options``
+    extra_inputs: Callable[[dict, list[str]], dict]
+
+    def namespace_inputs(self, code, protocol: str | None, overrides: dict | None, species: list[str]) -> dict:
+        """The loop's ``namespace`` from the fit job's protocol (``overrides`` merged, never mutated)."""
+        stage = self.process_class.get_protocol_inputs(protocol, overrides)
+        return {'code': code, 'parameters': orm.Dict(stage['parameters']),
+                'metadata': {'options': stage['metadata']['options']}, **self.extra_inputs(stage, species)}
+
+
+MODELS: dict[str, Model] = {
+    'gap': Model(
+        name='gap', process_class=GapFitCalculation, restart_wrapper=GapFitBaseWorkChain, namespace='fit',
+        description='SOAP-GAP fitted by gap_fit (both papers).',
+        validate=_gap_validate, member_inputs=_gap_member, extra_inputs=_gap_inputs),
+    'nequip': Model(
+        name='nequip', process_class=NequipTrainCalculation, restart_wrapper=NequipTrainBaseWorkChain,
+        namespace='fit_nequip', description='NequIP or Allegro (a nequip config) trained by nequip-train.',
+        validate=_nequip_validate, member_inputs=_nequip_member, extra_inputs=_nequip_inputs),
+}
+
+
+def get_model(name: str) -> Model:
+    if name not in MODELS:
+        raise ValueError(f'unknown model `{name}`; choose one of {", ".join(MODELS)}')
+    return MODELS[name]
