@@ -13,12 +13,9 @@ from aiida import orm
 from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
-from aiida_ferromlip.calculations.reference_label import ReferenceLabelCalculation
 from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.label.engines import ENGINES, get_engine
-from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
-from aiida_ferromlip.workflows.dft.vasp import VaspLabelWorkChain
 
 
 @calcfunction
@@ -74,15 +71,10 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         spec.input('frames_per_job', valid_type=orm.Int, default=lambda: orm.Int(20),
                    validator=lambda value, _: None if value.value > 0 else '`frames_per_job` must be positive',
                    help='Frames labelled by one process (one job on the computer).')
-        spec.expose_inputs(ReferenceLabelCalculation, namespace='reference', exclude=('structures',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Inputs of the reference labeller (engine `reference`).'})
-        spec.expose_inputs(QeLabelWorkChain, namespace='qe', exclude=('structures',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Inputs of the Quantum ESPRESSO labeller (engine `qe`).'})
-        spec.expose_inputs(VaspLabelWorkChain, namespace='vasp', exclude=('structures',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Inputs of the VASP labeller (engine `vasp`).'})
+        for engine in ENGINES.values():  # one namespace per engine of the registry, named after it
+            spec.expose_inputs(engine.process_class, namespace=engine.name, exclude=('structures',),
+                               namespace_options={'required': False, 'populate_defaults': False,
+                                                  'help': f'Inputs of engine `{engine.name}`: {engine.description}'})
         spec.inputs.validator = validate_inputs
 
         spec.outline(cls.setup, cls.label, cls.collect)
