@@ -110,8 +110,8 @@ def test_layers_import_downward_only():
                 head, _, rest = module.partition('.')
                 if head == 'aiida_ferromlip' and rest and LAYERS.get(rest.split('.')[0], 99) > level:
                     wrong.append(f'{path.relative_to(root)} imports {module}')
-                inner = rest.split('.')
-                if sublevel is not None and inner[0] == 'workflows' and len(inner) > 1 and \
+                inner = rest.split('.') if head == 'aiida_ferromlip' else []
+                if sublevel is not None and inner[:1] == ['workflows'] and len(inner) > 1 and \
                         WORKFLOW_LAYERS.get(inner[1], 99) > sublevel:
                     wrong.append(f'{path.relative_to(root)} imports {module} (workflows/{inner[1]} is above '
                                  f'workflows/{parts[1]})')
