@@ -164,8 +164,8 @@ def tabulate_ranking(reference: orm.Dict, potential: orm.Dict, parameters: orm.D
 
 
 def _markdown(table: list[dict], zero: str) -> str:
-    lines = [f'| polymorph | reference (meV/f.u.) | potential (meV/f.u.) | deviation | a, b, c reference (Å) | '
-             f'a, b, c deviation (%) |', '|---|---|---|---|---|---|']
+    lines = ['| polymorph | reference (meV/f.u.) | potential (meV/f.u.) | deviation | a, b, c reference (Å) | '
+             'a, b, c deviation (%) |', '|---|---|---|---|---|---|']
     for row in table:
         if row['reference_failed']:
             lines.append(f'| {row["polymorph"]} (reference relaxation failed) | - | {row["potential_meV_per_fu"]:+.1f} '
