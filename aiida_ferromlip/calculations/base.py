@@ -59,6 +59,13 @@ class FerromlipCalcJob(ProtocolMixin, CalcJob):
         builder.metadata.options = {**inputs.get('metadata', {}).get('options', {}), **(options or {})}
         return builder
 
+    @staticmethod
+    def job_namespace(code, stage: dict) -> dict:
+        """A work chain's exposed namespace of this job from its resolved protocol inputs ``stage``
+        (``get_protocol_inputs``): the code, the ``parameters`` Dict and the protocol's options."""
+        return {'code': code, 'parameters': orm.Dict(stage['parameters']),
+                'metadata': {'options': stage['metadata']['options']}}
+
     def calcinfo(self, cmdline: list[str], retrieve: list[str]) -> datastructures.CalcInfo:
         """CalcInfo running this job's code once with ``cmdline``; retrieves ``retrieve`` and its stdout."""
         codeinfo = datastructures.CodeInfo()

@@ -97,8 +97,7 @@ class Model:
     def namespace_inputs(self, code, protocol: str | None, overrides: dict | None, species: list[str]) -> dict:
         """The loop's ``namespace`` from the fit job's protocol (``overrides`` merged, never mutated)."""
         stage = self.process_class.get_protocol_inputs(protocol, overrides)
-        return {'code': code, 'parameters': orm.Dict(stage['parameters']),
-                'metadata': {'options': stage['metadata']['options']}, **self.extra_inputs(stage, species)}
+        return {**self.process_class.job_namespace(code, stage), **self.extra_inputs(stage, species)}
 
 
 MODELS: dict[str, Model] = {

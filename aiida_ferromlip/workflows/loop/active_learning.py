@@ -370,8 +370,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         builder[fit_model.namespace] = fit_model.namespace_inputs(fit_code, fit['protocol'], fit.get('overrides'),
                                                                   species)
         sample = SampleCalculation.get_protocol_inputs(inputs['sample']['protocol'], inputs['sample'].get('overrides'))
-        builder.sample = {'code': sample_code, 'parameters': orm.Dict(sample['parameters']),
-                          'metadata': {'options': sample['metadata']['options']}}
+        builder.sample = SampleCalculation.job_namespace(sample_code, sample)
         if task_code is not None:
             builder.task_code = task_code
             card = PhysicsCardWorkChain.get_protocol_inputs(inputs['card']['protocol'], inputs['card'].get('overrides'))
