@@ -107,3 +107,7 @@ def test_bad_card_inputs_fail_before_any_job(codes):
     builder.parameters = orm.Dict({**builder.parameters.get_dict(), 'md_stepz': 3})
     with pytest.raises(ValueError, match='unknown card parameters'):
         run_get_node(builder)
+    builder = card_builder(codes)  # the 2x2x2 card's X, M, R from a 5-atom cell's force constants
+    builder.parameters = orm.Dict({**builder.parameters.get_dict(), 'phonon_supercell': [1, 1, 1]})
+    with pytest.raises(ValueError, match=r"\['X', 'M', 'R'\] are not commensurate"):
+        run_get_node(builder)

@@ -215,3 +215,30 @@ def test_a_swapped_polymorph_order_sends_the_swapped_polymorphs():
     structures = {'relaxed_Amm2': None, 'relaxed_R3m': None, 'relaxed_P4mm': None}
     assert _target_candidates([row], structures, {}, {}, {}) == {'polymorphs_order': ['relaxed_Amm2', 'relaxed_R3m']}
     assert _target_candidates([{**row, 'passed': True}], structures, {}, {}, {}) == {}
+
+
+def test_gamma_from_the_unit_cell_equals_gamma_from_the_supercell_and_other_points_are_refused():
+    """The 5-atom card (pw.x on a laptop) compares Γ only: the finite displacements of a 1x1x1 cell move every
+    periodic image of an atom together, which is exactly the Γ force constant. Checked against the 2x2x2 cell's Γ with
+    a Lennard-Jones model (0.05 THz: the two differ only by the anharmonicity of 0.01 Å displacements); X from a
+    1x1x1 cell is refused, not interpolated."""
+    from ase.calculators.lj import LennardJones
+
+    parent = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.0)
+    calculator = LennardJones(sigma=1.8, epsilon=0.05, rc=5.0, smooth=True)
+
+    def gamma(supercell):
+        forces = []
+        for cell in card.displaced_supercells(parent, supercell, 0.01):
+            cell.calc = calculator
+            forces.append(cell.get_forces())
+        return card.soft_mode_frequencies(parent, supercell, 0.01, forces, card.card_points(['Γ'], supercell))['Γ']
+
+    small, large = np.array(gamma((1, 1, 1))), np.array(gamma((2, 2, 2)))
+    assert np.abs(small).max() > 1.0  # optical modes, not only the three zero acoustic ones
+    assert np.allclose(small, large, atol=0.05)
+    assert list(card.card_points(['Γ', 'X', 'M', 'R'], (2, 2, 2))) == ['Γ', 'X', 'M', 'R']
+    with pytest.raises(ValueError, match=r"\['X'\] are not commensurate with the 1x1x1"):
+        card.card_points(['Γ', 'X'], (1, 1, 1))
+    with pytest.raises(ValueError, match='unknown q-points'):
+        card.card_points(['K'], (2, 2, 2))

@@ -45,6 +45,8 @@ def main():
                       for phase, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items()}
         material = None
         overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
+        # ... and the physics card in the same 5-atom cells (paths, Γ soft modes, test set): pw.x frames of a minute
+        overrides['card'] = {'protocol': 'five_atom'}
     if args.material == 'HfO2':
         # The minimalist paper trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
         # sees its periodic images (physical in a crystal, but the fit refuses it unless told).

@@ -34,6 +34,26 @@ UNSTABLE_BELOW_THZ = -0.1
 CUBIC_POINTS = {'Γ': (0.0, 0.0, 0.0), 'X': (0.0, 0.5, 0.0), 'M': (0.5, 0.5, 0.0), 'R': (0.5, 0.5, 0.5)}
 
 
+
+
+def card_points(names, supercell) -> dict[str, tuple]:
+    """The q-points ``names`` (labels of ``CUBIC_POINTS``) whose frequencies the finite displacements of a
+    ``supercell`` repetition of the parent give exactly: q·N integer in every direction. A 5-atom cell (1x1x1)
+    gives Γ only; phonopy would interpolate X from it without complaint, and the card would compare two guesses."""
+    unknown = [name for name in names if name not in CUBIC_POINTS]
+    if unknown:
+        raise ValueError(f'unknown q-points {unknown}; known: {", ".join(CUBIC_POINTS)}')
+    if not names:
+        raise ValueError('no q-points: give at least Γ')
+    repeats = [int(n) for n in supercell]
+    off = [name for name in names
+           if any(abs(q * n - round(q * n)) > 1e-8 for q, n in zip(CUBIC_POINTS[name], repeats))]
+    if off:
+        raise ValueError(f'q-points {off} are not commensurate with the {"x".join(map(str, repeats))} phonon '
+                         'supercell: its force constants cannot give their frequencies (use 2x2x2 or drop them)')
+    return {name: CUBIC_POINTS[name] for name in names}
+
+
 # ------------------------------------------------------------------------------------------------- quantities
 def equation_of_state(volumes_per_fu, energies_per_fu) -> dict:
     """Birch-Murnaghan fit (ASE's ``EquationOfState``) of energies per formula unit (eV) against volumes per

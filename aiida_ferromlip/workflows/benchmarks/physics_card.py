@@ -120,7 +120,9 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
             # with the unstable modes' patterns: a failing soft-mode item sends frames along the labeller's ones
             values['soft_modes'] = card.soft_modes(parent_at_lattice.get_ase(), settings['phonon_supercell'],
                                                    settings['phonon_distance'],
-                                                   [frames[k].get_forces() for k in phonon_keys])
+                                                   [frames[k].get_forces() for k in phonon_keys],
+                                                   card.card_points(settings['phonon_points'],
+                                                                    settings['phonon_supercell']))
         except Exception as exception:
             values['soft_modes'] = {'error': f'{type(exception).__name__}: {exception}'}
     if polymorphs is not None:
@@ -364,6 +366,10 @@ def validate_inputs(inputs, namespace):
     unknown = set(parameters) - set(known['parameters'])
     if unknown:
         return f'unknown card parameters {sorted(unknown)}; known: {sorted(known["parameters"])}'
+    try:
+        card.card_points(*(parameters.get(key, known['parameters'][key]) for key in ('phonon_points', 'phonon_supercell')))
+    except ValueError as exception:
+        return str(exception)
     unknown = set(tolerances) - set(GROUPS)
     if unknown:
         return f'unknown card items {sorted(unknown)}; known: {", ".join(GROUPS)}'
