@@ -95,7 +95,7 @@ def test_set(code, tag: str, iterations: int, batch: int, given: int | None = No
                     trajectories[f'md_{key}_{temperature}K_{name}'] = trajectory
     card = orm.Dict({**settings, 'test_md_frames': 40, 'test_polymorph_frames': 0})
     structures = test_set_structures(card, **trajectories)
-    builder = LabelWorkChain.get_builder_from_protocol(code['label'], structures, 'reference', 'fast')
+    builder = LabelWorkChain.get_builder_from_protocol(code['label'], structures, 'fast')
     _, node = run_get_node(builder)
     node.base.extras.set_many({'ablation': tag, 'role': 'test_set'})
     print(f'independent test set: TrainingSet<{node.outputs.training_set.pk}> ({len(node.outputs.training_set)} frames '

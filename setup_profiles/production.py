@@ -96,7 +96,9 @@ def ensure_computer(profile: str, cpus: int, transport: str) -> None:
     user = orm.User.collection.get_default()
     if not computer.is_user_configured(user):
         # ssh_async connects like `ssh localhost` (key and known host set up by services.sh)
-        settings = {'host': 'localhost', 'safe_interval': 0.5} if transport == 'ssh' else {'safe_interval': 0.5}
+        # local: no login shell for each sbatch/squeue (setup_profiles/embedded.py says what `bash -l` costs here)
+        settings = ({'host': 'localhost', 'safe_interval': 0.5} if transport == 'ssh'
+                    else {'safe_interval': 0.5, 'use_login_shell': False})
         computer.configure(user, **settings)
 
 

@@ -16,3 +16,17 @@ def test_batio3_gap_gap_is_the_papers_soap_kernel():
     descriptors = GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']['descriptors']
     soap = [d for d in descriptors if d['type'] == 'soap']
     assert soap and all(d['cutoff'] == 5.5 and d['zeta'] == 4 and d['covariance_type'] == 'dot_product' for d in soap)
+
+
+def test_the_5x5x5_phase_sequence_protocol_is_the_papers_cell_and_length():
+    """BaTiO3 SOAP-GAP paper, Sec. 2.2: NST MD of 4x4x4 and 5x5x5 supercells, 250 ps each, 2 fs steps, SVR 10 fs,
+    barostat 1 ps; the 5x5x5 protocol is that, at the 4x4x4 protocol's temperatures."""
+    from aiida_ferromlip.workflows.benchmarks.phase_sequence import PhaseSequenceWorkChain
+
+    large = PhaseSequenceWorkChain.get_protocol_inputs('batio3_gap_5x5x5')
+    small = PhaseSequenceWorkChain.get_protocol_inputs('batio3_gap')
+    md = large['sample']['parameters']
+    assert large['supercell'] == [5, 5, 5] and small['supercell'] == [4, 4, 4]
+    assert md['steps'] * md['timestep_fs'] == 250_000.0  # fs
+    assert md['ensemble'] == 'nst' and md['thermostat_tau_fs'] == 10 and md['barostat_tau_fs'] == 1000
+    assert md['temperatures'] == small['sample']['parameters']['temperatures']

@@ -34,7 +34,7 @@ def test_equispaced_picks_centred_frames():
 def test_gap_errors_on_md_frames(gap_potential, label_code, task_code, sevennet):
     trajectories = {'R3m': gap_trajectory(gap_potential, 'R3m'), 'P4mm': gap_trajectory(gap_potential, 'P4mm')}
     builder = InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-        label_code, task_code, gap_potential, parameters={'fraction': 0.05}, trajectories=trajectories)
+        label_code, task_code, gap_potential, overrides={'parameters': {'fraction': 0.05}}, trajectories=trajectories)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     metrics = results['metrics'].get_dict()
@@ -68,4 +68,4 @@ def test_bad_interpolation_inputs(gap_potential, label_code, task_code):
             label_code, task_code, gap_potential, trajectories={'x': trajectory.store()}))
     with pytest.raises(ValueError, match='`fraction` must be in'):
         run_get_node(InterpolationBenchmarkWorkChain.get_builder_from_protocol(
-            label_code, task_code, gap_potential, parameters={'fraction': 0}, trajectories={'x': trajectory}))
+            label_code, task_code, gap_potential, overrides={'parameters': {'fraction': 0}}, trajectories={'x': trajectory}))

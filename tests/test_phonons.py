@@ -13,7 +13,8 @@ from .conftest import cubic_batio3
 
 
 def builder_for(potential, label_code, task_code, structure, **parameters):
-    return PhononBenchmarkWorkChain.get_builder_from_protocol(label_code, task_code, potential, parameters=parameters,
+    return PhononBenchmarkWorkChain.get_builder_from_protocol(label_code, task_code, potential,
+                                                             overrides={'parameters': parameters},
                                                              structure=structure)
 
 

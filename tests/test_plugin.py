@@ -130,6 +130,8 @@ def test_embedded_profile_setup_is_idempotent(tmp_path):
     second = subprocess.run([sys.executable, script, '--profile', 'itest'], env=env, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert 'profile `itest` exists' in second.stdout and 'code ferromlip-label@localhost exists' in second.stdout
+    # localhost without a login shell (docs/throughput.md: `bash -l` cost 0.6-0.7 s per scheduler poll), set once
+    assert 'use_login_shell = False' in first.stdout and 'use_login_shell' not in second.stdout
     config = (tmp_path / '.aiida' / 'config.json').read_text()
     assert '"core.sqlite_dos"' in config and '"core.zeromq"' in config
     no_path = subprocess.run([sys.executable, script], env={k: v for k, v in os.environ.items() if k != 'AIIDA_PATH'},

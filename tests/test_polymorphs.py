@@ -115,7 +115,7 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family, task_code):
     inputs are refused before any job (here: a magnetic element without a chosen order)."""
     structures = {name: atoms for name, atoms in materials.polymorphs('BaTiO3').items() if name in ('P4mm', 'Pm-3m')}
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(task_code, gap_potential, structures, qe_code=pw_code,
-                                                                  parameters={'reference_phase': 'Pm-3m'})
+                                                                  overrides={'parameters': {'reference_phase': 'Pm-3m'}})
     assert sorted(builder.structures) == ['P4mm', 'Pm_3m'] and builder.parameters['reference_phase'] == 'Pm_3m'
     assert builder.reference_qe.protocol.value == 'fast'
     relax = pw_relax_builder(builder.reference_qe, builder.structures['P4mm'])
@@ -142,7 +142,7 @@ def test_pw_relax_reference(gap_potential, pw_code, pseudo_family, task_code):
     lies below Pm-3m and stays tetragonal, and the table's reference side comes from the PwRelaxWorkChains."""
     structures = {name: atoms for name, atoms in materials.polymorphs('BaTiO3').items() if name in ('P4mm', 'Pm-3m')}
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
-        task_code, gap_potential, structures, qe_code=pw_code, parameters={'reference_phase': 'Pm-3m', 'relax_cell': False})
+        task_code, gap_potential, structures, qe_code=pw_code, overrides={'parameters': {'reference_phase': 'Pm-3m', 'relax_cell': False}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     rows = {row['polymorph']: row for row in results['table']['rows']}

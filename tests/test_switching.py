@@ -19,7 +19,7 @@ def endpoints():
 def test_batio3_polarization_switching_path(gap_potential, label_code, task_code):
     initial, final = endpoints()
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        label_code, task_code, gap_potential, parameters={'images': 5, 'fmax': 0.1, 'max_steps': 200},
+        label_code, task_code, gap_potential, overrides={'parameters': {'images': 5, 'fmax': 0.1, 'max_steps': 200}},
         initial=initial, final=final)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -52,6 +52,6 @@ def test_bad_switching_inputs(gap_potential, label_code, task_code):
     for change, message in cases:
         inputs = {'initial': initial, 'final': final, **{k: v for k, v in change.items() if k != 'parameters'}}
         builder = SwitchingPathWorkChain.get_builder_from_protocol(
-            label_code, task_code, gap_potential, parameters=change.get('parameters'), **inputs)
+            label_code, task_code, gap_potential, overrides={'parameters': change.get('parameters', {})}, **inputs)
         with pytest.raises(ValueError, match=message):
             run_get_node(builder)

@@ -28,11 +28,10 @@ def test_built_texture_has_two_vortices_and_two_antivortices():
 
 
 def test_texture_workflow_with_a_small_gap(gap_potential, task_code):
-    builder = VortexTextureWorkChain.get_builder()
-    builder.potential, builder.task_code = gap_potential, task_code
-    builder.texture = orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12))
-    builder.homogeneous = orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12, kind='homogeneous'))
-    builder.parameters = orm.Dict({'fmax': 0.05, 'max_steps': 150})
+    builder = VortexTextureWorkChain.get_builder_from_protocol(
+        task_code, gap_potential, orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12)),
+        orm.StructureData(ase=dipole_texture(size=4, amplitude=0.12, kind='homogeneous')),
+        overrides={'parameters': {'fmax': 0.05, 'max_steps': 150}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     summary = results['summary'].get_dict()

@@ -39,7 +39,7 @@ def main():
             trajectories[f'{phase.replace("-", "_")}_{name}'] = trajectory
     builder = InterpolationBenchmarkWorkChain.get_builder_from_protocol(
         codes['label'], codes['task'], potential,
-        parameters={'fraction': args.fraction},
+        overrides={'parameters': {'fraction': args.fraction}},
         trajectories=trajectories)
     results, node = run_get_node(builder)
     metrics = results['metrics'].get_dict()

@@ -30,7 +30,7 @@ def main():
     builder = PhononBenchmarkWorkChain.get_builder_from_protocol(
         code, codes['task'], orm.load_node(args.potential), engine=args.engine,
         label_protocol='fast' if args.engine == 'reference' else 'moderate',
-        parameters={'supercell': [args.supercell] * 3},
+        overrides={'parameters': {'supercell': [args.supercell] * 3}},
         structure=orm.StructureData(ase=batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m']))
     results, node = run_get_node(builder)
     print(f'\nPhononBenchmarkWorkChain<{node.pk}>: exit status {node.exit_status}')

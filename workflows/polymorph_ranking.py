@@ -36,7 +36,7 @@ def main():
     zero = RANKING_ZERO[args.material] if RANKING_ZERO[args.material] in structures else None
     builder = PolymorphRankingWorkChain.get_builder_from_protocol(
         codes['task'], orm.load_node(args.potential), structures, qe_code=codes['pw'] if args.qe else None,
-        label_protocol=args.label_protocol, parameters={'reference_phase': zero, 'relax_cell': not args.fixed_cell})
+        label_protocol=args.label_protocol, overrides={'parameters': {'reference_phase': zero, 'relax_cell': not args.fixed_cell}})
     results, node = run_get_node(builder)
     if not node.is_finished_ok:
         raise SystemExit(f'PolymorphRankingWorkChain<{node.pk}> failed: {node.exit_message}')

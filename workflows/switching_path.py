@@ -30,7 +30,7 @@ def main():
     initial, final = switching_endpoints(**ENDPOINTS[args.material])
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
         codes['label'], codes['task'],
-        orm.load_node(args.potential), parameters={'images': args.images},
+        orm.load_node(args.potential), overrides={'parameters': {'images': args.images}},
         initial=orm.StructureData(ase=initial), final=orm.StructureData(ase=final))
     results, node = run_get_node(builder)
     if not node.is_finished_ok:

@@ -25,13 +25,11 @@ def main():
     add_code_options(parser, 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'task')
-    builder = VortexTextureWorkChain.get_builder()
-    builder.potential = orm.load_node(args.potential)
-    builder.task_code = codes['task']
     shape = {'size': args.size, 'layers': args.layers, 'amplitude': args.amplitude}
-    builder.texture = orm.StructureData(ase=dipole_texture(**shape))
-    builder.homogeneous = orm.StructureData(ase=dipole_texture(kind='homogeneous', **shape))
-    builder.parameters = orm.Dict({'relax_cell': args.relax_cell})
+    builder = VortexTextureWorkChain.get_builder_from_protocol(
+        codes['task'], orm.load_node(args.potential), orm.StructureData(ase=dipole_texture(**shape)),
+        orm.StructureData(ase=dipole_texture(kind='homogeneous', **shape)),
+        overrides={'parameters': {'relax_cell': args.relax_cell}})
     results, node = run_get_node(builder)
     summary = results['summary'].get_dict()
     print(f'\nVortexTextureWorkChain<{node.pk}>, {args.size}x{args.size}x{args.layers} cells, potential {args.potential}')

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from aiida import orm
 
+from aiida_ferromlip.calculations.base import ProtocolMixin
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.protocols import merged_settings  # noqa: F401  (re-exported for the benchmarks)
+from aiida_ferromlip.protocols import PROTOCOLS, default_inputs, merged_settings  # noqa: F401  (re-exported)
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 
 
@@ -18,7 +19,22 @@ def job_failed(node: orm.ProcessNode, exit_code):
     return exit_code.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message or node.process_state}')
 
 
-class PotentialTaskMixin:
+class BenchmarkProtocolMixin(ProtocolMixin):
+    """A benchmark's settings come from its protocol file ``protocols/<_PROTOCOL_FILE>`` (``default_inputs.parameters``
+    and named protocols), the one place its defaults live; ``default_parameters`` reads them."""
+
+    _PROTOCOL_FILE: str
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return PROTOCOLS / cls._PROTOCOL_FILE
+
+    @classmethod
+    def default_parameters(cls) -> dict:
+        return default_inputs(cls._PROTOCOL_FILE.removesuffix('.yaml'))['parameters']
+
+
+class PotentialTaskMixin(BenchmarkProtocolMixin):
     """The potential judged and its jobs: ``potential``, ``task_code`` (a ``ferromlip.atoms_task`` code) and
     ``task_options`` ports, and ``submit_task``."""
 
@@ -54,9 +70,10 @@ class ReferenceMixin(PotentialTaskMixin):
     namespace that is a LabelWorkChain's (any engine), built from its protocol."""
 
     @classmethod
-    def define_benchmark(cls, spec, defaults: dict) -> None:
+    def define_benchmark(cls, spec) -> None:
         cls.define_potential_task(spec)
-        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(defaults)}.')
+        spec.input('parameters', valid_type=orm.Dict, required=False,
+                   help=f'Settings (protocols/{cls._PROTOCOL_FILE}): {sorted(cls.default_parameters())}.')
         spec.expose_inputs(LabelWorkChain, namespace='reference', exclude=('structures',),
                            namespace_options={'help': 'How the reference labels are made (any engine).'})
 
@@ -67,17 +84,18 @@ class ReferenceMixin(PotentialTaskMixin):
         return self.to_context(reference=self.submit(LabelWorkChain, **inputs))
 
     @classmethod
-    def get_builder_from_protocol(cls, reference_code: orm.AbstractCode, task_code: orm.AbstractCode, potential, *,
-                                  engine: str = 'reference', label_protocol: str = 'fast',
-                                  parameters: dict | None = None, **inputs):
-        """Builder judging ``potential`` (its jobs on ``task_code``) against ``engine`` on ``reference_code``;
-        ``inputs`` fill the rest."""
+    def get_builder_from_protocol(cls, reference_code: orm.AbstractCode, task_code: orm.AbstractCode, potential,
+                                  protocol: str | None = None, overrides: dict | None = None, *,
+                                  engine: str = 'reference', label_protocol: str = 'fast', **inputs):
+        """Builder judging ``potential`` (its jobs on ``task_code``) against ``engine`` on ``reference_code``, its
+        ``parameters`` from the benchmark's protocol with ``overrides`` (``{'parameters': {...}}``) merged without
+        mutation; ``inputs`` fill the rest (e.g. ``structure``, ``trajectories``)."""
+        settings = cls.get_protocol_inputs(protocol, overrides)
         label = LabelWorkChain.get_builder_from_protocol(reference_code, {}, engine=engine, protocol=label_protocol)
         builder = cls.get_builder()
         builder.potential, builder.task_code = potential, task_code
         builder.reference = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
-        if parameters:
-            builder.parameters = orm.Dict(parameters)
+        builder.parameters = orm.Dict(settings['parameters'])
         for key, value in inputs.items():
             builder[key] = value
         return builder

@@ -17,10 +17,10 @@ from aiida_ferromlip.analysis.errors import EV_A3_TO_KBAR, error_metrics
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 from aiida_ferromlip.data.training_set import trajectory_frames
 
-DEFAULTS = {'fraction': 0.01, 'min_frames_per_trajectory': 1, 'bins': 40}
+DEFAULTS = default_inputs('interpolation')['parameters']
 
 
 def interpolation_parameters(parameters: orm.Dict | None) -> dict:
@@ -112,10 +112,12 @@ def error_histograms(reference: TrainingSet, predicted: TrainingSet, parameters:
 class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
     """Errors of a potential on equispaced frames of MD trajectories, against a reference labeller."""
 
+    _PROTOCOL_FILE = 'interpolation.yaml'
+
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_benchmark(spec, DEFAULTS)
+        cls.define_benchmark(spec)
         spec.input_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True,
                              help='MD trajectories (e.g. the SampleCalculation outputs of a loop).')
         spec.inputs.validator = validate_inputs

@@ -19,10 +19,9 @@ from aiida_ferromlip.analysis import phonons
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 
-DEFAULTS = {'supercell': [2, 2, 2], 'distance': 0.01, 'npoints': 51,
-            'unstable_below_thz': phonons.UNSTABLE_BELOW_THZ, 'allow_small_supercell': False}
+DEFAULTS = default_inputs('phonons')['parameters']
 
 
 def phonon_parameters(parameters: orm.Dict | None) -> dict:
@@ -118,10 +117,12 @@ def compare_phonons(preprocess: orm.Data, parameters: orm.Dict, reference: Train
 class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
     """Phonons of a reference phase with a potential and with a reference labeller, compared."""
 
+    _PROTOCOL_FILE = 'phonons.yaml'
+
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_benchmark(spec, DEFAULTS)
+        cls.define_benchmark(spec)
         spec.input('structure', valid_type=orm.StructureData,
                    help='The reference phase in its unit cell (e.g. cubic BaTiO3; cubic fluorite for HfO2).')
         spec.inputs.validator = validate_inputs

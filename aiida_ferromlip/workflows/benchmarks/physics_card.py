@@ -450,10 +450,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         return PROTOCOLS / 'physics_card.yaml'
 
     @classmethod
-    def get_builder_from_protocol(cls, label_code, task_code, sample_code=None, *, potential=None,
-                                  material: str | None = 'BaTiO3', engine: str = 'reference',
-                                  label_protocol: str = 'fast', protocol: str | None = None,
-                                  overrides: dict | None = None):
+    def get_builder_from_protocol(cls, label_code, task_code, sample_code=None, potential=None,
+                                  material: str | None = 'BaTiO3', protocol: str | None = None,
+                                  overrides: dict | None = None, *, engine: str = 'reference',
+                                  label_protocol: str = 'fast'):
         """Builder judging ``potential`` (or only the labeller's side without it) for ``material``."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()

@@ -26,10 +26,11 @@ from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.protocols import merged_settings
+from aiida_ferromlip.calculations.base import ProtocolMixin
+from aiida_ferromlip.protocols import PROTOCOLS, default_inputs, merged_settings
 from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
 
-DEFAULTS = {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'reference_phase': None, 'symprec': 1e-3}
+DEFAULTS = default_inputs('polymorphs')['parameters']
 
 
 def ranking_parameters(parameters: orm.Dict | None) -> dict:
@@ -213,7 +214,7 @@ def _bar_chart(table: list[dict], zero: str) -> bytes:
     return figure_png(figure, dpi=100)
 
 
-class PolymorphRankingWorkChain(WorkChain):
+class PolymorphRankingWorkChain(ProtocolMixin, WorkChain):
     """Polymorph energies and lattice parameters with a potential against a reference: the reference labeller's
     model (default) or pw.x (``reference_qe``: one vc-relax ``PwRelaxWorkChain`` per polymorph)."""
 
@@ -245,12 +246,18 @@ class PolymorphRankingWorkChain(WorkChain):
                 'ERROR_RELAXATION_JOB_FAILED')
 
     @classmethod
+    def get_protocol_filepath(cls):
+        return PROTOCOLS / 'polymorphs.yaml'
+
+    @classmethod
     def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, structures: dict,
-                                  qe_code: orm.AbstractCode | None = None, label_protocol: str = 'fast',
-                                  parameters: dict | None = None):
+                                  protocol: str | None = None, overrides: dict | None = None, *,
+                                  qe_code: orm.AbstractCode | None = None, label_protocol: str = 'fast'):
         """Builder ranking ``structures`` (name -> StructureData or ase.Atoms) with ``potential``, relaxed by jobs of
-        ``task_code``; with ``qe_code`` the reference is pw.x with the `qe` settings of the label protocol
+        ``task_code``, its ``parameters`` from protocols/polymorphs.yaml with ``overrides`` (``{'parameters': {...}}``)
+        merged; with ``qe_code`` the reference is pw.x with the `qe` settings of the label protocol
         ``label_protocol``."""
+        parameters = dict(cls.get_protocol_inputs(protocol, overrides)['parameters'])
         builder = cls.get_builder()
         builder.task_code = task_code
         builder.potential = potential
@@ -261,11 +268,9 @@ class PolymorphRankingWorkChain(WorkChain):
 
             label = LabelWorkChain.get_builder_from_protocol(qe_code, {}, engine='qe', protocol=label_protocol)
             builder.reference_qe = {key: value for key, value in label.qe.items() if key != 'max_concurrent'}
-        if parameters:
-            parameters = dict(parameters)
-            if parameters.get('reference_phase'):
-                parameters['reference_phase'] = materials.port_name(parameters['reference_phase'])
-            builder.parameters = orm.Dict(parameters)
+        if parameters.get('reference_phase'):
+            parameters['reference_phase'] = materials.port_name(parameters['reference_phase'])
+        builder.parameters = orm.Dict(parameters)
         return builder
 
     def dft_reference(self):

@@ -20,13 +20,12 @@ from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet, formula_units
-from aiida_ferromlip.engines.atoms_task import TASKS, neb_ends_problem, task_settings
+from aiida_ferromlip.engines.atoms_task import neb_ends_problem, task_settings
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import order_parameters
-from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 
-#: The band's settings: those of the task job's ``neb``.
-DEFAULTS = dict(TASKS['neb'])
+DEFAULTS = default_inputs('switching')['parameters']
 
 
 def switching_parameters(parameters: orm.Dict | None) -> dict:
@@ -134,10 +133,12 @@ def _figure(potential, reference, profile, charges) -> bytes:
 class SwitchingPathWorkChain(ReferenceMixin, WorkChain):
     """Climbing-image NEB between two ferroelectric variants with a potential; the reference on its images."""
 
+    _PROTOCOL_FILE = 'switching.yaml'
+
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_benchmark(spec, DEFAULTS)
+        cls.define_benchmark(spec)
         spec.input('initial', valid_type=orm.StructureData, help='First variant (e.g. materials.switching_endpoints).')
         spec.input('final', valid_type=orm.StructureData, help='Second variant: same atoms, same order, same cell.')
         spec.inputs.validator = validate_inputs

@@ -21,10 +21,10 @@ from aiida.engine import WorkChain, calcfunction
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet, formula_units
 from aiida_ferromlip.materials import order_parameters
-from aiida_ferromlip.protocols import merged_settings
+from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.benchmarks.common import PotentialTaskMixin
 
-DEFAULTS = {'fmax': 0.02, 'max_steps': 500, 'relax_cell': False, 'min_dipole_fraction': 0.25}
+DEFAULTS = default_inputs('texture')['parameters']
 
 
 def texture_parameters(parameters: orm.Dict | None) -> dict:
@@ -135,6 +135,8 @@ def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
 class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
     """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them."""
 
+    _PROTOCOL_FILE = 'texture.yaml'
+
     @classmethod
     def define(cls, spec):
         super().define(spec)
@@ -150,6 +152,18 @@ class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
         spec.output('relaxed_homogeneous', valid_type=orm.StructureData)
         spec.output('plot', valid_type=orm.SinglefileData, help='Dipole maps (PNG).')
 
+
+    @classmethod
+    def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, texture: orm.StructureData,
+                                  homogeneous: orm.StructureData, protocol: str | None = None,
+                                  overrides: dict | None = None):
+        """Builder relaxing ``texture`` and ``homogeneous`` with ``potential`` (jobs on ``task_code``), its
+        ``parameters`` from protocols/texture.yaml with ``overrides`` (``{'parameters': {...}}``) merged."""
+        builder = cls.get_builder()
+        builder.potential, builder.task_code = potential, task_code
+        builder.texture, builder.homogeneous = texture, homogeneous
+        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides)['parameters'])
+        return builder
     def relax(self):
         structures = {'texture': self.inputs.texture, 'homogeneous': self.inputs.homogeneous}
         return self.submit_task(structures, relaxation_task(self.inputs.get('parameters')), 'relax')

@@ -37,7 +37,7 @@ from aiida_ferromlip.data.polarization import born_dipoles
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.pseudos import DEFAULT_FAMILY
-from aiida_ferromlip.protocols import merged_settings
+from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.dft.per_frame import PerFrameLabelWorkChain, called_calculations, input_value
 from aiida_ferromlip.workflows.dft.qe import (
     QE_PROTOCOLS,
@@ -48,7 +48,7 @@ from aiida_ferromlip.workflows.dft.qe import (
     qe_input_problems,
 )
 
-DEFAULTS = {'nppstr': 7, 'min_band_gap_ev': 0.1, 'branch_tolerance': 0.25}
+DEFAULTS = default_inputs('berry_phase')['parameters']
 REFERENCE_KEY = 'reference'
 DIRECTIONS = (1, 2, 3)
 

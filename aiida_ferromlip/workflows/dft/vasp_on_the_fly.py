@@ -153,8 +153,8 @@ class VaspOnTheFlyWorkChain(ProtocolMixin, WorkChain):
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode | None, material: str | None = None,
-                                  structures: dict | None = None, potential_family: str | None = None,
-                                  protocol: str | None = None, overrides: dict | None = None):
+                                  structures: dict | None = None, protocol: str | None = None,
+                                  overrides: dict | None = None, *, potential_family: str | None = None):
         """Builder for the minimalist paper's stages of ``material`` (its polymorphs, k-mesh, U and magnetism), or for the
         given ``structures`` (stage order = key order); ``overrides`` merged into a copy of the protocol."""
         from aiida_ferromlip.materials import MATERIALS, polymorphs

@@ -89,8 +89,8 @@ class LabelWorkChain(ProtocolMixin, WorkChain):
         return PROTOCOLS / 'label.yaml'
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.AbstractCode, structures: dict, engine: str = 'reference',
-                                  protocol: str | None = None, overrides: dict | None = None):
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, structures: dict, protocol: str | None = None,
+                                  overrides: dict | None = None, *, engine: str = 'reference'):
         """Builder for ``structures`` labelled with ``engine`` on ``code``; ``overrides`` are merged, never mutated."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         get_engine(engine)

@@ -339,7 +339,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def get_builder_from_protocol(cls, label_code, fit_code, sample_code, material: str | None = None,
                                   structures: dict | None = None, protocol: str | None = None,
-                                  overrides: dict | None = None, engine: str = 'reference', model: str = 'gap',
+                                  overrides: dict | None = None, *, engine: str = 'reference', model: str = 'gap',
                                   task_code: orm.AbstractCode | None = None):
         """Builder from the protocols of every stage (fast | minimalist | batio3_gap); ``overrides`` merged.
 
@@ -357,8 +357,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             builder.structures = dict(structures)
         builder.parameters = orm.Dict(inputs['parameters'])
         builder.select_parameters = orm.Dict(inputs['select_parameters'])
-        label = LabelWorkChain.get_builder_from_protocol(label_code, {}, engine, inputs['label']['protocol'],
-                                                         inputs['label'].get('overrides'))
+        label = LabelWorkChain.get_builder_from_protocol(label_code, {}, inputs['label']['protocol'],
+                                                         inputs['label'].get('overrides'), engine=engine)
         builder.label = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
         builder.model = orm.Str(model)
         try:

@@ -30,23 +30,10 @@ from aiida_ferromlip.analysis.selection import (
 )
 from aiida_ferromlip.analysis.soap import soap_hypers
 from aiida_ferromlip.data.training_set import trajectory_frames
-from aiida_ferromlip.protocols import merged_settings
+from aiida_ferromlip.protocols import default_inputs, merged_settings
 
-DEFAULTS = {
-    'num_select': 10,
-    'selector': 'fps',            # analysis.selection.SELECTORS
-    # uncertainty selectors: the band of *true* max force errors (eV/Å) worth a label; the committee's trust levels
-    # are calibrated to it on the frames already labelled (trust_levels)
-    'trust_errors': [0.15, 1.0],
-    'seed': 0,                    # random picks (selector `random`, `uncertainty`)
-    'equilibration_fraction': 0.1,   # frames dropped at the start of every trajectory
-    'decorrelate': True,
-    # trust the energy autocorrelation time only when a trajectory's usable frames span this many times it (else
-    # keep its last usable frame); Sokal's window constant (analysis.selection.decorrelation)
-    'decorrelation': {'min_spans': 50.0, 'window_c': 5.0},
-    'soap': {'cutoff': 5.0, 'n_max': 6, 'l_max': 4, 'atom_sigma': 0.5},
-    'sanity': {'min_distance': 0.6, 'max_force': 20.0, 'max_temperature_factor': 3.0, 'max_energy_jump': 1.0},
-}
+#: The selection's settings (protocols/select.yaml says what each means).
+DEFAULTS = default_inputs('select')['parameters']
 
 
 def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[list[int], dict, dict]:
