@@ -11,7 +11,7 @@ import argparse
 from aiida import orm
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
-from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
+from aiida_ferromlip.workflows.benchmarks.common import add_md_options, md_overrides, run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.dielectric import DielectricResponseWorkChain
 
 
@@ -20,23 +20,13 @@ def main():
     parser.add_argument('--potential', type=int, required=True)
     parser.add_argument('--polarization-model', type=int, required=True)
     parser.add_argument('--protocol', default='batio3_gap')
-    parser.add_argument('--supercell', type=int, default=None)
-    parser.add_argument('--temperatures', type=float, nargs='+', default=None)
-    parser.add_argument('--steps', type=int, default=None)
-    parser.add_argument('--stride', type=int, default=None)
+    add_md_options(parser)
     parser.add_argument('--curie-weiss-from', type=float, default=None)
-    parser.add_argument('--clients', type=int, default=None)
     parser.add_argument('--save', default=None)
-    parser.add_argument('--reuse-md', action='store_true',
-                        help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
     add_code_options(parser, 'md')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'md')
-    md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
-                                        ('stride', args.stride), ('num_clients', args.clients)) if value}
-    overrides = {'sample': {'parameters': md}, 'analysis': {'curie_weiss_from_K': args.curie_weiss_from}}
-    if args.supercell:
-        overrides['supercell'] = [args.supercell] * 3
+    overrides = {**md_overrides(args), 'analysis': {'curie_weiss_from_K': args.curie_weiss_from}}
     builder = DielectricResponseWorkChain.get_builder_from_protocol(
         codes['md'], orm.load_node(args.potential), orm.load_node(args.polarization_model),
         protocol=args.protocol, overrides=overrides)

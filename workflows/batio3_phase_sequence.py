@@ -10,7 +10,7 @@ import argparse
 from aiida import orm
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
-from aiida_ferromlip.workflows.benchmarks.common import run_reusing_md
+from aiida_ferromlip.workflows.benchmarks.common import add_md_options, md_overrides, run_reusing_md
 from aiida_ferromlip.workflows.benchmarks.phase_sequence import PhaseSequenceWorkChain
 
 
@@ -18,26 +18,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--potential', type=int, required=True)
     parser.add_argument('--protocol', default='batio3_gap')
-    parser.add_argument('--supercell', type=int, default=None, help='n for an n x n x n supercell')
     parser.add_argument('--start-phase', default=None, choices=('R3m', 'Amm2', 'P4mm', 'Pm-3m'))
-    parser.add_argument('--temperatures', type=float, nargs='+', default=None)
-    parser.add_argument('--steps', type=int, default=None)
-    parser.add_argument('--stride', type=int, default=None)
+    add_md_options(parser)
     parser.add_argument('--exchange', action='store_true', help='replica exchange between the temperatures')
-    parser.add_argument('--clients', type=int, default=None, help='socket clients evaluating the potential')
     parser.add_argument('--save', default=None)
-    parser.add_argument('--reuse-md', action='store_true',
-                        help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
     add_code_options(parser, 'md')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'md')
 
-    md = {key: value for key, value in (('temperatures', args.temperatures), ('steps', args.steps),
-                                        ('stride', args.stride), ('num_clients', args.clients)) if value}
-    md['exchange'] = args.exchange
-    overrides = {'sample': {'parameters': md}}
-    if args.supercell:
-        overrides['supercell'] = [args.supercell] * 3
+    overrides = md_overrides(args)
+    overrides['sample']['parameters']['exchange'] = args.exchange
     if args.start_phase:
         overrides['start_phase'] = args.start_phase
     builder = PhaseSequenceWorkChain.get_builder_from_protocol(codes['md'],

@@ -166,3 +166,28 @@ def run_reusing_md(builder, reuse_md: bool):
         return run_get_node(builder)
     with enable_caching(identifier='aiida.calculations:ferromlip.sample'):
         return run_get_node(builder)
+
+
+def add_md_options(parser) -> None:
+    """The options the finite-temperature run scripts share (phase sequence, dielectric response): the supercell,
+    the MD's temperatures, steps, stride and socket clients, and ``--reuse-md``; ``md_overrides`` turns them into
+    protocol overrides."""
+    parser.add_argument('--supercell', type=int, default=None, help='n for an n x n x n supercell')
+    parser.add_argument('--temperatures', type=float, nargs='+', default=None)
+    parser.add_argument('--steps', type=int, default=None)
+    parser.add_argument('--stride', type=int, default=None)
+    parser.add_argument('--clients', type=int, default=None, help='socket clients evaluating the potential')
+    parser.add_argument('--reuse-md', action='store_true',
+                        help='take an identical finished MD from the cache (AiiDA caching) instead of rerunning it')
+
+
+def md_overrides(args) -> dict:
+    """Protocol overrides (``{'sample': {'parameters': ...}, 'supercell': ...}``) from ``add_md_options``' options;
+    an option not given leaves the protocol's value."""
+    given = (('temperatures', args.temperatures), ('steps', args.steps), ('stride', args.stride),
+             ('num_clients', args.clients))
+    overrides = {'sample': {'parameters': {key: value for key, value in given if value}}}
+    if args.supercell:
+        overrides['supercell'] = [args.supercell] * 3
+    return overrides
+
