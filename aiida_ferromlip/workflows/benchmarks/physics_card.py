@@ -519,8 +519,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         else:  # pw.x vc-relax keeps the space group through its symmetry operations
             from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
 
+            relax = card_settings(self.inputs.parameters)['relax']
             for name, structure in sorted(self.ctx.polymorphs.items()):
-                builder = pw_relax_builder(self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe'], structure)
+                builder = pw_relax_builder(self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe'], structure,
+                                           meta_convergence=relax['pw_meta_convergence'])
                 builder.metadata.call_link_label = f'pw_relax_{name}'
                 self.to_context(**{f'pw_relax_{name}': self.submit(builder)})
 

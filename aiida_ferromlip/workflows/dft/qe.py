@@ -184,10 +184,12 @@ def pw_builder(inputs, structure: orm.StructureData):
     return PwBaseWorkChain.get_builder_from_protocol(inputs['code'], structure, **arguments)
 
 
-def pw_relax_builder(inputs, structure: orm.StructureData, relax_cell: bool = True):
+def pw_relax_builder(inputs, structure: orm.StructureData, relax_cell: bool = True, meta_convergence: bool = True):
     """A ``PwRelaxWorkChain`` (vc-relax of cell and positions, or relax of positions; pw.x keeps the space group)
     with the settings of the labels: the QE ``inputs`` overrides apply to its pw.x runs. Its optional coarse initial
-    relaxation is left out: the benchmarks start from structures that are already near a minimum."""
+    relaxation is left out: the benchmarks start from structures that are already near a minimum. Without
+    ``meta_convergence`` one vc-relax is kept as it ends (aiida-quantumespresso otherwise reruns it from the new cell
+    until the volume changes by less than 1 %, which at a low cutoff's Pulay stress may never happen)."""
     from aiida_quantumespresso.common.types import RelaxType
     from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
@@ -198,6 +200,7 @@ def pw_relax_builder(inputs, structure: orm.StructureData, relax_cell: bool = Tr
     builder = PwRelaxWorkChain.get_builder_from_protocol(inputs['code'], structure, relax_type=relax_type,
                                                          **arguments)
     builder.pop('base_init_relax', None)
+    builder.meta_convergence = orm.Bool(meta_convergence)
     return builder
 
 
