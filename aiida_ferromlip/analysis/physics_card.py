@@ -34,8 +34,6 @@ UNSTABLE_BELOW_THZ = -0.1
 CUBIC_POINTS = {'Γ': (0.0, 0.0, 0.0), 'X': (0.0, 0.5, 0.0), 'M': (0.5, 0.5, 0.0), 'R': (0.5, 0.5, 0.5)}
 
 
-
-
 def card_points(names, supercell) -> dict[str, tuple]:
     """The q-points ``names`` (labels of ``CUBIC_POINTS``) whose frequencies the finite displacements of a
     ``supercell`` repetition of the parent give exactly: q·N integer in every direction. A 5-atom cell (1x1x1)

@@ -367,7 +367,8 @@ def validate_inputs(inputs, namespace):
     if unknown:
         return f'unknown card parameters {sorted(unknown)}; known: {sorted(known["parameters"])}'
     try:
-        card.card_points(*(parameters.get(key, known['parameters'][key]) for key in ('phonon_points', 'phonon_supercell')))
+        settings = card_settings(inputs['parameters'])
+        card.card_points(settings['phonon_points'], settings['phonon_supercell'])
     except ValueError as exception:
         return str(exception)
     unknown = set(tolerances) - set(GROUPS)

@@ -26,8 +26,8 @@ from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.data.training_set import formula_units
 from aiida_ferromlip.exit_codes import declare
-from aiida_ferromlip.calculations.base import ProtocolMixin
-from aiida_ferromlip.protocols import PROTOCOLS, default_inputs, merged_settings
+from aiida_ferromlip.protocols import default_inputs, merged_settings
+from aiida_ferromlip.workflows.benchmarks.common import BenchmarkProtocolMixin
 from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
 
 DEFAULTS = default_inputs('polymorphs')['parameters']
@@ -214,9 +214,11 @@ def _bar_chart(table: list[dict], zero: str) -> bytes:
     return figure_png(figure, dpi=100)
 
 
-class PolymorphRankingWorkChain(ProtocolMixin, WorkChain):
+class PolymorphRankingWorkChain(BenchmarkProtocolMixin, WorkChain):
     """Polymorph energies and lattice parameters with a potential against a reference: the reference labeller's
     model (default) or pw.x (``reference_qe``: one vc-relax ``PwRelaxWorkChain`` per polymorph)."""
+
+    _PROTOCOL_FILE = 'polymorphs.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -244,10 +246,6 @@ class PolymorphRankingWorkChain(ProtocolMixin, WorkChain):
         spec.output('plot', valid_type=orm.SinglefileData, help='Bar chart of the relative energies (PNG).')
         declare(spec, 'ERROR_REFERENCE_PHASE_FAILED', 'ERROR_TOO_FEW_REFERENCE_RELAXATIONS',
                 'ERROR_RELAXATION_JOB_FAILED')
-
-    @classmethod
-    def get_protocol_filepath(cls):
-        return PROTOCOLS / 'polymorphs.yaml'
 
     @classmethod
     def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, structures: dict,
