@@ -14,7 +14,7 @@ import time
 from aiida import orm
 from quippy.potential import Potential
 
-from aiida_ferromlip.data.potential import _file_path
+from aiida_ferromlip.data.potential import file_path
 from aiida_ferromlip.engines.potentials import gap_calculator
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.materials.paths import scaled_to_lattice
@@ -38,7 +38,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--potential', type=int, required=True, help='pk of a GapPotential')
     args = parser.parse_args()
-    path = _file_path(orm.load_node(args.potential))
+    path = file_path(orm.load_node(args.potential))
     unit = scaled_to_lattice(batio3_polymorphs(supercell=(1, 1, 1))['Pm-3m'], 4.035)
     print('| atoms | plain quippy (s/step) | gap_calculator (s/step) | ratio |')
     print('|---|---|---|---|')

@@ -175,17 +175,40 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
 
 
 @pytest.mark.slow
-def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(codes, aiida_code_installed):
+def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential_its_card_passed(
+        codes, aiida_code_installed, monkeypatch):
+    """The labeller's equilibrium starts the loop; a card after each fit, run beside the sampling; the frames of
+    failing items join the next batch; and the loop stops on the potential whose card is green and whose
+    out-of-sample errors are below the thresholds, with no refit after them (a refit would be a potential neither
+    test has seen).
+
+    A GAP on 4 seed frames and two batches is not physically right, so the card's verdict is forced for the second
+    card only: its comparison rows are computed as usual and then all marked passed. The first card is the real one
+    (it fails and sends its frames)."""
+    from aiida_ferromlip.analysis import physics_card as card_analysis
+
     from .test_physics_card import SMALL
 
+    compare, calls = card_analysis.compare, []
+
+    def second_card_passes(reference, potential, tolerances):
+        rows = compare(reference, potential, tolerances)
+        calls.append(rows)
+        return rows if len(calls) == 1 else [{**row, 'passed': True} for row in rows]
+
+    monkeypatch.setattr(card_analysis, 'compare', second_card_passes)
     task = aiida_code_installed(label='ferromlip-task', default_calc_job_plugin='ferromlip.atoms_task',
                                 filepath_executable=executable('ferromlip-task'))
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         *codes, structures=starts('R3m', 'Pm-3m'), protocol='fast', task_code=task,
         overrides={'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
-                   'parameters': {'max_iterations': 1, 'seed_frames_per_structure': 2},
+                   # two iterations below the thresholds: iteration 0's errors alone do not let the green second
+                   # card end the loop before its potential's own batch is measured
+                   'parameters': {'max_iterations': 3, 'seed_frames_per_structure': 2, 'converged_iterations': 2,
+                                  'thresholds': {'energy_meV_per_fu': 1e6, 'forces_meV_per_A': 1e6}},
                    'select_parameters': {'num_select': 2}, 'card': {'overrides': SMALL}})
     results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
     reference = results['reference_values'].get_dict()
     # the start cells are the labeller's relaxed polymorphs (R3m: SevenNet-0's own 4.076 Å, not the built 4.00 Å)
     links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
@@ -193,17 +216,24 @@ def test_loop_starts_at_the_labellers_equilibrium_and_is_judged_by_the_card(code
     relaxed = reference['polymorphs']['rows']['R3m']['cell_lengths'][0]
     assert start.cell.cellpar()[0] == pytest.approx(2 * relaxed, rel=1e-6)
     assert relaxed == pytest.approx(4.076, abs=0.02)
-    # a card after each fit; a GAP on 4 seed frames plus one batch is not physically right: not converged, and
-    # the exit message names the failing card groups
-    cards = [n for n in node.called if n.process_label == 'PhysicsCardWorkChain' and 'potential' in n.inputs]
-    assert len(cards) == 2 and all(c.is_finished_ok for c in cards)
-    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status
-    assert 'card items still failing' in node.exit_message
-    summary = results['summary'].get_dict()
-    assert 'card_items' in summary['iterations'][0] and summary['iterations'][-1]['final']
-    # the failing items' frames were labelled with the batch; the independent test set never was
+    # the first card is real and fails: its failing items' frames were labelled beside the batch
+    assert len(calls) == 2 and not all(row['passed'] for row in calls[0])
     keys = [origin['frame_key'] for origin in results['training_set'].origins]
-    assert any(key.startswith('it000_card_') for key in keys)  # labelled beside the batch
-    assert not any('test_' in key for key in keys)
-    # 4 rattled relaxed polymorphs + up to 4 MD frames (a frame where the first GAP's MD broke is left out)
+    assert any(key.startswith('it000_card_') for key in keys)
+    assert not any('test_' in key for key in keys)  # the independent test set never was
     assert 4 <= len(results['test_set']) <= 8 and results['card_plot'].filename == 'physics_card.png'
+    # the card and the sampling of a potential ran side by side
+    cards = sorted((n for n in node.called if n.process_label == 'PhysicsCardWorkChain' and 'potential' in n.inputs),
+                   key=lambda n: n.ctime)
+    assert len(cards) == 2 and cards[1].inputs.potential.uuid == links['fit_001'].outputs.potential.uuid
+    assert links['sample_001_R3m'].ctime < cards[1].mtime and cards[1].ctime < links['sample_001_R3m'].mtime
+    # converged in iteration 1 on the potential both tests judged: fit_001's, no fit after it; the batch that
+    # measured its errors is in the loop's TrainingSet, not in the potential's
+    summary = results['summary'].get_dict()
+    assert summary['stop_reason'] == 'converged' and [row['iteration'] for row in summary['iterations']] == [0, 1]
+    assert results['potential'].uuid == links['fit_001'].outputs.potential.uuid and 'fit_002' not in links
+    fitted_on = orm.load_node(results['potential'].base.attributes.get('training_set_uuid'))
+    assert len(results['training_set']) == len(fitted_on) + 2
+    assert results['card'].get_dict()['passed'] and len(cards) == 2
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert f'physics card green, both for GapPotential<{results["potential"].pk}>' in report

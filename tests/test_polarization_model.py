@@ -13,7 +13,6 @@ from scipy.spatial.transform import Rotation
 
 from aiida_ferromlip.analysis.polarization_model import SparseDipoleModel
 from aiida_ferromlip.analysis.soap import soap_hypers
-from aiida_ferromlip.data.polarization import PolarizationModel
 from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.materials.order_parameters import cell_dipoles_from_partials, local_dipoles

@@ -84,8 +84,13 @@ def main():
         print(results['card']['markdown'])
     training_set = results['training_set']
     calcs = labelling_calculations(training_set)
-    print(f'\nFinal potential: {results["potential"].__class__.__name__}<{results["potential"].pk}> fitted on '
-          f'TrainingSet<{training_set.pk}> ({len(training_set)} frames, {summary["num_labels"]} labels made)')
+    potential = results['potential']
+    fitted_on = orm.load_node(potential.base.attributes.get('training_set_uuid', training_set.uuid))
+    print(f'\nFinal potential: {potential.__class__.__name__}<{potential.pk}> fitted on TrainingSet<{fitted_on.pk}> '
+          f'({len(fitted_on)} frames)' + ('' if fitted_on.uuid == training_set.uuid else
+                                           f'; the loop\'s TrainingSet<{training_set.pk}> adds the last batch, which '
+                                           f'measured its out-of-sample errors') +
+          f' ({len(training_set)} frames, {summary["num_labels"]} labels made)')
     print(f'Provenance: the final TrainingSet leads back to {len(calcs)} labelling calculations '
           f'({", ".join(sorted({c.process_label for c in calcs}))}); every frame origin names one of them: '
           f'{ {o["process_uuid"] for o in training_set.origins} <= {c.uuid for c in calcs} }')

@@ -68,6 +68,10 @@ def format_overview(overview: dict) -> str:
         lines.append(f'final potential: {outputs["potential"]}; TrainingSet: {outputs["training_set"]} '
                      f'({overview.get("training_frames")} frames, {overview.get("num_labels")} labels made by this '
                      f'loop)')
+        if 'potential_training_set' in overview:
+            fitted = overview['potential_training_set']
+            lines.append(f'  the potential is fitted on TrainingSet {fitted["pk"]} ({fitted["frames"]} frames): the '
+                         f'one whose card and out-of-sample errors passed; the last batch measured those errors')
     if 'test_set' in outputs:
         lines.append(f'independent test set: TrainingSet {outputs["test_set"]}')
     if 'card' in overview:

@@ -61,13 +61,13 @@ class GapPotential(Potential, orm.SinglefileData):
         (``engines.potentials.gap_calculator``)."""
         from aiida_ferromlip.engines.potentials import gap_calculator
 
-        return gap_calculator(_file_path(self))
+        return gap_calculator(file_path(self))
 
 
 _FILE_PATHS: dict[str, str] = {}
 
 
-def _file_path(node: orm.SinglefileData) -> str:
+def file_path(node: orm.SinglefileData) -> str:
     """quippy and nequip read from a path: copy the file out of the repository once per stored node."""
     import os
 
@@ -107,8 +107,8 @@ class NequipPotential(Potential, orm.SinglefileData):
                 raise ValueError(f'{self.__class__.__name__}<{self.pk}> has no compiled build: train with '
                                  "`compile: aotinductor`, or use the portable archive (compiled=False)")
             node = orm.load_node(uuid)
-            return nequip_calculator(_file_path(node), device=device, compiled=True)
-        return nequip_calculator(_file_path(self), device=device)
+            return nequip_calculator(file_path(node), device=device, compiled=True)
+        return nequip_calculator(file_path(self), device=device)
 
 
 class CommitteePotential(Potential, orm.FolderData):

@@ -20,7 +20,8 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 from aiida_ferromlip.data.training_set import trajectory_frames
 
-DEFAULTS = default_inputs('interpolation')['parameters']
+PROTOCOL = 'interpolation'  # protocols/interpolation.yaml: the work chain's protocols and these defaults
+DEFAULTS = default_inputs(PROTOCOL)['parameters']
 
 
 def interpolation_parameters(parameters: orm.Dict | None) -> dict:
@@ -112,7 +113,7 @@ def error_histograms(reference: TrainingSet, predicted: TrainingSet, parameters:
 class InterpolationBenchmarkWorkChain(ReferenceMixin, WorkChain):
     """Errors of a potential on equispaced frames of MD trajectories, against a reference labeller."""
 
-    _PROTOCOL_FILE = 'interpolation.yaml'
+    _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):

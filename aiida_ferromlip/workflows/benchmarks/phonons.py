@@ -21,7 +21,8 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.validation import cell_height
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 
-DEFAULTS = default_inputs('phonons')['parameters']
+PROTOCOL = 'phonons'  # protocols/phonons.yaml: the work chain's protocols and these defaults
+DEFAULTS = default_inputs(PROTOCOL)['parameters']
 
 
 def phonon_parameters(parameters: orm.Dict | None) -> dict:
@@ -117,7 +118,7 @@ def compare_phonons(preprocess: orm.Data, parameters: orm.Dict, reference: Train
 class PhononBenchmarkWorkChain(ReferenceMixin, WorkChain):
     """Phonons of a reference phase with a potential and with a reference labeller, compared."""
 
-    _PROTOCOL_FILE = 'phonons.yaml'
+    _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):

@@ -30,7 +30,8 @@ from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.benchmarks.common import BenchmarkProtocolMixin
 from aiida_ferromlip.workflows.dft.qe import QeLabelWorkChain
 
-DEFAULTS = default_inputs('polymorphs')['parameters']
+PROTOCOL = 'polymorphs'  # protocols/polymorphs.yaml: the work chain's protocols and these defaults
+DEFAULTS = default_inputs(PROTOCOL)['parameters']
 
 
 def ranking_parameters(parameters: orm.Dict | None) -> dict:
@@ -218,7 +219,7 @@ class PolymorphRankingWorkChain(BenchmarkProtocolMixin, WorkChain):
     """Polymorph energies and lattice parameters with a potential against a reference: the reference labeller's
     model (default) or pw.x (``reference_qe``: one vc-relax ``PwRelaxWorkChain`` per polymorph)."""
 
-    _PROTOCOL_FILE = 'polymorphs.yaml'
+    _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):

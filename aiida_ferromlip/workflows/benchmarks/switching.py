@@ -25,7 +25,8 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin, default_inputs, merged_settings
 
-DEFAULTS = default_inputs('switching')['parameters']
+PROTOCOL = 'switching'  # protocols/switching.yaml: the work chain's protocols and these defaults
+DEFAULTS = default_inputs(PROTOCOL)['parameters']
 
 
 def switching_parameters(parameters: orm.Dict | None) -> dict:
@@ -133,7 +134,7 @@ def _figure(potential, reference, profile, charges) -> bytes:
 class SwitchingPathWorkChain(ReferenceMixin, WorkChain):
     """Climbing-image NEB between two ferroelectric variants with a potential; the reference on its images."""
 
-    _PROTOCOL_FILE = 'switching.yaml'
+    _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):

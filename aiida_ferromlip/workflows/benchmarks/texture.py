@@ -24,7 +24,8 @@ from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.benchmarks.common import PotentialTaskMixin
 
-DEFAULTS = default_inputs('texture')['parameters']
+PROTOCOL = 'texture'  # protocols/texture.yaml: the work chain's protocols and these defaults
+DEFAULTS = default_inputs(PROTOCOL)['parameters']
 
 
 def texture_parameters(parameters: orm.Dict | None) -> dict:
@@ -135,7 +136,7 @@ def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
 class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
     """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them."""
 
-    _PROTOCOL_FILE = 'texture.yaml'
+    _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):

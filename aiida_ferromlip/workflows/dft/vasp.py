@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 

@@ -301,9 +301,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
             while_(cls.should_iterate)(
                 if_(cls.needs_fit)(cls.fit, cls.inspect_fit),
-                if_(cls.card_enabled)(cls.run_card, cls.inspect_card),
+                cls.explore,
+                if_(cls.card_enabled)(cls.inspect_card),
                 if_(cls.not_stopped)(
-                    cls.sample, cls.inspect_sample,
+                    cls.inspect_sample,
                     if_(cls.uses_committee)(cls.score, cls.inspect_score),
                     cls.select,
                     cls.label_candidates, cls.inspect_candidates,
@@ -315,8 +316,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             ),
             cls.results,
         )
-        spec.output('potential', valid_type=POTENTIAL_TYPES, help='Potential fitted on the final TrainingSet.')
-        spec.output('training_set', valid_type=TrainingSet, help='The final TrainingSet.')
+        spec.output('potential', valid_type=POTENTIAL_TYPES,
+                    help='The final potential: fitted on the final TrainingSet, except in a loop converged on its card, '
+                         'where it is the potential whose card is green (fitted before the last batch when that '
+                         'batch measured its out-of-sample errors).')
+        spec.output('training_set', valid_type=TrainingSet, help='The final TrainingSet: every label of the loop.')
         spec.output('learning_curve', valid_type=orm.ArrayData, required=False)
         spec.output('learning_curve_plot', valid_type=orm.SinglefileData, required=False)
         spec.output('summary', valid_type=orm.Dict, help='Per-iteration counts, errors and the stop reason.')
@@ -396,6 +400,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.stop_reason = None
         self.ctx.targets = {}
         self.ctx.card = None
+        self.ctx.card_passed = False
+        self.ctx.validated = False
         self.ctx.fitted_on_current = False
         if 'initial_training_set' in self.inputs:
             self.ctx.training_set = self.inputs.initial_training_set
@@ -480,8 +486,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     f'{self.ctx.potential.pk}>: {summary["num_passed"]}/{summary["num_items"]} items pass'
                     + (f'; {len(self.ctx.targets)} frames of failing items go to the next batch'
                        if self.ctx.targets else ''))
+        self.ctx.card_passed = summary['passed']
         if summary['passed'] and self.ctx.below >= self.ctx.loop['converged_iterations']:
-            self._stage_converged('out-of-sample errors below the thresholds and the physics card green')
+            # The learning curve was below the thresholds up to the batch before this fit, and this potential's
+            # out-of-sample errors on the card's independent test set are within them (an item of the green card):
+            # converged on it, without sampling for it. Otherwise its own batch decides (inspect_candidates).
+            self._stage_converged('out-of-sample errors below the thresholds, then the physics card green '
+                                  '(its independent test set within them too)')
         return None
 
     def _stage_converged(self, why: str) -> str:
@@ -501,7 +512,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return not self.ctx.stop_reason
 
     def needs_final_fit(self):
-        return not self.ctx.fitted_on_current
+        """Refit on the last batch too, unless the current potential is the validated one: with the card, the loop
+        converges on the potential whose card is green and whose out-of-sample errors on the last batch are below the
+        thresholds, and a refit would be a potential that neither test has seen."""
+        return not self.ctx.fitted_on_current and not self.ctx.validated
 
     def needs_seed_labels(self):
 
@@ -635,6 +649,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                        f'[{node.exit_status}] {node.exit_message}')
         return None
 
+    def explore(self):
+        """The potential's physics card and its sampling MD side by side: both need only the potential (the card's
+        failing items join the batch at labelling), and the card's single-core stretches (its labels, task jobs) fill
+        the cores the sampling leaves idle."""
+        if self.card_enabled():
+            self.run_card()
+        self.sample()
+
     def sample(self):
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
         switch = self.ctx.loop['flexible_cell_from_iteration']
@@ -642,7 +664,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             # The BaTiO3-GAP paper sampled with NVT replica exchange, then let the cell relax (NpT): same ladder, NST ensemble.
             inputs['parameters'] = orm.Dict({**inputs['parameters'].get_dict(), 'ensemble': 'nst'})
             self.report(f'iteration {self.ctx.iteration}: sampling with a fully flexible cell (NST) from now on')
-        for key in sorted(self.ctx.stages[self.ctx.stage]):
+        # recorded: the card beside this sampling may end the stage before inspect_sample reads the runs
+        self.ctx.sampled_keys = sorted(self.ctx.stages[self.ctx.stage])
+        for key in self.ctx.sampled_keys:
             structure = self.ctx.starts[key]
             run = {**inputs, 'potential': self.ctx.potential, 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
@@ -651,7 +675,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def inspect_sample(self):
         trajectories, failed = {}, []
-        for key in sorted(self.ctx.stages[self.ctx.stage]):
+        for key in self.ctx.sampled_keys:
             node = self.ctx[f'sample_{key}']
             if not node.is_finished_ok:
                 failed.append(f'{node.process_label}<{node.pk}>: [{node.exit_status}] {node.exit_message}')
@@ -768,10 +792,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.below = self.ctx.below + 1 if below else 0
         decision = 'below thresholds' if below else 'above thresholds'
         if self.ctx.below >= self.ctx.loop['converged_iterations']:
-            if self.card_enabled():
-                decision += ': the next potential\'s physics card decides'
-            else:
+            if not self.card_enabled():
                 decision = self._stage_converged('out-of-sample errors below the thresholds')
+            elif self.ctx.card_passed:
+                decision = self._stage_converged(f'out-of-sample errors below the thresholds and the physics card '
+                                                 f'green, both for {self.ctx.potential.__class__.__name__}<'
+                                                 f'{self.ctx.potential.pk}>')
+                self.ctx.validated = self.ctx.stop_reason == 'converged'
+            else:
+                decision += f'; card items failing: {", ".join(self.ctx.get("card_failed", []))}'
         history['decision'] = decision
         self.report(f'iteration {self.ctx.iteration}: out-of-sample errors on {len(batch)} new frames: energy '
                     f'{e:.2f} meV/f.u., forces {f:.0f} meV/Å ({decision}); {history["labels_failed"]} label(s) '
@@ -813,7 +842,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.out('summary', loop_summary(orm.List(self.ctx.history), orm.Str(reason),
                                          orm.Int(self.ctx.get('num_labels', len(self.ctx.training_set))),
                                          self.ctx.training_set, metadata={'call_link_label': 'summary'}))
-        self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} on {len(self.ctx.training_set)} frames')
+        fitted = ('fitted before the last batch' if self.ctx.validated
+                  else f'on {len(self.ctx.training_set)} frames')
+        self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} {fitted}; '
+                    f'TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
         if reason != 'converged':
             return self.exit_codes.STOPPED_BUDGET_EXHAUSTED.format(reason=reason)
         return None

@@ -152,6 +152,11 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
     }
     if 'training_set' in outputs:
         overview['training_frames'] = len(outputs.training_set)
+    if 'potential' in outputs:  # a loop converged on its card keeps the validated potential, fitted before the last batch
+        fitted_on = outputs.potential.base.attributes.get('training_set_uuid', None)
+        if fitted_on and 'training_set' in outputs and fitted_on != outputs.training_set.uuid:
+            fitted = orm.load_node(fitted_on)
+            overview['potential_training_set'] = {'pk': fitted.pk, 'frames': len(fitted)}
     if 'card' in outputs:
         card = outputs.card.get_dict()
         overview['card'] = {'passed': card['passed'], 'num_passed': card['num_passed'], 'num_items': card['num_items'],
