@@ -29,11 +29,15 @@ setup: profile
 demo: setup
 	$(VENV)/bin/verdi run workflows/batio3_active_learning.py
 
+# Tests in parallel (pytest-xdist): most of a test's time is real programs with idle stretches between them
+# (job handling, model loading); two workers on two cores measured 21 min against 28 serial (docs/architecture.md).
+TEST_WORKERS ?= 2
+
 test: setup
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS)
 
 test-slow: setup
-	$(VENV)/bin/pytest -m slow
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m slow
 
 # What CI runs (.ci/run): the README's test command, then the slow tier
 test-all: test test-slow
