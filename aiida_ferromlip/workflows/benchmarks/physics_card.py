@@ -197,6 +197,13 @@ def _sane_frames(trajectory) -> list[int]:
 
 
 @calcfunction
+def potential_side(points: orm.Dict, test_set: orm.Dict, stability: orm.Dict) -> orm.Dict:
+    """The potential's side of the card in one node: what its single points and relaxations give (``card_side``),
+    its test-set errors and its MD stability (each ``{'error': reason}`` when that job failed)."""
+    return orm.Dict({**points.get_dict(), 'test_set': test_set.get_dict(), 'stability': stability.get_dict()})
+
+
+@calcfunction
 def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories: orm.TrajectoryData) -> dict:
     """Per MD run at the top temperature and above: shortest distance over the frames, final volume change
     (``values``); and each run's last frame that passes the sampler's sanity rules (``last_sane_<run>``): where the
@@ -665,10 +672,9 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             polymorphs, relaxed = orm.Dict({'error': f'relaxations failed: {relax.exit_message}'}), {}
         potential = card_side(self.ctx.potential_points.outputs.labels, self.inputs.parameters, self.ctx.paths,
                               self.ctx.parent_at_lattice, polymorphs)
-        values = potential.get_dict()
         test = self.ctx.potential_test
-        values['test_set'] = (test_set_errors(self.ctx.test_set, test.outputs.labels).get_dict()
-                              if test.is_finished_ok else {'error': f'test-set predictions failed: {test.exit_message}'})
+        test_errors = (test_set_errors(self.ctx.test_set, test.outputs.labels) if test.is_finished_ok
+                       else orm.Dict({'error': f'test-set predictions failed: {test.exit_message}'}))
         md = self.ctx.potential_md
         settings = card_settings(self.inputs.parameters)
         broken = {}
@@ -676,12 +682,12 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             top = max(settings['md_temperatures'])
             runs = {k: t for k, t in md.outputs.trajectories.items() if float(k[2:-1]) >= top}
             stability = md_stability(self.inputs.parameters, self.ctx.md_start, **runs)
-            values['stability'] = stability['values'].get_dict()
+            stability_values = stability['values']
             broken = {f'broken_{key[len("last_sane_"):]}': node for key, node in stability.items()
                       if key.startswith('last_sane_')}
         else:
-            values['stability'] = {'error': f'the MD failed: {md.exit_message}'}
-        potential_values = orm.Dict(values)
+            stability_values = orm.Dict({'error': f'the MD failed: {md.exit_message}'})
+        potential_values = potential_side(potential, test_errors, stability_values)
         structures = {**self.ctx.point_structures, **self.ctx.eos_structures, **relaxed, **broken,
                       'parent_at_lattice': self.ctx.parent_at_lattice}
         results = physics_card(reference, potential_values, self.inputs.tolerances, self.inputs.parameters,

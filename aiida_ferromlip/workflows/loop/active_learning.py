@@ -304,6 +304,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 cls.explore,
                 if_(cls.card_enabled)(cls.inspect_card),
                 if_(cls.not_stopped)(
+                    if_(cls.sampling_deferred)(cls.sample),
                     cls.inspect_sample,
                     if_(cls.uses_committee)(cls.score, cls.inspect_score),
                     cls.select,
@@ -651,11 +652,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def explore(self):
         """The potential's physics card and its sampling MD side by side: both need only the potential (the card's
-        failing items join the batch at labelling), and the card's single-core stretches (its labels, task jobs) fill
-        the cores the sampling leaves idle."""
+        failing items join the batch at labelling), and where the cores are more than the card's MD and the sampling
+        fill one at a time, they run at once. On two cores both are CPU-bound and the pair takes as long as one after
+        the other (docs/throughput.md), so when a green card alone would end the loop (the learning curve is already
+        below the thresholds) the card runs first and the sampling only if it is needed."""
+        self.ctx.sampling_deferred = (self.card_enabled()
+                                      and self.ctx.below >= self.ctx.loop['converged_iterations'])
         if self.card_enabled():
             self.run_card()
-        self.sample()
+        if not self.ctx.sampling_deferred:
+            self.sample()
+
+    def sampling_deferred(self):
+        return self.ctx.sampling_deferred
 
     def sample(self):
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
