@@ -40,6 +40,8 @@ def format_overview(overview: dict) -> str:
         note = []
         if row.get('final'):
             note.append('final potential')
+        elif row.get('potential') is not None and row.get('potential') == overview['outputs'].get('potential'):
+            note.append('the output potential')  # converged on its card and its own batch: not refitted
         if row.get('below_thresholds'):
             note.append('below thresholds')
         if row.get('card_labels'):
