@@ -402,7 +402,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.targets = {}
         self.ctx.card = None
         self.ctx.card_passed = False
-        self.ctx.validated = False
         self.ctx.fitted_on_current = False
         if 'initial_training_set' in self.inputs:
             self.ctx.training_set = self.inputs.initial_training_set
@@ -516,7 +515,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """Refit on the last batch too, unless the current potential is the validated one: with the card, the loop
         converges on the potential whose card is green and whose out-of-sample errors on the last batch are below the
         thresholds, and a refit would be a potential that neither test has seen."""
-        return not self.ctx.fitted_on_current and not self.ctx.validated
+        return not self.ctx.fitted_on_current and not (self.card_enabled() and self.ctx.stop_reason == 'converged')
 
     def needs_seed_labels(self):
 
@@ -807,7 +806,6 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 decision = self._stage_converged(f'out-of-sample errors below the thresholds and the physics card '
                                                  f'green, both for {self.ctx.potential.__class__.__name__}<'
                                                  f'{self.ctx.potential.pk}>')
-                self.ctx.validated = self.ctx.stop_reason == 'converged'
             else:
                 decision += f'; card items failing: {", ".join(self.ctx.get("card_failed", []))}'
         history['decision'] = decision
@@ -851,7 +849,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.out('summary', loop_summary(orm.List(self.ctx.history), orm.Str(reason),
                                          orm.Int(self.ctx.get('num_labels', len(self.ctx.training_set))),
                                          self.ctx.training_set, metadata={'call_link_label': 'summary'}))
-        fitted = ('fitted before the last batch' if self.ctx.validated
+        # every stop refits on the whole set except the one on a potential judged by its own last batch
+        fitted = ('fitted before the last batch' if not self.ctx.fitted_on_current
                   else f'on {len(self.ctx.training_set)} frames')
         self.report(f'stopped: {reason}; final potential {self.ctx.potential.pk} {fitted}; '
                     f'TrainingSet<{self.ctx.training_set.pk}> ({len(self.ctx.training_set)} frames)')
