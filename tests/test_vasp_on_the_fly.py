@@ -18,6 +18,7 @@ from aiida_ferromlip.workflows.dft.vasp_on_the_fly import VaspOnTheFlyWorkChain,
 from .test_vasp_label import vasp_code  # noqa: F401  (fixture)
 
 HAND_WRITTEN = (pathlib.Path(__file__).parent / 'data' / 'ML_AB_hand').read_text()
+VASP_WRITTEN = pathlib.Path(__file__).parent / 'data' / 'vasp_ml_ab_water' / 'ML_AB'  # source: its README.md
 
 
 def test_hand_written_ml_ab_is_read_with_vasp_units_and_signs():
@@ -35,6 +36,50 @@ def test_hand_written_ml_ab_is_read_with_vasp_units_and_signs():
     kbar = 0.1 * GPa
     np.testing.assert_allclose(first.get_stress(), -kbar * np.array([10, 10, 10, 2, 3, 1]))
     np.testing.assert_allclose(second.get_stress()[:3], 5 * kbar)
+
+
+def _slope_and_correlation(expected, measured):
+    expected, measured = np.ravel(expected), np.ravel(measured)
+    return np.polyfit(expected, measured, 1)[0], np.corrcoef(expected, measured)[0, 1]
+
+
+def test_vasp_written_ml_ab_agrees_with_the_labeller_in_units_and_signs(sevennet):
+    """A file VASP wrote (liquid water, 375 atoms, from a public repository: tests/data/vasp_ml_ab_water/README.md)
+    read by our reader and compared with SevenNet-0 on the same cells, the only independent values at hand (the
+    repository has no OUTCAR). What a wrong reader would show: a flipped stress sign gives a slope of -1, kbar taken
+    for GPa (or the 0.1 left out) 10 or 0.1, forces or energies in other units 1/27 or 1/51.
+    Tolerances, from the physics: SevenNet-0 is not the DFT of the file, so the slopes are asked within
+    [0.8, 1.25] and the correlations above 0.9 (forces 0.99: thousands of components). The stress is compared
+    without its trace: the isotropic part differs by a constant (basis-set Pulay stress, functional), the shear and
+    the deviatoric diagonal do not depend on either."""
+    frames, header = read_ml_ab(VASP_WRITTEN.read_text())
+    assert header['atom_types'] == ['H', 'O'] and len(frames) == 4
+    assert all(atoms.get_chemical_formula() == 'H250O125' for atoms in frames)
+    assert all(atoms.info['ctifor'] > 0 for atoms in frames)
+    labeller = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = sevennet
+        labeller.append((copy.get_potential_energy(), copy.get_forces(), copy.get_stress()))
+
+    def traceless(voigt):
+        voigt = np.array(voigt, dtype=float)
+        voigt[:3] -= voigt[:3].mean()
+        return voigt
+
+    ours = np.array([traceless(atoms.get_stress()) for atoms in frames])
+    theirs = np.array([traceless(stress) for _, _, stress in labeller])
+    slope, correlation = _slope_and_correlation(ours, theirs)
+    assert 0.8 <= slope <= 1.25 and correlation > 0.9, (slope, correlation)
+
+    slope, correlation = _slope_and_correlation([atoms.get_forces() for atoms in frames],
+                                                [forces for _, forces, _ in labeller])
+    assert 0.8 <= slope <= 1.25 and correlation > 0.99, (slope, correlation)
+
+    energies = np.array([atoms.get_potential_energy() for atoms in frames])
+    slope, correlation = _slope_and_correlation(energies - energies[0],
+                                                [energy - labeller[0][0] for energy, _, _ in labeller])
+    assert 0.8 <= slope <= 1.25 and correlation > 0.9, (slope, correlation)
 
 
 def test_round_trip_through_the_writer(reference_frames):
