@@ -2,17 +2,21 @@
 
     verdi run benchmarks/selection_ablation.py [--seeds 3] [--iterations 3] [--batch 6] [--tag ablation]
         [--selectors random fps uncertainty fps+uncertainty] [--plot docs/img/selection_ablation.png]
+        [--starts R3m Pm-3m] [--ensemble nst] [--temperatures 100 300]
 
 1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
    potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
    random, not by FPS, after the first quarter of each run) gives the frames; the reference labeller labels them.
 2. For every selector and seed: ``ActiveLearningWorkChain`` (BaTiO3 from R3m, the `fast` GAP, the same 6 seed
-   labels; REMD 4 x 100 steps, every 4th frame a candidate: 100 per iteration) for ``--iterations``
+   labels in all (split between the starts); REMD 4 x 100 steps, every 4th frame a candidate: 100 per iteration) for ``--iterations``
    iterations with thresholds of zero, so every run spends the same budget. The seed moves the sampler's random
    numbers and the selector's. Committees: the protocol's (4 members).
 3. Every potential a run fitted (one per iteration and the final one) predicts the test set in a task job; the
    errors against the labels give the learning curve on the test set, and the labels each run needed to bring the
    test-set errors below the loop's thresholds (5 meV/f.u., 100 meV/Å).
+   ``--starts``, ``--ensemble`` and ``--temperatures`` change where the loops sample (default: R3m, NVT, the `fast`
+   sampler's 50-300 K): ``--starts R3m Pm-3m --ensemble nst --temperatures 100 300`` samples as the test set was drawn,
+   so that the candidates cover the test distribution and the choice among them is what is measured.
 
 Prints the table (labels to the thresholds, mean ± spread over seeds; test-set errors at the end) and writes the PNG
 (test-set force RMSE vs labels per selector). Finished runs are found again by ``--tag`` (node extras), so a stopped
@@ -49,26 +53,42 @@ def find(tag: str, **extras):
     return max(nodes, key=lambda n: n.ctime) if nodes else None
 
 
-def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, run: bool = True):
-    node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch)
+DEFAULT_SAMPLING = {'starts': ['R3m'], 'ensemble': 'nvt', 'temperatures': None}
+
+
+def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, run: bool = True,
+         sampling: dict | None = None):
+    sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
+    # runs made before the sampling was a choice carry no `sampling` extra: they are the default's
+    extra = {} if sampling == DEFAULT_SAMPLING else {'sampling': sampling}
+    node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch, **extra)
     if node is not None or not run:
         return node
-    overrides = {'parameters': {'max_iterations': iterations, 'max_labels': 6 + batch * iterations,
-                                'seed_frames_per_structure': 6, 'thresholds': {'energy_meV_per_fu': 0.0,
+    sample = {'seed': seed, 'steps': 100, 'stride': 4}
+    if sampling['ensemble'] != 'nvt':
+        # the test set's NST recipe (the physics card's): thermostat 10 fs, barostat 1 ps
+        sample.update({'ensemble': sampling['ensemble'], 'thermostat_tau_fs': 10, 'barostat_tau_fs': 1000})
+    if sampling['temperatures']:
+        sample['temperatures'] = list(sampling['temperatures'])
+    per_start = max(1, 6 // len(sampling['starts']))  # 6 seed labels in all, whatever the starts
+    overrides = {'parameters': {'max_iterations': iterations,
+                                'max_labels': per_start * len(sampling['starts']) + batch * iterations,
+                                'seed_frames_per_structure': per_start, 'thresholds': {'energy_meV_per_fu': 0.0,
                                                                                'forces_meV_per_A': 0.0}},
                  # every frame after equilibration is a candidate (the `fast` sampler's runs are too short for the
                  # autocorrelation time: decorrelation would leave one frame per trajectory, 8 in all, and nothing to
                  # choose between); 100 steps, every 4th frame: 200 frames per iteration, as in the demo
                  'select_parameters': {'num_select': batch, 'selector': selector, 'seed': seed, 'decorrelate': False},
-                 'sample': {'overrides': {'parameters': {'seed': seed, 'steps': 100, 'stride': 4}}},
+                 'sample': {'overrides': {'parameters': sample}},
                  'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(code['label'], code['gap'], code['md'],
-                                                                structures=starts(('R3m',)), protocol='fast',
+                                                                structures=starts(tuple(sampling['starts'])),
+                                                                protocol='fast',
                                                                 overrides=overrides)
     builder.task_code = code['task']
     _, node = run_get_node(builder)
     node.base.extras.set_many({'ablation': tag, 'selector': selector, 'seed': seed, 'iterations': iterations,
-                               'batch': batch})
+                               'batch': batch, **extra})
     print(f'  {selector} seed {seed}: ActiveLearningWorkChain<{node.pk}> [{node.exit_status}] '
           f'{node.outputs.summary["stop_reason"] if "summary" in node.outputs else node.exit_message}', flush=True)
     return node
@@ -133,6 +153,25 @@ def labels_to_thresholds(rows: list[dict]) -> float:
     return float('nan')
 
 
+def mean_curve(runs: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the seeds' mean test-set error at each label count all seeds reached."""
+    counts = sorted(set.intersection(*[{row['labels'] for row in rows} for rows in runs.values()]))
+    return np.array(counts), np.array([np.mean([row[key] for rows in runs.values() for row in rows
+                                                if row['labels'] == count]) for count in counts])
+
+
+def labels_to_reach(runs: dict, key: str, level: float) -> float:
+    """Labels at which the seeds' mean error first reaches ``level``, linear between label counts (nan: never)."""
+    labels, errors = mean_curve(runs, key)
+    for index in range(len(labels)):
+        if errors[index] <= level:
+            if index == 0:
+                return float(labels[0])
+            fraction = (errors[index - 1] - level) / (errors[index - 1] - errors[index])
+            return float(labels[index - 1] + fraction * (labels[index] - labels[index - 1]))
+    return float('nan')
+
+
 def plot(results: dict, path: str):
     import matplotlib
 
@@ -169,6 +208,10 @@ def main():
     parser.add_argument('--json', default=None, help='also write the per-run curves here')
     parser.add_argument('--test-set', type=int, default=None, help='an existing TrainingSet as the test set')
     parser.add_argument('--no-run', action='store_true', help='report the finished runs only (start none)')
+    parser.add_argument('--starts', nargs='+', default=DEFAULT_SAMPLING['starts'], help='start phases of every loop')
+    parser.add_argument('--ensemble', choices=('nvt', 'nst'), default=DEFAULT_SAMPLING['ensemble'])
+    parser.add_argument('--temperatures', nargs='+', type=float, default=None,
+                        help="the sampler's temperatures (default: the `fast` sampler's)")
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
@@ -177,12 +220,14 @@ def main():
     results = {}
     for seed in range(args.seeds):
         for selector in args.selectors:
-            node = loop(code, args.tag, selector, seed, args.iterations, args.batch, run=not args.no_run)
+            node = loop(code, args.tag, selector, seed, args.iterations, args.batch, run=not args.no_run,
+                        sampling={'starts': args.starts, 'ensemble': args.ensemble, 'temperatures': args.temperatures})
             if node is not None:
                 results.setdefault(selector, {})[seed] = curve(code, node, reference)
     print(f'\nindependent test set: TrainingSet<{reference.pk}>, {len(reference)} frames; thresholds '
           f'{THRESHOLDS["energy_meV_per_fu"]} meV/f.u., {THRESHOLDS["forces_meV_per_A"]} meV/Å; '
-          f'{args.iterations} iterations of {args.batch} labels after 6 seed labels')
+          f'{args.iterations} iterations of {args.batch} labels after 6 seed labels ({" ".join(args.starts)}), '
+          f'{args.ensemble} sampling')
     print(f'{"selector":<17}{"labels to thresholds":>22}{"reached":>9}{"final E (meV/fu)":>19}{"final F (meV/Å)":>18}'
           f'{"  final labels":>15}')
     for selector, runs in results.items():
@@ -194,6 +239,20 @@ def main():
         print(f'{selector:<17}{spread:>22}{f"{reached.sum()}/{len(needed)}":>9}'
               f'{np.mean(finals[:, 0]):>12.2f} ± {np.std(finals[:, 0]):<5.2f}'
               f'{np.mean(finals[:, 1]):>11.0f} ± {np.std(finals[:, 1]):<4.0f}{"/".join(map(str, labels)):>15}')
+    if 'random' in results:
+        # the issue's ratio where no selector reaches the thresholds: labels to reach the error `random` ends with
+        print('\nlabels to reach random\'s final mean test-set error (seeds\' mean curve, linear between counts):')
+        for key, unit in (('forces', 'meV/Å'), ('energy', 'meV/f.u.')):
+            level = mean_curve(results['random'], key)[1][-1]
+            needed = {selector: labels_to_reach(runs, key, level) for selector, runs in results.items()}
+            print(f'  {key} ({level:.1f} {unit}): ' + ', '.join(
+                f'{selector} {value:.1f} (random/{selector} = {needed["random"] / value:.2f})'
+                for selector, value in needed.items()))
+        print('\nmean learning curves (labels: force RMSE meV/Å / energy RMSE meV/f.u.):')
+        for selector, runs in results.items():
+            labels, forces = mean_curve(runs, 'forces')
+            energies = mean_curve(runs, 'energy')[1]
+            print(f'  {selector:<16}' + '  '.join(f'{n}: {f:.0f}/{e:.1f}' for n, f, e in zip(labels, forces, energies)))
     plot(results, args.plot)
     print(f'plot: {args.plot}')
     if args.json:
