@@ -60,7 +60,10 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, 
          sampling: dict | None = None):
     sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
     # runs made before the sampling was a choice carry no `sampling` extra: they are the default's
-    extra = {} if sampling == DEFAULT_SAMPLING else {'sampling': sampling}
+    # (a string: the SQLite storage cannot filter on a JSON object)
+    extra = {} if sampling == DEFAULT_SAMPLING else {'sampling': '{}/{}/{}'.format(
+        '+'.join(sampling['starts']), sampling['ensemble'],
+        ','.join(f'{t:g}' for t in sampling['temperatures']) if sampling['temperatures'] else 'protocol')}
     node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch, **extra)
     if node is not None or not run:
         return node
