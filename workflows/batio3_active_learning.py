@@ -21,6 +21,7 @@ from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.materials import MATERIALS, batio3_polymorphs
 from aiida_ferromlip.provenance import labelling_calculations
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.after_loop import loop_overview
 
 
 def main():
@@ -85,11 +86,12 @@ def main():
     training_set = results['training_set']
     calcs = labelling_calculations(training_set)
     potential = results['potential']
-    fitted_on = orm.load_node(potential.base.attributes.get('training_set_uuid', training_set.uuid))
-    print(f'\nFinal potential: {potential.__class__.__name__}<{potential.pk}> fitted on TrainingSet<{fitted_on.pk}> '
-          f'({len(fitted_on)} frames)' + ('' if fitted_on.uuid == training_set.uuid else
-                                           f'; the loop\'s TrainingSet<{training_set.pk}> adds the last batch, which '
-                                           f'measured its out-of-sample errors') +
+    # `ferromlip loop show`'s overview says whether the potential was fitted on fewer frames than the loop labelled
+    fitted_on = loop_overview(node).get('potential_training_set', {'pk': training_set.pk, 'frames': len(training_set)})
+    print(f'\nFinal potential: {potential.__class__.__name__}<{potential.pk}> fitted on TrainingSet<{fitted_on["pk"]}> '
+          f'({fitted_on["frames"]} frames)' + ('' if fitted_on['pk'] == training_set.pk else
+                                              f'; the loop\'s TrainingSet<{training_set.pk}> adds the last batch, '
+                                              f'which measured its out-of-sample errors') +
           f' ({len(training_set)} frames, {summary["num_labels"]} labels made)')
     print(f'Provenance: the final TrainingSet leads back to {len(calcs)} labelling calculations '
           f'({", ".join(sorted({c.process_label for c in calcs}))}); every frame origin names one of them: '
