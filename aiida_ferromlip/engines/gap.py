@@ -45,6 +45,8 @@ _UNITS = {'B': 1, 'KB': 1024, 'MB': 1024**2, 'GB': 1024**3, 'TB': 1024**4}
 def _fmt(value) -> str:
     if isinstance(value, bool):
         return 'T' if value else 'F'
+    if isinstance(value, (list, tuple)):  # a per-species vector (soap_turbo's alpha_max, atom_sigma_r, ...)
+        return '{{' + ' '.join(_fmt(item) for item in value) + '}}'
     return str(value)
 
 
@@ -64,7 +66,7 @@ def descriptor_strings(descriptors: list[dict], species_z: list[int], sparse_fil
     for index, descriptor in enumerate(descriptors):
         options = {k: v for k, v in descriptor.items() if k not in ('type', 'per_species', 'n_sparse', 'sparse_method')}
         kind = descriptor['type']
-        method = descriptor.get('sparse_method', 'cur_points' if kind == 'soap' else 'uniform')
+        method = descriptor.get('sparse_method', 'cur_points' if kind.startswith('soap') else 'uniform')
         if kind == 'soap' and descriptor.get('per_species'):
             for z in species_z:
                 body = {**options, 'add_species': False, 'n_species': len(species_z),
