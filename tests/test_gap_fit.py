@@ -204,3 +204,23 @@ def test_frame_sigma_gives_gap_fit_a_sigma_per_kind_of_frame(reference_frames):
     command = engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz')
     assert 'config_type_sigma={card_soft_modes:0.001:0.01:0.05:0.0}' in command
     assert parameter_problems({**parameters, 'frame_sigma': {'bad name!': [0.1, 0.1, 0.1, 0]}})
+
+
+def test_soap_turbo_descriptor_reaches_gap_fit(reference_frames, tmp_path, monkeypatch):
+    """soap_turbo's per-species vectors (alpha_max, widths, ...) are written as gap_fit's ``{{a b c}}``: a plain list
+    or single braces make gap_fit abort (``string_to_int: could not convert``) and the dry run find no estimate."""
+    from aiida_ferromlip.calculations.gap_fit import gap_fit_frames
+
+    monkeypatch.chdir(tmp_path)
+    three = [0.5] * 3
+    turbo = {'type': 'soap_turbo', 'l_max': 3, 'alpha_max': [4, 4, 4], 'atom_sigma_r': three, 'atom_sigma_t': three,
+             'atom_sigma_r_scaling': [0.0] * 3, 'atom_sigma_t_scaling': [0.0] * 3, 'amplitude_scaling': [1.0] * 3,
+             'central_weight': [1.0] * 3, 'rcut_hard': 3.8, 'rcut_soft': 3.3, 'basis': 'poly3gauss',
+             'scaling_mode': 'polynomial', 'radial_enhancement': 1, 'compress_mode': 'trivial', 'n_species': 3,
+             'species_Z': [56, 22, 8], 'zeta': 4, 'delta': 0.2, 'covariance_type': 'dot_product', 'n_sparse': 20}
+    parameters = {**GapFitCalculation.get_protocol_inputs('fast')['parameters'], 'descriptors': [turbo]}
+    command = engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz')
+    gap = next(part for part in command if part.startswith('gap='))
+    assert 'alpha_max={{4 4 4}}' in gap and 'species_Z={{56 22 8}}' in gap and 'sparse_method=cur_points' in gap
+    frames = gap_fit_frames(TrainingSet(frames=reference_frames[:4]), range(4))
+    assert engine.dryrun_peak(parameters, [56, 22, 8], {}, frames, 1.0, 0) > 0
