@@ -99,6 +99,36 @@ def test_magnetic_element_needs_a_chosen_setting():
     assert magnetism_problems({'Ba', 'Ti', 'O'}, {}) == []
 
 
+def test_five_atom_labels_use_one_mesh_for_every_strained_cell(pseudo_family, pw_code):
+    """The `five_atom` label protocol gives every cell of the card's EOS (a +-2 %) the same Γ-centred 4x4x4 mesh at
+    the family's cutoffs; the `fast` spacing gives these cells different meshes, the step in E(V) that kept the
+    card's labeller side from being computed (docs/physics_card.md). A mesh that is not three positive integers is
+    refused before any job."""
+    def mesh(protocol, lattice):
+        inputs = LabelWorkChain.get_protocol_inputs(protocol)['qe']
+        inputs = {key: (orm.Dict(value) if isinstance(value, dict) else orm.to_aiida_type(value))
+                  for key, value in inputs.items()}
+        builder = pw_builder({**inputs, 'code': pw_code}, orm.StructureData(ase=cubic_batio3(lattice)))
+        if 'kpoints' in builder:
+            return builder.kpoints.get_kpoints_mesh(), builder.pw.parameters['SYSTEM'].get('ecutwfc')
+        kpoints = orm.KpointsData()
+        kpoints.set_cell_from_structure(builder.pw.structure)
+        kpoints.set_kpoints_mesh_from_density(builder.kpoints_distance.value)
+        return kpoints.get_kpoints_mesh(), builder.pw.parameters['SYSTEM'].get('ecutwfc')
+
+    lattices = (3.92, 4.00, 4.08)
+    five_atom = [mesh('five_atom', a) for a in lattices]
+    assert all(m == ([4, 4, 4], [0.0, 0.0, 0.0]) for m, _ in five_atom)
+    family = max(pseudo_family.get_cutoffs()[element]['cutoff_wfc'] for element in ('Ba', 'Ti', 'O'))
+    assert all(cutoff == pytest.approx(family) for _, cutoff in five_atom)  # the family's, not `fast`'s 30 Ry
+    assert len({tuple(mesh('fast', a)[0][0]) for a in lattices}) > 1  # a spacing: not one mesh
+
+    builder = LabelWorkChain.get_builder_from_protocol(pw_code, {'cubic': orm.StructureData(ase=cubic_batio3())},
+                                                       engine='qe', protocol='five_atom')
+    with pytest.raises(ValueError, match='three positive integers'):  # refused as it is set, before any job
+        builder.qe.kpoints_mesh = orm.List([4, 4])
+
+
 # -------------------------------------------------------------------------------------------- bad QE inputs
 def test_bad_qe_inputs_fail_before_any_calculation(pseudo_family, pw_code):
     batio3 = {'cubic': orm.StructureData(ase=cubic_batio3())}

@@ -2,6 +2,7 @@
 
     verdi run workflows/batio3_active_learning.py [--protocol fast|minimalist|batio3_gap] [--max-iterations N]
                                                   [--labeller reference|qe] [--material BaTiO3|BiFeO3|PbZrO3|HfO2]
+                                                  [--card|--no-card] [--label-protocol P]
 
 `--material` starts the same loop from another material's training polymorphs (minimalist paper: R3c + Pnma for
 BiFeO3 and PbZrO3, P2_1/c + P4_2/nmc for HfO2) with the reference labeller.
@@ -34,6 +35,9 @@ def main():
                         help='Judge every potential with the physics card (default: on with the reference labeller, '
                              'off with --labeller qe, whose `fast` settings cannot carry it: docs/physics_card.md); '
                              '--no-card converges on out-of-sample errors alone.')
+    parser.add_argument('--label-protocol', default=None,
+                        help="The labels' protocol (default: the loop protocol's); with --labeller qe --card, "
+                             '`five_atom` gives the card labels it can use (family cutoffs, one 4x4x4 mesh).')
     add_code_options(parser, 'label', 'gap', 'md', 'task', 'pw')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task', 'pw')
@@ -53,6 +57,8 @@ def main():
         # default: at the `fast` QE cutoffs the labels' E(V) is not smooth and pw.x relaxations follow the Pulay
         # stress (measured, docs/physics_card.md), so the card's labeller side cannot be computed from them.
         overrides['card'] = {'protocol': 'five_atom'}
+    if args.label_protocol:
+        overrides['label'] = {'protocol': args.label_protocol}
     if args.material == 'HfO2':
         # The minimalist paper trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
         # sees its periodic images (physical in a crystal, but the fit refuses it unless told).

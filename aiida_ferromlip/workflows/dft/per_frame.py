@@ -40,6 +40,10 @@ class PerFrameLabelWorkChain(WorkChain):
                    help='Γ-centred k-point spacing (Å⁻¹, 2π included) per material, by formula ({"BiFeO3": 0.5}): '
                         'a frame whose reduced composition matches one takes it instead of the engine\'s default '
                         '(how the minimalist protocol reproduces that paper\'s mesh for each material).')
+        spec.input('kpoints_mesh', valid_type=orm.List, required=False, validator=_validate_mesh,
+                   help='One Γ-centred k-point mesh for every frame, e.g. [6, 6, 6], instead of a spacing: a '
+                        'spacing changes the mesh between slightly strained cells (an equation of state, the '
+                        'physics card), which puts steps into E(V). Takes precedence over both spacings.')
         spec.input('max_concurrent', valid_type=orm.Int, default=lambda: orm.Int(0),
                    validator=lambda value, _: None if value.value >= 0 else '`max_concurrent` must be >= 0',
                    help='At most this many frames run at a time (0: all at once, for a cluster queue). On a laptop '
@@ -166,6 +170,25 @@ def _validate_distances(value, _):
         if not isinstance(distance, (int, float)) or distance <= 0:
             return f'`kpoints_distance_by_formula`: the spacing of {formula} must be a positive number, got {distance}'
     return None
+
+
+def _validate_mesh(value, _):
+    mesh = value.get_list()
+    if len(mesh) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in mesh):
+        return f'`kpoints_mesh` must be three positive integers, got {mesh}'
+    return None
+
+
+def explicit_kpoints(inputs, structure: orm.StructureData) -> orm.KpointsData | None:
+    """The Γ-centred ``kpoints_mesh`` of the inputs on ``structure``'s cell, or None when no mesh is given."""
+    mesh = input_value(inputs, 'kpoints_mesh', None)
+    if mesh is None:
+        return None
+    mesh = mesh.get_list() if isinstance(mesh, orm.List) else list(mesh)
+    kpoints = orm.KpointsData()
+    kpoints.set_cell_from_structure(structure)
+    kpoints.set_kpoints_mesh(mesh, offset=[0, 0, 0])
+    return kpoints
 
 
 def kpoints_distance_for(inputs, structure: orm.StructureData) -> float | None:

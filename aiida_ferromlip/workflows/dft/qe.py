@@ -30,6 +30,7 @@ from aiida_ferromlip.pseudos import DEFAULT_FAMILY
 from aiida_ferromlip.workflows.dft.per_frame import (
     PerFrameLabelWorkChain,
     called_calculations,
+    explicit_kpoints,
     frame_problems,
     input_value,
     kpoints_distance_for,
@@ -165,6 +166,9 @@ def pw_protocol_arguments(inputs, structure: orm.StructureData) -> tuple[orm.Str
     distance = kpoints_distance_for(inputs, structure)
     if distance is not None:
         overrides['kpoints_distance'] = distance
+    mesh = explicit_kpoints(inputs, structure)
+    if mesh is not None:  # PwBaseWorkChain takes `kpoints` over `kpoints_distance`
+        overrides['kpoints'] = mesh
     structure, moments = magnetic_setup(inputs, structure)
     spin_type = SpinType.NONE if moments is None else SpinType.COLLINEAR
     hubbard = {kind.name: value for element, value in (input_value(inputs, 'hubbard_u', {}) or {}).items()

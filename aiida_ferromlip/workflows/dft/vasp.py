@@ -22,6 +22,7 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.workflows.dft.per_frame import (
     PerFrameLabelWorkChain,
     called_calculations,
+    explicit_kpoints,
     frame_problems,
     input_value,
     kpoints_distance_for,
@@ -130,8 +131,8 @@ def vasp_inputs(inputs, structure: orm.StructureData) -> dict:
     result = {
         'structure': structure,
         'parameters': orm.Dict({'incar': incar}),
-        'kpoints': gamma_mesh(structure, kpoints_distance_for(inputs, structure)
-                              or float(input_value(inputs, 'kpoints_distance', 0.3))),
+        'kpoints': explicit_kpoints(inputs, structure) or gamma_mesh(
+            structure, kpoints_distance_for(inputs, structure) or float(input_value(inputs, 'kpoints_distance', 0.3))),
         'potential_family': orm.Str(input_value(inputs, 'potential_family', '')),
         'potential_mapping': orm.Dict({kind.name: mapping[kind.symbol] for kind in structure.kinds}),
         'settings': orm.Dict({'parser_settings': {'include_quantity': ['forces', 'stress']}}),
