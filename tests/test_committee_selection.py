@@ -64,7 +64,7 @@ def test_selectors_pick_inside_the_trust_band():
         trust_bands(deviations, 0.5, 0.2)
     with pytest.raises(ValueError, match='unknown selector'):
         select_frames('best', candidates, 2)
-    with pytest.raises(ValueError, match='needs committee deviations'):
+    with pytest.raises(ValueError, match='needs uncertainty scores'):
         select_frames('uncertainty', candidates, 2)
 
 
@@ -185,3 +185,67 @@ def test_a_gap_calculator_gives_the_stress_in_the_same_call_as_forces(fitted_gap
     assert energy == pytest.approx(reference.get_potential_energy(), abs=1e-9)
     assert np.abs(forces - reference.get_forces()).max() < 1e-9
     assert np.abs(stress - reference.get_stress()).max() < 1e-12
+
+
+def test_the_gaps_own_variance_grows_away_from_its_training_frames(fitted_gap_xml, reference_frames):
+    """quippy's predictive standard deviation (``GapVarianceCalculator``): small on a frame the GAP was fitted on,
+    larger on the same cell rattled far beyond anything in its training set (0.25 Å against 0.06 Å), and the same
+    energy and forces as the GAP without it; the task engine puts it into each row."""
+    from aiida_ferromlip.engines.atoms_task import run_task, task_settings
+    from aiida_ferromlip.engines.potentials import GapVarianceCalculator, calculator_from_spec, gap_calculator
+
+    calculator = GapVarianceCalculator(str(fitted_gap_xml))
+    known = reference_frames[0].copy()
+    unknown = known.copy()
+    unknown.rattle(0.25, seed=7)
+    outputs, rows, failures, _, _ = run_task([known, unknown], calculator, {'task': 'energies',
+                                                                            'uncertainty': 'gap_variance'})
+    assert not failures
+    trained, far = (row['max_local_energy_std'] for row in rows.values())
+    assert 0 <= trained and far > 3 * trained, (trained, far)
+    plain = known.copy()
+    plain.calc = gap_calculator(str(fitted_gap_xml))
+    assert outputs[0].get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(outputs[0].get_forces(), plain.get_forces(), atol=1e-9)
+
+    with pytest.raises(ValueError, match='needs a GAP'):
+        calculator_from_spec({'kind': 'nequip', 'file': 'x.pt2'}, gap_variance=True)
+    with pytest.raises(ValueError, match='unknown uncertainty'):
+        task_settings({'task': 'energies', 'uncertainty': 'ensemble'})
+
+
+def test_the_loop_selects_by_the_gaps_own_variance_without_a_committee(codes, task_code):  # noqa: F811
+    builder = builder_for(codes, starts('R3m'), parameters={'max_iterations': 1, 'seed_frames_per_structure': 3},
+                          select_parameters={'num_select': 2, 'selector': 'uncertainty', 'uncertainty': 'gap_variance',
+                                             'trust_errors': [0.0, 1e3]})
+    builder.task_code = task_code
+    results, node = run_get_node(builder)
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status, node.exit_message
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    assert not any(label.startswith('committee_') or '_member_' in label for label in links)  # nothing extra fitted
+    score = links['score_000']
+    assert score.inputs.model.uuid == links['fit_000'].outputs.potential.uuid
+    rows = score.outputs.results['rows']
+    selection = links['select_000']
+    picked = [selection.outputs[k] for k in selection.outputs if k.startswith('selected_')]
+    assert len(picked) == 2
+    for structure in picked:
+        source = structure.base.attributes.get('ferromlip_source')
+        key = f'{source["trajectory_key"]}:{source["frame_index"]:05d}'
+        assert source['max_local_energy_std'] == pytest.approx(rows[key]['max_local_energy_std']) > 0
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert "the GAP's predictive std" in report and 'selected 2 by uncertainty' in report
+    pairs = links['deviation_errors_000'].outputs.result
+    assert len(pairs['deviations']) == 2 and all(e > 0 for e in pairs['errors'])
+
+
+def test_the_gaps_own_variance_is_refused_for_another_model_and_unknown_sources(codes):  # noqa: F811
+    builder = builder_for(codes, starts('R3m'), select_parameters={'selector': 'uncertainty',
+                                                                    'uncertainty': 'dropout'})
+    with pytest.raises(ValueError, match='unknown uncertainty `dropout`'):
+        run_get_node(builder)
+    builder = builder_for(codes, starts('R3m'), select_parameters={'selector': 'uncertainty',
+                                                                    'uncertainty': 'gap_variance'})
+    builder.model = orm.Str('nequip')
+    with pytest.raises(ValueError, match='predictive variance of a GAP'):
+        run_get_node(builder)

@@ -158,12 +158,21 @@ def select_diverse(candidates: Sequence[Atoms], n_select: int, hypers: dict, exi
 SELECTORS = {
     'random': 'uniformly random among the decorrelated candidates (the baseline every selector must beat)',
     'fps': 'farthest-point sampling on SOAP, against the training set and each other (the BaTiO3-GAP paper)',
-    'uncertainty': "candidates whose committee force deviation lies between the two trust levels (DP-GEN's rule), "
+    'uncertainty': "candidates whose uncertainty score lies between the two trust levels (DP-GEN's rule), "
                    'at random among them',
     'fps+uncertainty': 'farthest-point sampling among the candidates above the lower trust level (and below the '
                        'upper one)',
 }
-NEEDS_COMMITTEE = ('uncertainty', 'fps+uncertainty')
+#: The selectors that score candidates with an uncertainty (``UNCERTAINTY_SOURCES``).
+NEEDS_UNCERTAINTY = ('uncertainty', 'fps+uncertainty')
+#: Where an uncertainty selector's score comes from, and its name in the scoring task's rows.
+UNCERTAINTY_SOURCES = {
+    # DP-GEN's model deviation: the largest per-atom RMS distance of a committee's member forces from their mean (eV/Å)
+    'committee': 'max_force_deviation',
+    # quippy's own GP predictive variance of each atom's local energy, for the loop's GAP alone: its largest
+    # standard deviation (eV). Measured as the better-ranked of the two on our fits (benchmarks/uncertainty_calibration.py)
+    'gap_variance': 'max_local_energy_std',
+}
 
 
 def checked_band(band: Sequence[float], name: str) -> tuple[float, float]:
@@ -190,16 +199,16 @@ def select_frames(selector: str, candidates: Sequence[Atoms], n_select: int, *, 
                   existing: Sequence[Atoms] = (), deviations: Sequence[float] | None = None,
                   trust: tuple[float, float] | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of up to ``n_select`` candidates picked by ``selector`` (see ``SELECTORS``) and a score per pick
-    (FPS distance for the FPS selectors, committee deviation for ``uncertainty``, 0 for ``random``)."""
+    (FPS distance for the FPS selectors, the uncertainty score for ``uncertainty``, 0 for ``random``)."""
     if selector not in SELECTORS:
         raise ValueError(f'unknown selector `{selector}`; known: {", ".join(SELECTORS)}')
     rng = np.random.default_rng(seed)
     pool = np.arange(len(candidates))
-    if selector in NEEDS_COMMITTEE:
+    if selector in NEEDS_UNCERTAINTY:
         if deviations is None or trust is None:
-            raise ValueError(f'selector `{selector}` needs committee deviations and trust levels')
+            raise ValueError(f'selector `{selector}` needs uncertainty scores and trust levels')
         if len(deviations) != len(candidates):
-            raise ValueError(f'{len(deviations)} deviations for {len(candidates)} candidates')
+            raise ValueError(f'{len(deviations)} uncertainty scores for {len(candidates)} candidates')
         pool = np.flatnonzero(trust_bands(deviations, *trust) == 1)
     if len(pool) == 0 or n_select < 1:
         return np.zeros(0, dtype=int), np.zeros(0)

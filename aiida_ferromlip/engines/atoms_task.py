@@ -5,7 +5,8 @@ under SLURM, not the daemon):
 
 * ``energies`` — energy, forces and stress of every frame (energies along a path, EOS points, phonon
   displacements, predictions on a test set); with a committee, each row also holds how much its members disagree
-  (``max_force_deviation``, ``energy_deviation``);
+  (``max_force_deviation``, ``energy_deviation``); with ``uncertainty: gap_variance`` and a GAP, quippy's
+  predictive standard deviation of the local energies (``max_local_energy_std``);
 * ``relax`` — every frame relaxed, optionally keeping its space group (ASE's ``FixSymmetry``: without it a
   metastable polymorph such as Amm2 BaTiO3 slides into the ground state) and with the cell free
   (``FrechetCellFilter``), by BFGS (or FIRE) to ``fmax``;
@@ -40,7 +41,8 @@ OUTPUT_FILE = 'structures_out.extxyz'
 TASKS = {
     # stress: false skips it (a GAP's stress costs about twice its energy and forces; a committee scoring sampled
     # frames needs forces only)
-    'energies': {'stress': True},
+    # uncertainty: `gap_variance` also reports quippy's predictive std of a GAP (``GapVarianceCalculator``)
+    'energies': {'stress': True, 'uncertainty': None},
     'relax': {'fmax': 0.01, 'max_steps': 400, 'relax_cell': True, 'keep_symmetry': True, 'symprec': 1e-3,
               'optimizer': 'BFGS'},
     'neb': {'images': 7, 'fmax': 0.05, 'max_steps': 400, 'endpoint_fmax': 0.02, 'climb': True, 'spring': 0.1},
@@ -65,6 +67,8 @@ def task_settings(task: dict) -> dict:
     settings = {**TASKS[name], **given}
     if settings.get('optimizer', 'BFGS') not in OPTIMIZERS:
         raise ValueError(f'unknown optimizer `{settings["optimizer"]}`; known: {", ".join(OPTIMIZERS)}')
+    if settings.get('uncertainty') not in (None, 'gap_variance'):
+        raise ValueError(f'unknown uncertainty `{settings["uncertainty"]}` of task `energies`; known: gap_variance')
     if name == 'neb' and settings['images'] < 1:
         raise ValueError(f'a band needs at least 1 intermediate image, got `images` {settings["images"]}')
     return settings
@@ -205,10 +209,10 @@ def main(argv=None) -> int:
         task = json.load(handle)
     report = {'task': task.get('task'), 'started_at': started}
     try:
-        task_settings(task)
+        settings = task_settings(task)
         frames = read(args.structures, index=':', format='extxyz')
         start = time.perf_counter()
-        calculator = calculator_from_spec(args.potential)
+        calculator = calculator_from_spec(args.potential, gap_variance=settings.get('uncertainty') == 'gap_variance')
         report['model_load_time_s'] = time.perf_counter() - start
         outputs, rows, failures, timings, summary = run_task(frames, calculator, task)
     except Exception as exception:  # the parser turns this into an exit code with the reason

@@ -15,12 +15,17 @@ from ase.calculators.calculator import Calculator, all_changes
 SPEC_FILE = 'potential.json'
 
 
-def calculator_from_spec(spec: dict | str):
-    """ASE calculator for ``spec`` (a dict, or the path of a ``potential.json``)."""
+def calculator_from_spec(spec: dict | str, gap_variance: bool = False):
+    """ASE calculator for ``spec`` (a dict, or the path of a ``potential.json``); with ``gap_variance`` a GAP that
+    also reports quippy's predictive variance (``GapVarianceCalculator``)."""
     if isinstance(spec, str):
         with open(spec) as handle:
             spec = json.load(handle)
     kind = spec['kind']
+    if gap_variance and kind != 'gap':
+        raise ValueError(f"quippy's predictive variance needs a GAP, not a `{kind}` potential")
+    if kind == 'gap' and gap_variance:
+        return GapVarianceCalculator(spec['file'])
     if kind == 'gap':
         return gap_calculator(spec['file'])
     if kind == 'nequip':
@@ -72,6 +77,37 @@ class CommitteeCalculator(Calculator):
                         'energy_deviation': float(energies.std() / max(len(self.atoms), 1))}
         if stresses:
             self.results['stress'] = np.mean(stresses, axis=0)
+
+
+class GapVarianceCalculator(Calculator):
+    """A GAP that also reports how uncertain it is: quippy's own Gaussian-process predictive variance of every
+    atom's local energy (``calc_args=local_gap_variance``), for the uncertainty selectors without a committee.
+
+    ``results`` hold energy, forces and stress (one quippy evaluation, as ``gap_calculator``) and
+    ``max_local_energy_std``: the largest per-atom predictive standard deviation (eV).
+    """
+
+    implemented_properties = ['energy', 'free_energy', 'forces', 'stress']
+    #: results beyond ASE's own properties, which the task engine copies into its rows
+    deviation_properties = ('max_local_energy_std',)
+
+    def __init__(self, path: str):
+        from quippy.potential import Potential
+
+        super().__init__()
+        self.potential = Potential(param_filename=path, calc_args='local_gap_variance')
+        self.potential.set_default_properties(['energy', 'forces', 'stress'])
+
+    def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        copy = self.atoms.copy()
+        copy.calc = self.potential
+        energy = copy.get_potential_energy()
+        self.results = {'energy': energy, 'free_energy': energy, 'forces': copy.get_forces(),
+                        'stress': copy.get_stress(voigt=True)}
+        variance = np.asarray(self.potential.extra_results['atoms']['local_gap_variance'], dtype=float)
+        # a variance a hair below zero is round-off of a frame the GAP knows: no uncertainty
+        self.results['max_local_energy_std'] = float(np.sqrt(np.clip(variance, 0, None).max()))
 
 
 def gap_calculator(path: str):

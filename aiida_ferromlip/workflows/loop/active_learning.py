@@ -10,7 +10,9 @@ With an uncertainty selector (``select_parameters.selector``: ``uncertainty`` or
 a committee: the loop's fit (member 0, the potential MD samples with) plus ``committee.size - 1`` fits with other
 seeds (GAP: other validation splits, i.e. other training subsets, and other sparse points; NequIP/Allegro: other
 initial weights), held in a ``CommitteePotential``. An ``energies`` task job scores every sampled frame with it, the
-trust levels are calibrated on the frames labelled so far, and selection picks inside the trust band.
+trust levels are calibrated on the frames labelled so far, and selection picks inside the trust band. With
+``select_parameters.uncertainty: gap_variance`` (GAP only) no committee is fitted: the task job scores the frames
+with quippy's own predictive variance of the loop's GAP.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from aiida_ferromlip.workflows.select.candidates import (
     deviation_error_pairs,
     merged_options,
     needs_committee,
+    needs_uncertainty,
     select_candidates,
     trust_levels,
 )
@@ -107,15 +110,20 @@ def validate_inputs(inputs, namespace):
     try:
         loop = loop_parameters(inputs.get('parameters'))
         merged_options(inputs.get('select_parameters'))
-        if needs_committee(inputs.get('select_parameters')):
-            if int(loop['committee']['size']) < 2:
-                return f'a committee needs at least two members, got `committee.size` {loop["committee"]["size"]}'
-            if not 0 < float(loop['committee']['validation_fraction']) < 1:
-                return '`committee.validation_fraction` must lie in (0, 1)'
+        if needs_uncertainty(inputs.get('select_parameters')):
+            options = merged_options(inputs.get('select_parameters'))
+            model = inputs['model'].value if 'model' in inputs else 'gap'
+            if options['uncertainty'] == 'gap_variance' and model != 'gap':
+                return (f"`uncertainty: gap_variance` is quippy's predictive variance of a GAP; the loop fits "
+                        f'`{model}`: use `uncertainty: committee`')
+            if options['uncertainty'] == 'committee':
+                if int(loop['committee']['size']) < 2:
+                    return f'a committee needs at least two members, got `committee.size` {loop["committee"]["size"]}'
+                if not 0 < float(loop['committee']['validation_fraction']) < 1:
+                    return '`committee.validation_fraction` must lie in (0, 1)'
             if 'task_code' not in inputs and 'task_code' not in inputs.get('card', {}):
-                selector = merged_options(inputs.get('select_parameters'))['selector']
-                return (f'selector `{selector}` scores candidates with a committee in a task job: give `task_code` (a '
-                        'ferromlip.atoms_task code)')
+                return (f'selector `{options["selector"]}` scores candidates with an uncertainty '
+                        f'({options["uncertainty"]}) in a task job: give `task_code` (a ferromlip.atoms_task code)')
         material = inputs['material'].value if 'material' in inputs else None
         starts = start_structures(material, inputs.get('structures', {}))
         first_stage = loop_stages(loop['stages'], material, starts)[0]
@@ -306,7 +314,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 if_(cls.not_stopped)(
                     if_(cls.sampling_deferred)(cls.sample),
                     cls.inspect_sample,
-                    if_(cls.uses_committee)(cls.score, cls.inspect_score),
+                    if_(cls.uses_uncertainty)(cls.score, cls.inspect_score),
                     cls.select,
                     cls.label_candidates, cls.inspect_candidates,
                 ),
@@ -628,13 +636,22 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def uses_committee(self):
         return needs_committee(self.inputs.get('select_parameters'))
 
+    def uses_uncertainty(self):
+        return needs_uncertainty(self.inputs.get('select_parameters'))
+
     def _task_code(self):
         return self.inputs.task_code if 'task_code' in self.inputs else self.inputs.card.task_code
 
     def score(self):
-        """The committee on every sampled frame (an ``energies`` task job): its force deviation per frame."""
-        inputs = {'code': self._task_code(), 'model': self.ctx.committee, 'trajectories': self.ctx.trajectories,
-                  'task': orm.Dict({'task': 'energies', 'stress': False}),
+        """Every sampled frame scored in an ``energies`` task job: the committee's force deviation, or the loop's
+        GAP with quippy's predictive variance (``uncertainty: gap_variance``: no committee fitted)."""
+        task = {'task': 'energies', 'stress': False}
+        model = self.ctx.committee
+        if not self.uses_committee():
+            task['uncertainty'] = 'gap_variance'
+            model = self.ctx.potential
+        inputs = {'code': self._task_code(), 'model': model, 'trajectories': self.ctx.trajectories,
+                  'task': orm.Dict(task),
                   'metadata': {'call_link_label': f'score_{self.ctx.iteration:03d}'}}
         options = self.inputs.card.get('task_options') if 'card' in self.inputs else None
         if options is not None:
@@ -645,7 +662,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.score
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_SAMPLING_FAILED.format(
-                detail=f'the committee could not score the sampled frames: {node.process_label}<{node.pk}>: '
+                detail=f'the sampled frames could not be scored: {node.process_label}<{node.pk}>: '
                        f'[{node.exit_status}] {node.exit_message}')
         return None
 
@@ -702,7 +719,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                   'metadata': {'call_link_label': f'select_{self.ctx.iteration:03d}'}}
         if 'select_parameters' in self.inputs:
             inputs['parameters'] = self.inputs.select_parameters
-        if self.uses_committee():
+        if self.uses_uncertainty():
             levels = trust_levels(**({'parameters': self.inputs.select_parameters}
                                      if 'select_parameters' in self.inputs else {}),
                                   **self.ctx.get('deviation_pairs', {}),
@@ -720,8 +737,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     f'selected {report["num_selected"]} by {selector}')
         trust = report.get('trust')
         if trust:
-            self.report(f'iteration {self.ctx.iteration}: trust levels {trust["lower"]:.3f}-{trust["upper"]:.3f} eV/Å '
-                        f'on the committee force deviation ({"calibrated" if trust["calibrated"] else "uncalibrated: lower level at the median deviation"}); '
+            unit, source = ('eV/Å', 'the committee force deviation') if trust.get('uncertainty', 'committee') == \
+                'committee' else ('eV', "the GAP's predictive std (quippy)")
+            state = 'calibrated' if trust['calibrated'] else 'uncalibrated: lower level at the median score'
+            self.report(f'iteration {self.ctx.iteration}: trust levels {trust["lower"]:.3g}-{trust["upper"]:.3g} '
+                        f'{unit} on {source} ({state}); '
                         f'candidates: {trust["accurate"]} below, {trust["candidate"]} inside, {trust["failed"]} above')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'stage': self.ctx.stage,
                                  'sampled': report['num_sampled'],
@@ -777,8 +797,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         history['labels_failed'] = len(node.outputs.failed_frames.get_dict())
         self.ctx.num_labels = self.ctx.get('num_labels', 0) + len(batch)
 
-        if self.uses_committee():  # how far the committee's deviation was from the true error: the next calibration
+        if self.uses_uncertainty():  # how far the uncertainty score was from the true error: the next calibration
             pairs = deviation_error_pairs(self.ctx.score.outputs.results, self.ctx.score.outputs.labels, batch,
+                                          **({'parameters': self.inputs.select_parameters}
+                                             if 'select_parameters' in self.inputs else {}),
                                           **self.ctx.selected,
                                           metadata={'call_link_label': f'deviation_errors_{self.ctx.iteration:03d}'})
             self.ctx.deviation_pairs = {**self.ctx.get('deviation_pairs', {}), f'it{self.ctx.iteration:03d}': pairs}

@@ -3,10 +3,11 @@
 ``select_candidates`` is a calcfunction (seconds of SOAP + FPS, so it runs in the daemon with full provenance):
 physical-sanity filter, decorrelation by the energy autocorrelation time (BaTiO3-GAP paper), then one of the
 selectors of ``analysis.selection.SELECTORS``: ``fps`` (structure-level farthest-point sampling on SOAP against the
-current TrainingSet, the default), ``random``, ``uncertainty`` or ``fps+uncertainty``. The last two read a
-committee's force deviation on every frame (``predictions``: the results of an ``energies`` task job with a
-CommitteePotential on the trajectories) and the trust levels (``trust``, from ``trust_levels``). Each selected
-``StructureData`` records the trajectory and frame it came from.
+current TrainingSet, the default), ``random``, ``uncertainty`` or ``fps+uncertainty``. The last two read an
+uncertainty score of every frame (``predictions``: the results of an ``energies`` task job on the trajectories —
+with a CommitteePotential its max force deviation, with the loop's GAP and ``uncertainty: gap_variance`` quippy's
+predictive standard deviation; ``analysis.selection.UNCERTAINTY_SOURCES``) and the trust levels (``trust``, from
+``trust_levels``). Each selected ``StructureData`` records the trajectory and frame it came from.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from aiida.engine import calcfunction
 
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.analysis.selection import (
-    NEEDS_COMMITTEE,
+    NEEDS_UNCERTAINTY,
     SELECTORS,
+    UNCERTAINTY_SOURCES,
     calibrate_trust,
     checked_band,
     decorrelation,
@@ -34,6 +36,9 @@ from aiida_ferromlip.protocols import default_inputs, merged_settings
 
 #: The selection's settings (protocols/select.yaml says what each means).
 DEFAULTS = default_inputs('select')['parameters']
+#: Axis labels of the uncertainty scores, by source.
+SCORE_LABELS = {'committee': 'committee max force deviation (eV/Å)',
+                'gap_variance': 'GAP predictive std of the local energies, max (eV)'}
 
 
 def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[list[int], dict, dict]:
@@ -77,35 +82,53 @@ def merged_options(parameters: orm.Dict | None) -> dict:
     if options['selector'] not in SELECTORS:
         raise ValueError(f'unknown selector `{options["selector"]}`; known: {", ".join(SELECTORS)}')
     checked_band(options['trust_errors'], '`trust_errors`')
+    if options['uncertainty'] not in UNCERTAINTY_SOURCES:
+        raise ValueError(f'unknown uncertainty `{options["uncertainty"]}`; known: {", ".join(UNCERTAINTY_SOURCES)}')
     return options
 
 
+def needs_uncertainty(parameters: orm.Dict | None) -> bool:
+    """Whether the selector of ``parameters`` scores candidates with an uncertainty."""
+    return merged_options(parameters)['selector'] in NEEDS_UNCERTAINTY
+
+
 def needs_committee(parameters: orm.Dict | None) -> bool:
-    """Whether the selector of ``parameters`` scores candidates with a committee."""
-    return merged_options(parameters)['selector'] in NEEDS_COMMITTEE
+    """Whether the selector of ``parameters`` scores candidates with a committee (not the GAP's own variance)."""
+    return needs_uncertainty(parameters) and merged_options(parameters)['uncertainty'] == 'committee'
+
+
+def uncertainty_key(parameters: orm.Dict | None) -> str:
+    """The name of the uncertainty score in the scoring task's rows."""
+    return UNCERTAINTY_SOURCES[merged_options(parameters)['uncertainty']]
 
 
 @calcfunction
 def trust_levels(parameters: orm.Dict | None = None, **pairs: orm.Dict) -> dict:
-    """The committee trust levels for the next selection, calibrated on the frames labelled so far (each ``pairs``
-    Dict: ``deviations`` and true ``errors``, eV/Å, of one batch; see ``deviation_error_pairs``), and the plot."""
+    """The trust levels for the next selection, calibrated on the frames labelled so far (each ``pairs``
+    Dict: uncertainty scores ``deviations`` and true ``errors``, eV/Å, of one batch; see ``deviation_error_pairs``),
+    and the plot."""
     options = merged_options(parameters)
     deviations = [d for key in sorted(pairs) for d in pairs[key]['deviations']]
     errors = [e for key in sorted(pairs) for e in pairs[key]['errors']]
     levels = calibrate_trust(deviations, errors, options['trust_errors'])
     return {'trust': orm.Dict(levels),
-            'plot': orm.SinglefileData(io.BytesIO(trust_plot(deviations, errors, levels)), filename='trust.png')}
+            'plot': orm.SinglefileData(io.BytesIO(trust_plot(deviations, errors, levels,
+                                                                           SCORE_LABELS[options['uncertainty']])),
+                                       filename='trust.png')}
 
 
 @calcfunction
-def deviation_error_pairs(predictions: orm.Dict, predicted, labels, **selected: orm.StructureData) -> orm.Dict:
-    """For every labelled frame that was a scored candidate: the committee's max force deviation and the true max
-    force error of the committee mean (eV/Å). ``predictions`` and ``predicted`` are the results and frames of the
-    committee's task job on the trajectories, ``labels`` the labelled batch, ``selected`` the structures it labelled
-    (their ``ferromlip_source`` names the trajectory frame)."""
+def deviation_error_pairs(predictions: orm.Dict, predicted, labels, parameters: orm.Dict | None = None,
+                          **selected: orm.StructureData) -> orm.Dict:
+    """For every labelled frame that was a scored candidate: its uncertainty score (``parameters``' source: the
+    committee's max force deviation, or the GAP's predictive std) and the true max force error of the scoring
+    model's forces (eV/Å: the committee mean, or the GAP). ``predictions`` and ``predicted`` are the results and
+    frames of the scoring task job on the trajectories, ``labels`` the labelled batch, ``selected`` the structures it
+    labelled (their ``ferromlip_source`` names the trajectory frame)."""
     from aiida_ferromlip.calculations.atoms_task import trajectory_frame_key
 
     rows = predictions['rows']
+    score = uncertainty_key(parameters)
     predicted_index = {origin['frame_key']: i for i, origin in enumerate(predicted.origins)}
     sources = {node.uuid: node.base.attributes.get('ferromlip_source', {}) for node in selected.values()}
     deviations, errors, keys = [], [], []
@@ -118,14 +141,14 @@ def deviation_error_pairs(predictions: orm.Dict, predicted, labels, **selected: 
             continue
         true_forces = labels.get_frame(index).get_forces()
         mean_forces = predicted.get_frame(predicted_index[key]).get_forces()
-        deviations.append(float(rows[key]['max_force_deviation']))
+        deviations.append(float(rows[key][score]))
         errors.append(float(np.linalg.norm(true_forces - mean_forces, axis=1).max()))
         keys.append(key)
     return orm.Dict({'deviations': deviations, 'errors': errors, 'frame_keys': keys})
 
 
-def trust_plot(deviations, errors, levels: dict) -> bytes:
-    """True max force error against the committee's max force deviation, the calibration line and the band."""
+def trust_plot(deviations, errors, levels: dict, score_label: str = SCORE_LABELS['committee']) -> bytes:
+    """True max force error against the uncertainty score, the calibration line and the band."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -135,11 +158,11 @@ def trust_plot(deviations, errors, levels: dict) -> bytes:
     if deviations:
         axis.loglog(deviations, errors, 'o', ms=4, alpha=0.7, label='labelled frames')
         span = np.geomspace(min(deviations), max(deviations), 20)
-        axis.loglog(span, levels['factor'] * span, '-', label=f'error = {levels["factor"]:.2f} x deviation')
+        axis.loglog(span, levels['factor'] * span, '-', label=f'error = {levels["factor"]:.3g} x score')
     for value, name in ((levels['lower'], 'lower'), (levels['upper'], 'upper')):
         axis.axvline(value, ls='--', color='grey')
         axis.text(value, axis.get_ylim()[1] if deviations else 1, f' {name}', va='top', fontsize=8)
-    axis.set_xlabel('committee max force deviation (eV/Å)')
+    axis.set_xlabel(score_label)
     axis.set_ylabel('true max force error (eV/Å)')
     state = 'calibrated' if levels['calibrated'] else 'uncalibrated (too few labelled frames)'
     axis.set_title(f'trust levels, {state}', fontsize=9)
@@ -159,8 +182,10 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
     selector = options['selector']
     if not trajectories:
         raise ValueError('no trajectories to select from')
-    if selector in NEEDS_COMMITTEE and (predictions is None or trust is None):
-        raise ValueError(f'selector `{selector}` needs `predictions` (a committee on the trajectories) and `trust`')
+    if selector in NEEDS_UNCERTAINTY and (predictions is None or trust is None):
+        raise ValueError(f'selector `{selector}` needs `predictions` (uncertainty scores of the trajectories) and '
+                         '`trust`')
+    score = UNCERTAINTY_SOURCES[options['uncertainty']]
     candidates, sources, summary, deviations = [], [], {}, []
     for key in sorted(trajectories):
         trajectory = trajectories[key]
@@ -172,9 +197,9 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
         for i in kept:
             if predictions is not None:
                 row = predictions['rows'].get(trajectory_frame_key(key, int(i)))
-                if row is None:  # the committee failed on this frame: a frame no model can evaluate is not a label
+                if row is None:  # the scoring failed on this frame: a frame no model can evaluate is not a label
                     continue
-                deviations.append(float(row['max_force_deviation']))
+                deviations.append(float(row[score]))
             candidates.append(frames[i])
             sources.append({'trajectory_uuid': trajectory.uuid, 'trajectory_key': key, 'frame_index': int(i),
                             'step': int(steps[i]),
@@ -202,7 +227,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
         if selector.startswith('fps'):
             source.update(fps_rank=rank, fps_distance=float(score))
         if deviations:
-            source['max_force_deviation'] = deviations[index]
+            source[score] = deviations[index]
         structure.base.attributes.set('ferromlip_source', source)
         outputs[f'selected_{rank:04d}'] = structure
     report = {
@@ -224,14 +249,17 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
                            'calibrated': bool(trust.get('calibrated', False)),
                            'accurate': int(np.sum(bands == 0)), 'candidate': int(np.sum(bands == 1)),
                            'failed': int(np.sum(bands == 2)),
-                           'max_force_deviation_median': float(np.median(deviations)) if deviations else None}
+                           'uncertainty': options['uncertainty'], 'score': score,
+                           'score_median': float(np.median(deviations)) if deviations else None}
     outputs['report'] = orm.Dict(report)
     outputs['plot'] = orm.SinglefileData(io.BytesIO(selection_plot(trajectories, summary, sources, picked, scores,
-                                                                   selector)), filename='selection.png')
+                                                                   selector, SCORE_LABELS[options['uncertainty']])),
+                                         filename='selection.png')
     return outputs
 
 
-def selection_plot(trajectories, summary, sources, picked, scores, selector: str = 'fps') -> bytes:
+def selection_plot(trajectories, summary, sources, picked, scores, selector: str = 'fps',
+                   score_label: str = SCORE_LABELS['committee']) -> bytes:
     """Energy traces with rejected and selected frames marked, and the score of each pick (FPS distance, committee
     deviation)."""
     import matplotlib
@@ -255,6 +283,6 @@ def selection_plot(trajectories, summary, sources, picked, scores, selector: str
     right.plot(range(1, len(scores) + 1), scores, 'o-')
     right.set_xlabel('pick')
     right.set_ylabel({'fps': 'FPS distance to held/earlier points', 'fps+uncertainty': 'FPS distance',
-                      'uncertainty': 'committee max force deviation (eV/Å)'}.get(selector, 'score'))
+                      'uncertainty': score_label}.get(selector, 'score'))
     right.set_title(f'selector: {selector}')
     return figure_png(figure, dpi=100)
