@@ -232,7 +232,8 @@ def test_the_loop_selects_by_the_gaps_own_variance_without_a_committee(codes, ta
     for structure in picked:
         source = structure.base.attributes.get('ferromlip_source')
         key = f'{source["trajectory_key"]}:{source["frame_index"]:05d}'
-        assert source['max_local_energy_std'] == pytest.approx(rows[key]['max_local_energy_std']) > 0
+        assert source['max_local_energy_std'] == pytest.approx(rows[key]['max_local_energy_std'])
+        assert source['max_local_energy_std'] > 0
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert "the GAP's predictive std" in report and 'selected 2 by uncertainty' in report
     pairs = links['deviation_errors_000'].outputs.result

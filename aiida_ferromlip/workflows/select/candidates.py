@@ -185,7 +185,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
     if selector in NEEDS_UNCERTAINTY and (predictions is None or trust is None):
         raise ValueError(f'selector `{selector}` needs `predictions` (uncertainty scores of the trajectories) and '
                          '`trust`')
-    score = UNCERTAINTY_SOURCES[options['uncertainty']]
+    score_key = UNCERTAINTY_SOURCES[options['uncertainty']]
     candidates, sources, summary, deviations = [], [], {}, []
     for key in sorted(trajectories):
         trajectory = trajectories[key]
@@ -199,7 +199,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
                 row = predictions['rows'].get(trajectory_frame_key(key, int(i)))
                 if row is None:  # the scoring failed on this frame: a frame no model can evaluate is not a label
                     continue
-                deviations.append(float(row[score]))
+                deviations.append(float(row[score_key]))
             candidates.append(frames[i])
             sources.append({'trajectory_uuid': trajectory.uuid, 'trajectory_key': key, 'frame_index': int(i),
                             'step': int(steps[i]),
@@ -227,7 +227,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
         if selector.startswith('fps'):
             source.update(fps_rank=rank, fps_distance=float(score))
         if deviations:
-            source[score] = deviations[index]
+            source[score_key] = deviations[index]
         structure.base.attributes.set('ferromlip_source', source)
         outputs[f'selected_{rank:04d}'] = structure
     report = {
@@ -249,7 +249,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
                            'calibrated': bool(trust.get('calibrated', False)),
                            'accurate': int(np.sum(bands == 0)), 'candidate': int(np.sum(bands == 1)),
                            'failed': int(np.sum(bands == 2)),
-                           'uncertainty': options['uncertainty'], 'score': score,
+                           'uncertainty': options['uncertainty'], 'score_name': score_key,
                            'score_median': float(np.median(deviations)) if deviations else None}
     outputs['report'] = orm.Dict(report)
     outputs['plot'] = orm.SinglefileData(io.BytesIO(selection_plot(trajectories, summary, sources, picked, scores,
