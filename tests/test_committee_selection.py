@@ -85,6 +85,19 @@ def test_a_committee_node_is_refused_for_one_member(gap_potential):
         committee_of(member_00=gap_potential)
 
 
+def picks_and_their_scores(links: dict, expected: int) -> list[tuple[dict, dict]]:
+    """``(source, scoring row)`` of each structure the first selection picked (``links``: the loop's outgoing)."""
+    rows = links['score_000'].outputs.results['rows']
+    selection = links['select_000']
+    picked = [selection.outputs[k] for k in selection.outputs if k.startswith('selected_')]
+    assert len(picked) == expected
+    pairs = []
+    for structure in picked:
+        source = structure.base.attributes.get('ferromlip_source')
+        pairs.append((source, rows[f'{source["trajectory_key"]}:{source["frame_index"]:05d}']))
+    return pairs
+
+
 def test_the_loop_selects_by_committee_uncertainty(codes, task_code):  # noqa: F811
     builder = builder_for(codes, starts('R3m'),
                           parameters={'max_iterations': 1, 'seed_frames_per_structure': 3,
@@ -98,15 +111,9 @@ def test_the_loop_selects_by_committee_uncertainty(codes, task_code):  # noqa: F
     assert isinstance(committee, CommitteePotential) and committee.size == 2
     member = links['fit_000_member_01']
     assert member.inputs.gap_fit.parameters['seed'] == 1  # another split and other sparse points than member 0
-    scores = links['score_000'].outputs.results['rows']
-    selection = links['select_000']
-    picked = [selection.outputs[k] for k in selection.outputs if k.startswith('selected_')]
-    assert len(picked) == 2
-    for structure in picked:
-        source = structure.base.attributes.get('ferromlip_source')
-        key = f'{source["trajectory_key"]}:{source["frame_index"]:05d}'
+    for source, row in picks_and_their_scores(links, 2):
         assert source['selector'] == 'uncertainty'
-        assert source['max_force_deviation'] == pytest.approx(scores[key]['max_force_deviation'])
+        assert source['max_force_deviation'] == pytest.approx(row['max_force_deviation'])
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert 'selected 2 by uncertainty' in report and 'trust levels' in report and 'uncalibrated' in report
     pairs = links['deviation_errors_000'].outputs.result
@@ -225,14 +232,8 @@ def test_the_loop_selects_by_the_gaps_own_variance_without_a_committee(codes, ta
     assert not any(label.startswith('committee_') or '_member_' in label for label in links)  # nothing extra fitted
     score = links['score_000']
     assert score.inputs.model.uuid == links['fit_000'].outputs.potential.uuid
-    rows = score.outputs.results['rows']
-    selection = links['select_000']
-    picked = [selection.outputs[k] for k in selection.outputs if k.startswith('selected_')]
-    assert len(picked) == 2
-    for structure in picked:
-        source = structure.base.attributes.get('ferromlip_source')
-        key = f'{source["trajectory_key"]}:{source["frame_index"]:05d}'
-        assert source['max_local_energy_std'] == pytest.approx(rows[key]['max_local_energy_std'])
+    for source, row in picks_and_their_scores(links, 2):
+        assert source['max_local_energy_std'] == pytest.approx(row['max_local_energy_std'])
         assert source['max_local_energy_std'] > 0
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
     assert "the GAP's predictive std" in report and 'selected 2 by uncertainty' in report
