@@ -40,6 +40,7 @@ from aiida_ferromlip.workflows.label.engines import get_engine
 from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 from aiida_ferromlip.workflows.fit.models import MODELS, get_model
 from aiida_ferromlip.workflows.select.candidates import (
+    SCORE_LABELS,
     deviation_error_pairs,
     merged_options,
     needs_committee,
@@ -737,11 +738,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                     f'selected {report["num_selected"]} by {selector}')
         trust = report.get('trust')
         if trust:
-            unit, source = ('eV/Å', 'the committee force deviation') if trust.get('uncertainty', 'committee') == \
-                'committee' else ('eV', "the GAP's predictive std (quippy)")
             state = 'calibrated' if trust['calibrated'] else 'uncalibrated: lower level at the median score'
             self.report(f'iteration {self.ctx.iteration}: trust levels {trust["lower"]:.3g}-{trust["upper"]:.3g} '
-                        f'{unit} on {source} ({state}); '
+                        f'on {SCORE_LABELS[trust["uncertainty"]]} ({state}); '
                         f'candidates: {trust["accurate"]} below, {trust["candidate"]} inside, {trust["failed"]} above')
         self.ctx.history.append({'iteration': self.ctx.iteration, 'stage': self.ctx.stage,
                                  'sampled': report['num_sampled'],

@@ -38,7 +38,7 @@ from aiida_ferromlip.protocols import default_inputs, merged_settings
 DEFAULTS = default_inputs('select')['parameters']
 #: Axis labels of the uncertainty scores, by source.
 SCORE_LABELS = {'committee': 'committee max force deviation (eV/Å)',
-                'gap_variance': 'GAP predictive std of the local energies, max (eV)'}
+                'gap_variance': "the GAP's predictive std of the local energies, max (eV)"}
 
 
 def screen_trajectory(trajectory: orm.TrajectoryData, options: dict) -> tuple[list[int], dict, dict]:
