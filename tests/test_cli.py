@@ -171,3 +171,44 @@ def test_scripts_find_codes_by_label_not_by_computer(aiida_computer_local, monke
     with pytest.raises(SystemExit) as exit_info:
         ambiguous['gap']
     assert exit_info.value.code == 2 and 'pass --computer NAME or --gap-code' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_continue_a_loop_that_crashed_after_labelling(codes, monkeypatch):  # noqa: F811
+    """A loop that stops without outputs (killed, excepted, its runner lost) is continued from what it called: the
+    frames it labelled after its last fit are kept and fitted first, not lost."""
+    import inspect
+
+    from aiida_ferromlip.workflows.loop import active_learning
+
+    fits = []
+
+    def crashing_get_model(name):  # the machine goes down as the final fit is about to start
+        if inspect.stack()[1].function == 'fit':
+            fits.append(name)
+            if len(fits) == 2:
+                raise RuntimeError('the node running the loop went down')
+        return get_model(name)
+
+    get_model = active_learning.get_model
+    monkeypatch.setattr(active_learning, 'get_model', crashing_get_model)
+    builder = builder_for(codes, starts('R3m'), parameters={'max_iterations': 1, 'seed_frames_per_structure': 3},
+                          select_parameters={'num_select': 2})
+    with pytest.raises(RuntimeError, match='went down'):
+        run_get_node(builder)
+    monkeypatch.setattr(active_learning, 'get_model', get_model)
+    first = orm.QueryBuilder().append(ActiveLearningWorkChain, tag='loop').order_by(
+        {'loop': {'ctime': 'desc'}}).first(flat=True)
+    assert first.is_excepted and 'training_set' not in first.outputs
+    merged = first.base.links.get_outgoing(link_label_filter='merge_000').one().node.outputs.result
+    assert len(merged) == 3 + 2  # seed labels + the batch labelled after the only fit
+
+    result = invoke('loop', 'continue', first.pk, '--max-labels', 5 + 2, '--max-iterations', 1)
+    assert result.exit_code == 0, result.output
+    second = orm.load_node(int(result.output.split('ActiveLearningWorkChain<')[1].split('>')[0]))
+    assert second.inputs.initial_training_set.uuid == merged.uuid
+    assert 'initial_potential' not in second.inputs  # the first fit never saw the batch: the continuation refits
+    fit = second.base.links.get_outgoing(link_label_filter='fit_000').one().node
+    assert len(fit.inputs.gap_fit.training_set) == 5
+    assert len(second.outputs.training_set) == 5 + 2
+    assert 'recovered from what it called before it stopped (excepted)' in second.description

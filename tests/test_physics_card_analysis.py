@@ -85,6 +85,38 @@ def test_comparison_rules():
     assert '**FAIL**' in card.markdown(rows)
 
 
+def test_stability_judges_the_md_volume_against_the_nearest_labeller_phase():
+    """A 40-atom cubic start (a = 4.035 Å) that turns into the labeller's Amm2 at 300 K gains ~3.5 % in volume: no
+    run-away. A cell 9.4 % larger than the start (the fast GAP's run-away along c, docs) is 5.7 % beyond Amm2, the
+    largest labeller phase: caught with the same 5 % bound. Without phase volumes: the change from the start."""
+    reference = {'eos': {'volume_per_fu': 65.70},
+                 'polymorphs': {'parent': 'Pm_3m', 'rows': {'Pm_3m': {'volume_per_fu': 65.71},
+                                                            'Amm2': {'volume_per_fu': 68.03},
+                                                            'R3m': {'volume_per_fu': 67.71}}}}
+    start = 8 * 65.70
+    tolerance = {'stability': {'min_distance_A': 1.0, 'volume_change_percent': 5.0}}
+
+    def run(volume_per_fu, distance=1.7):
+        cells = [np.diag([1.0, 1.0, 8 * volume_per_fu]) for _ in range(20)]
+        return card.md_stability(cells, [distance] * 20, start, formula_units=8)
+
+    polar, runaway = run(68.10), run(65.70 * 1.094)
+    assert polar['volume_change_percent'] == pytest.approx(3.65, abs=0.01)
+    def stability_rows(reference, runs):
+        return [row for row in card.compare(reference, {'stability': runs}, tolerance) if row['group'] == 'stability']
+
+    rows = stability_rows(reference, {'T_0300K': polar, 'T_0450K': runaway})
+    assert [r['passed'] for r in rows] == [True, False]
+    assert rows[0]['potential']['nearest_phase'] == 'Amm2'
+    assert rows[0]['potential']['volume_from_phase_percent'] == pytest.approx(0.10, abs=0.01)
+    assert 'volume +5.7 % from the labeller\'s Amm2' in rows[1]['reason']
+    assert not stability_rows(reference, {'T_0300K': run(68.10, distance=0.8)})[0]['passed']
+    # no labeller phases (a card without the EOS and polymorph groups): judged from the start, as before
+    alone = stability_rows({}, {'T_0300K': polar})
+    assert alone[0]['passed'] and 'the start' in alone[0]['tolerance']
+    assert not stability_rows({}, {'T_0300K': run(69.2)})[0]['passed']
+
+
 def test_soft_modes_compare_the_unstable_frequencies():
     reference = {'frequencies': {'Γ': [-7.46, -7.46, -7.46, 0.0], 'R': [3.6, 3.6]}}
     tolerance = {'soft_modes': {'frequency_thz': 0.5, 'unstable_below_thz': -0.1}}

@@ -37,7 +37,7 @@ def cubic(dz: float, a: float = 4.0):
 
 def eos_report(training_set):
     """Mesh each cell ran with, the card's Birch-Murnaghan fit, and the pressure of pw.x's stress against -dE/dV."""
-    from ase.eos import EquationOfState, birchmurnaghan
+    from ase.eos import birchmurnaghan
 
     from aiida_ferromlip.analysis.physics_card import equation_of_state
 
@@ -50,9 +50,7 @@ def eos_report(training_set):
     rows.sort()
     volumes, energies = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
     fit = equation_of_state(volumes, energies)
-    eos = EquationOfState(volumes, energies, eos='birchmurnaghan')
-    eos.fit()
-    parameters = eos.eos_parameters
+    parameters = fit['birch_murnaghan']
     print('\n a (Å)    k-mesh   E (eV/f.u.)    E - fit (meV)  p from stress (GPa)  -dE/dV of the fit (GPa)')
     for volume, energy, mesh, pressure in rows:
         step = 1e-4 * volume

@@ -63,9 +63,12 @@ def equation_of_state(volumes_per_fu, energies_per_fu) -> dict:
     energies = np.asarray(energies_per_fu, dtype=float)
     if volumes.size < 5:
         raise ValueError(f'an equation of state needs at least 5 volumes, got {volumes.size}')
-    v0, e0, bulk = EquationOfState(volumes, energies, eos='birchmurnaghan').fit()
+    eos = EquationOfState(volumes, energies, eos='birchmurnaghan')
+    v0, e0, bulk = eos.fit()
     return {'volume_per_fu': float(v0), 'lattice': float(v0 ** (1 / 3)), 'energy_per_fu_eV': float(e0),
-            'bulk_modulus_GPa': float(bulk / GPa), 'inside': bool(volumes.min() < v0 < volumes.max())}
+            'bulk_modulus_GPa': float(bulk / GPa), 'inside': bool(volumes.min() < v0 < volumes.max()),
+            # (E0, B0, B0', V0) in eV and Å³: ase.eos.birchmurnaghan(volume, *these) is the fitted curve
+            'birch_murnaghan': [float(value) for value in eos.eos_parameters]}
 
 
 def well(displacements, energies_per_fu) -> dict:
@@ -187,13 +190,24 @@ def _phonopy(parent, supercell, distance):
     return phonon
 
 
-def md_stability(trajectory_cells, trajectory_min_distances, start_volume: float) -> dict:
-    """Per run: shortest interatomic distance over all frames and the final volume relative to the start (mean
-    of the last fifth of the frames)."""
+def md_stability(trajectory_cells, trajectory_min_distances, start_volume: float, formula_units: int = 1) -> dict:
+    """Per run: shortest interatomic distance over all frames, the final volume (mean of the last fifth of the
+    frames) per formula unit and relative to the start."""
     volumes = np.array([abs(np.linalg.det(cell)) for cell in trajectory_cells])
     tail = volumes[-max(1, len(volumes) // 5):]
     return {'min_distance_A': float(np.min(trajectory_min_distances)),
-            'volume_change_percent': float(100 * (tail.mean() / start_volume - 1)), 'frames': int(len(volumes))}
+            'volume_change_percent': float(100 * (tail.mean() / start_volume - 1)), 'frames': int(len(volumes)),
+            'volume_per_fu': float(tail.mean() / formula_units)}
+
+
+def labeller_phase_volumes(reference: dict) -> dict:
+    """Volume per formula unit (Å³) of every phase the labeller relaxed: the parent's EOS minimum and each
+    polymorph. An MD cell that has turned into one of these phases has not run away, whatever its start."""
+    volumes = {name: row['volume_per_fu'] for name, row in (reference.get('polymorphs') or {}).get('rows', {}).items()
+               if row.get('volume_per_fu')}
+    if (reference.get('eos') or {}).get('volume_per_fu'):
+        volumes.setdefault((reference.get('polymorphs') or {}).get('parent', 'parent'), reference['eos']['volume_per_fu'])
+    return volumes
 
 
 # ------------------------------------------------------------------------------------------------- comparison
@@ -228,7 +242,8 @@ def compare(reference: dict, potential: dict, tolerances: dict) -> list[dict]:
         if failure:
             rows.append(_row(group, 'computed', None, None, None, False, failure))
             continue
-        rows += builder(reference.get(group), potential.get(group), tolerances[group])
+        rows += builder(labeller_phase_volumes(reference) if group == 'stability' else reference.get(group),
+                        potential.get(group), tolerances[group])
     return rows
 
 
@@ -329,22 +344,35 @@ def _test_set_rows(reference, potential, tolerance):
     return rows
 
 
-def _stability_rows(reference, potential, tolerance):
+def _stability_rows(phase_volumes, potential, tolerance):
+    """One row per MD run: atoms kept apart, no frame blown up, and the final volume within the bound of the nearest
+    phase the labeller relaxed (``phase_volumes``, per formula unit): BaTiO3 with SevenNet-0 gains 3.0-3.5 % in
+    volume going from the cubic start to any polar phase, so a potential that finds the labeller's polar phase at
+    300 K must not be judged against the cubic cell. Without phase volumes (or a run stored without its volume per
+    formula unit), the change from the start."""
     rows = []
     for run in sorted(potential):
         values = potential[run]
         problems = []
         if values['min_distance_A'] < tolerance['min_distance_A']:
             problems.append(f'atoms {values["min_distance_A"]:.2f} Å apart')
-        if abs(values['volume_change_percent']) > tolerance['volume_change_percent']:
-            problems.append(f'volume changed by {values["volume_change_percent"]:+.1f} %')
+        shown = {'min_distance_A': round(values['min_distance_A'], 3),
+                 'volume_change_percent': round(values['volume_change_percent'], 2)}
+        if phase_volumes and values.get('volume_per_fu'):
+            changes = {name: 100 * (values['volume_per_fu'] / volume - 1) for name, volume in phase_volumes.items()}
+            nearest = min(changes, key=lambda name: abs(changes[name]))
+            change, against = changes[nearest], f'the labeller\'s {nearest}'
+            shown.update(nearest_phase=nearest, volume_from_phase_percent=round(change, 2))
+        else:
+            change, against = values['volume_change_percent'], 'the start'
+        if abs(change) > tolerance['volume_change_percent']:
+            problems.append(f'volume {change:+.1f} % from {against}')
         if values.get('sane_frames', values['frames']) < values['frames']:
             problems.append(f'{values["frames"] - values["sane_frames"]} of {values["frames"]} frames blown up '
                             f'(forces, temperature or energy beyond the sampler\'s sanity rules)')
-        rows.append(_row('stability', f'MD at {run}', None,
-                         {'min_distance_A': round(values['min_distance_A'], 3),
-                          'volume_change_percent': round(values['volume_change_percent'], 2)},
-                         f'>= {tolerance["min_distance_A"]} Å, within {tolerance["volume_change_percent"]} %',
+        rows.append(_row('stability', f'MD at {run}', None, shown,
+                         f'>= {tolerance["min_distance_A"]} Å, within {tolerance["volume_change_percent"]} % of '
+                         + ('the nearest labeller phase' if 'nearest_phase' in shown else 'the start'),
                          not problems, '; '.join(problems) or None))
     return rows
 

@@ -215,7 +215,8 @@ def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories:
         cells = trajectory.get_cells()
         distances = [min_interatomic_distance(trajectory.get_step_structure(i).get_ase())
                      for i in range(trajectory.numsteps)]
-        values[key] = card.md_stability(cells, distances, start.get_ase().get_volume())
+        values[key] = card.md_stability(cells, distances, start.get_ase().get_volume(),
+                                        formula_units(start.get_ase()))
         sane = _sane_frames(trajectory)
         values[key]['sane_frames'] = len(sane)
         if sane:

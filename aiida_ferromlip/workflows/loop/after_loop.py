@@ -194,11 +194,11 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
     if not node.is_terminated:
         raise AfterLoopError(f'ActiveLearningWorkChain<{node.pk}> is still {node.process_state.value}: continue it '
                              'once it has stopped')
-    missing = [key for key in ('potential', 'training_set') if key not in node.outputs]
-    if missing:
-        raise AfterLoopError(f'ActiveLearningWorkChain<{node.pk}> ended without a final {" and ".join(missing)} '
-                             f'([{node.exit_status}] {node.exit_message}): there is nothing to continue from')
-    training_set, potential = node.outputs.training_set, node.outputs.potential
+    state = last_state(node)
+    if state['training_set'] is None:
+        raise AfterLoopError(f'ActiveLearningWorkChain<{node.pk}> ended without a final training_set and labelled '
+                             f'nothing ([{node.exit_status}] {node.exit_message}): there is nothing to continue from')
+    training_set, potential = state['training_set'], state['potential']
     used = len(training_set)
     parameters = node.inputs.parameters.get_dict()
     batch = merged_options(_input(node, 'select_parameters'))['num_select']
@@ -225,15 +225,65 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
         parameters['max_iterations'] = max_iterations
     builder.parameters = orm.Dict(parameters)
     builder.initial_training_set = training_set
-    builder.initial_potential = potential
+    if potential is not None:
+        builder.initial_potential = potential
+    elif 'initial_potential' in builder:
+        del builder.initial_potential  # the frames labelled after the last fit are fitted first
     if _input(node, 'card', 'task_code') is not None:
-        if 'reference_values' in node.outputs:
-            builder.card.reference_values = node.outputs.reference_values
-        if 'test_set' in node.outputs:
-            builder.card.test_set = node.outputs.test_set
+        for key in ('reference_values', 'test_set'):
+            if state[key] is not None:
+                builder.card[key] = state[key]
     builder.metadata.description = (f'continues ActiveLearningWorkChain<{node.pk}> ({node.uuid}) from '
-                                    f'TrainingSet<{training_set.pk}> ({used} frames) to at most {max_labels} labels')
+                                    f'TrainingSet<{training_set.pk}> ({used} frames) to at most {max_labels} labels'
+                                    + ('' if state['complete'] else ', recovered from what it called before it '
+                                       f'stopped ({node.process_state.value})'))
     return builder
+
+
+def last_state(node: orm.WorkflowNode) -> dict:
+    """What a loop leaves to continue from: ``training_set``, ``potential`` (None when the frames labelled after the
+    last fit were never fitted), the card's ``reference_values`` and independent ``test_set``, and ``complete``.
+
+    A loop that finished has them as outputs. One that was killed, excepted or lost its runner (a machine reboot)
+    has none, but every stage it finished is in the graph: the latest merged TrainingSet (nothing labelled is lost),
+    the last fit's potential when it was fitted on that set, the labeller's side of the card, and the test set its
+    first card with a stable MD fixed (as the loop's ``inspect_card`` fixes it)."""
+    outputs = node.outputs
+    if 'training_set' in outputs and 'potential' in outputs:
+        return {'complete': True, 'training_set': outputs.training_set, 'potential': outputs.potential,
+                **{key: outputs[key] if key in outputs else _input(node, 'card', key)
+                   for key in ('reference_values', 'test_set')}}
+    called = sorted((link for link in node.base.links.get_outgoing(
+        link_type=(LinkType.CALL_WORK, LinkType.CALL_CALC)).all() if link.node.is_finished_ok),
+        key=lambda link: link.node.ctime)
+    by_label = {link.link_label: link.node for link in called}
+
+    training_set = _input(node, 'initial_training_set')
+    for link in called:  # the latest set the loop built: the seed labels, then every merge
+        if link.link_label == 'label_seed' and 'training_set' in link.node.outputs:
+            training_set = link.node.outputs.training_set
+        elif link.link_label.startswith('merge_'):
+            training_set = link.node.outputs.result
+    fits = [link.node for link in called  # the loop's own fits, not its committee members' (fit_NNN_member_MM)
+            if _STAGE.match(link.link_label) and link.link_label.startswith('fit_') and 'potential' in link.node.outputs]
+    if fits:
+        potential = fits[-1].outputs.potential if training_set is not None and \
+            _fit_training_set(fits[-1]).uuid == training_set.uuid else None
+    else:
+        potential = _input(node, 'initial_potential') if training_set is not None and training_set.uuid == \
+            getattr(_input(node, 'initial_training_set'), 'uuid', None) else None
+
+    reference_values = _input(node, 'card', 'reference_values')
+    if reference_values is None and 'card_labeller' in by_label:
+        reference_values = by_label['card_labeller'].outputs.reference_values
+    test_set = _input(node, 'card', 'test_set')
+    for link in called if test_set is None else ():
+        if link.link_label.startswith('card_0') and 'test_set' in link.node.outputs \
+                and 'stability' not in link.node.outputs.card['failed_groups']:
+            test_set = link.node.outputs.test_set
+            break
+    return {'complete': False, 'training_set': training_set, 'potential': potential,
+            'reference_values': reference_values, 'test_set': test_set}
 
 
 def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:

@@ -185,7 +185,7 @@ def select_candidates(parameters: orm.Dict | None = None, training_set=None, pre
     if selector in NEEDS_UNCERTAINTY and (predictions is None or trust is None):
         raise ValueError(f'selector `{selector}` needs `predictions` (uncertainty scores of the trajectories) and '
                          '`trust`')
-    score_key = UNCERTAINTY_SOURCES[options['uncertainty']]
+    score_key = uncertainty_key(parameters)
     candidates, sources, summary, deviations = [], [], {}, []
     for key in sorted(trajectories):
         trajectory = trajectories[key]
