@@ -52,6 +52,11 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     assert reference['eos']['lattice'] == pytest.approx(4.035, abs=0.01)
     assert reference['wells']['111']['well']['depth_meV_per_fu'] < -3
     assert reference['soft_modes']['frequencies']['Γ'][0] < -1
+    # the labeller's own NST MD at the stability temperatures (top and 1.5x top), from the card's MD start
+    md = node.base.links.get_outgoing(link_label_filter='labeller_md').one().node
+    assert md.inputs.potential.value == '7net-0' and md.is_finished_ok
+    assert sorted(reference['stability']) == ['T_0300K', 'T_0450K']
+    assert all(run['volume_per_fu'] > 60 and run['frames'] == 11 for run in reference['stability'].values())
 
     # the poor potential: rattles of the cubic cell only, at the labeller's lattice
     cubic = scaled_to_lattice(batio3_polymorphs()['Pm-3m'], reference['eos']['lattice'])
@@ -68,6 +73,10 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     card = results['card'].get_dict()
     rows = {(row['group'], row['item']): row for row in card['rows']}
     assert not rows[('wells', '111 depth')]['passed']
+    # its MD volumes are judged against the labeller's MD at the same temperatures
+    for run in ('T_0300K', 'T_0450K'):
+        row = rows[('stability', f'MD at {run}')]
+        assert 'volume_vs_labeller_percent' in row['potential'] and "of the labeller's MD volume" in row['tolerance']
     assert 'wells' in card['failed_groups'] and not card['passed']
     assert 4 <= len(results['test_set']) <= 8  # 4 rattled polymorphs + the MD frames that passed the sanity rules
     # the frames where the well was measured go back to the loop

@@ -111,6 +111,18 @@ def test_stability_judges_the_md_volume_against_the_nearest_labeller_phase():
     assert rows[0]['potential']['volume_from_phase_percent'] == pytest.approx(0.10, abs=0.01)
     assert 'volume +5.7 % from the labeller\'s Amm2' in rows[1]['reason']
     assert not stability_rows(reference, {'T_0300K': run(68.10, distance=0.8)})[0]['passed']
+    # where the labeller ran the same MD: judged against its volume (3 %), which catches an over-expansion that no
+    # relaxed phase would (the demo's iteration-1 GAP: +7.2 % from the start at 450 K, Amm2 +3.5 %)
+    tolerance['stability']['labeller_volume_percent'] = 3.0
+    with_md = {**reference, 'stability': {'T_0300K': run(67.60), 'T_0450K': run(67.35)}}
+    rows = stability_rows(with_md, {'T_0300K': polar, 'T_0450K': run(65.70 * 1.072)})
+    assert [r['passed'] for r in rows] == [True, False]
+    assert rows[0]['potential']['volume_vs_labeller_percent'] == pytest.approx(100 * (68.10 / 67.60 - 1), abs=0.01)
+    assert rows[0]['labeller'] == {'volume_change_percent': pytest.approx(100 * (67.60 / 65.70 - 1), abs=0.01)}
+    assert "from the labeller's MD at T_0450K" in rows[1]['reason']
+    # a run the labeller has no MD for, or a failed labeller MD: the nearest phase again
+    rows = stability_rows({**reference, 'stability': {'error': 'the MD failed'}}, {'T_0450K': run(65.70 * 1.072)})
+    assert rows[0]['passed'] and rows[0]['potential']['nearest_phase'] == 'Amm2'
     # no labeller phases (a card without the EOS and polymorph groups): judged from the start, as before
     alone = stability_rows({}, {'T_0300K': polar})
     assert alone[0]['passed'] and 'the start' in alone[0]['tolerance']

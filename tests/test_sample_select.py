@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from ase.build import bulk
 from aiida import orm
 from aiida.engine import run_get_node
 
@@ -97,6 +98,11 @@ def test_bad_sampling_inputs_fail_before_md(md_code, gap_potential):
     no_stress.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': False})
     with pytest.raises(ValueError, match='needs stress'):
         sample(md_code, no_stress.store(), r3m(), parameters={'ensemble': 'npt'})
+    # the reference labeller's model by name (the physics card's labeller MD): an unknown name, a species it lacks
+    with pytest.raises(ValueError, match='unknown reference model `no-such-model`'):
+        sample(md_code, orm.Str('no-such-model'), r3m(), parameters={'ensemble': 'nst'})
+    with pytest.raises(ValueError, match=r"species \['Po'\] are not supported by the potential"):
+        sample(md_code, orm.Str('7net-0'), orm.StructureData(ase=bulk('Po', 'sc', a=3.35)), parameters={})
     assert orm.QueryBuilder().append(orm.CalcJobNode).count() == jobs_before
 
 
@@ -258,7 +264,6 @@ def test_a_lost_socket_client_ends_the_job_with_its_own_exit_code(md_code, tmp_p
 
 def test_the_ramp_refuses_a_potential_without_stress(tmp_path, monkeypatch):
     """Every ramp frame carries the potential's stress; a potential that has none ends the run with that said."""
-    from ase.build import bulk
     from ase.calculators.calculator import Calculator, all_changes
     from ase.calculators.emt import EMT
     from ase.io import write

@@ -12,7 +12,8 @@ potential:
   position of each minimum (the double well);
 * ``soft_modes`` — the parent's unstable phonon frequencies at Γ and the zone-boundary points;
 * ``test_set`` — errors on an independent test set (random MD frames + rattled relaxed polymorphs);
-* ``stability`` — flexible-cell MD at the top temperature and 1.5x it: no atoms closer than a limit, volume kept.
+* ``stability`` — flexible-cell MD at the top temperature and 1.5x it: no atoms closer than a limit, volume kept
+  (against the labeller's own MD where the labeller runs it, else its nearest relaxed phase).
 
 Every item is a row ``{group, item, labeller, potential, tolerance, passed, reason}``; a group the labeller could
 not compute is a failed row with the reason, and the rest of the card stands.
@@ -242,8 +243,9 @@ def compare(reference: dict, potential: dict, tolerances: dict) -> list[dict]:
         if failure:
             rows.append(_row(group, 'computed', None, None, None, False, failure))
             continue
-        rows += builder(labeller_phase_volumes(reference) if group == 'stability' else reference.get(group),
-                        potential.get(group), tolerances[group])
+        labeller = ({'md': reference.get('stability'), 'phases': labeller_phase_volumes(reference)}
+                    if group == 'stability' else reference.get(group))
+        rows += builder(labeller, potential.get(group), tolerances[group])
     return rows
 
 
@@ -344,12 +346,19 @@ def _test_set_rows(reference, potential, tolerance):
     return rows
 
 
-def _stability_rows(phase_volumes, potential, tolerance):
-    """One row per MD run: atoms kept apart, no frame blown up, and the final volume within the bound of the nearest
-    phase the labeller relaxed (``phase_volumes``, per formula unit): BaTiO3 with SevenNet-0 gains 3.0-3.5 % in
-    volume going from the cubic start to any polar phase, so a potential that finds the labeller's polar phase at
-    300 K must not be judged against the cubic cell. Without phase volumes (or a run stored without its volume per
-    formula unit), the change from the start."""
+def _stability_rows(labeller, potential, tolerance):
+    """One row per MD run: atoms kept apart, no frame blown up, and the final volume (per formula unit) judged
+    against, in this order of preference:
+
+    1. the labeller's own MD at that temperature (``labeller['md']``: same start, settings and length; where the
+       labeller is cheap enough), within ``labeller_volume_percent``: a potential that over-expands is caught even
+       when no phase of the labeller is that far;
+    2. the nearest phase the labeller relaxed (``labeller['phases']``), within ``volume_change_percent``: BaTiO3 with
+       SevenNet-0 gains 3.0-3.5 % in volume from the cubic start to any polar phase, which is no run-away;
+    3. the start, within ``volume_change_percent`` (a card without the labeller's EOS and polymorphs)."""
+    labeller = labeller or {}
+    labeller_md = labeller.get('md') if isinstance(labeller.get('md'), dict) and 'error' not in labeller['md'] else {}
+    phase_volumes = labeller.get('phases') or {}
     rows = []
     for run in sorted(potential):
         values = potential[run]
@@ -358,21 +367,31 @@ def _stability_rows(phase_volumes, potential, tolerance):
             problems.append(f'atoms {values["min_distance_A"]:.2f} Å apart')
         shown = {'min_distance_A': round(values['min_distance_A'], 3),
                  'volume_change_percent': round(values['volume_change_percent'], 2)}
-        if phase_volumes and values.get('volume_per_fu'):
+        reference_run = labeller_md.get(run, {})
+        if reference_run.get('volume_per_fu') and values.get('volume_per_fu'):
+            change = 100 * (values['volume_per_fu'] / reference_run['volume_per_fu'] - 1)
+            against, bound = f'the labeller\'s MD at {run}', tolerance['labeller_volume_percent']
+            shown.update(volume_vs_labeller_percent=round(change, 2))
+            judged = f'within {bound} % of the labeller\'s MD volume'
+        elif phase_volumes and values.get('volume_per_fu'):
             changes = {name: 100 * (values['volume_per_fu'] / volume - 1) for name, volume in phase_volumes.items()}
             nearest = min(changes, key=lambda name: abs(changes[name]))
             change, against = changes[nearest], f'the labeller\'s {nearest}'
+            bound = tolerance['volume_change_percent']
             shown.update(nearest_phase=nearest, volume_from_phase_percent=round(change, 2))
+            judged = f'within {bound} % of the nearest labeller phase'
         else:
-            change, against = values['volume_change_percent'], 'the start'
-        if abs(change) > tolerance['volume_change_percent']:
+            change, against, bound = values['volume_change_percent'], 'the start', tolerance['volume_change_percent']
+            judged = f'within {bound} % of the start'
+        if abs(change) > bound:
             problems.append(f'volume {change:+.1f} % from {against}')
         if values.get('sane_frames', values['frames']) < values['frames']:
             problems.append(f'{values["frames"] - values["sane_frames"]} of {values["frames"]} frames blown up '
                             f'(forces, temperature or energy beyond the sampler\'s sanity rules)')
-        rows.append(_row('stability', f'MD at {run}', None, shown,
-                         f'>= {tolerance["min_distance_A"]} Å, within {tolerance["volume_change_percent"]} % of '
-                         + ('the nearest labeller phase' if 'nearest_phase' in shown else 'the start'),
+        shown_labeller = ({'volume_change_percent': round(reference_run['volume_change_percent'], 2)}
+                          if 'volume_vs_labeller_percent' in shown else None)
+        rows.append(_row('stability', f'MD at {run}', shown_labeller, shown,
+                         f'>= {tolerance["min_distance_A"]} Å, {judged}',
                          not problems, '; '.join(problems) or None))
     return rows
 

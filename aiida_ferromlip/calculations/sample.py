@@ -1,6 +1,7 @@
-"""``SampleCalculation``: replica-exchange (i-PI) or temperature-ramp MD with any Potential of the plugin.
+"""``SampleCalculation``: replica-exchange (i-PI) or temperature-ramp MD with any Potential of the plugin (or the
+reference labeller's model, by name: the physics card runs the labeller's own MD where the labeller is that cheap).
 
-The sampler contract: inputs are a Potential node, a starting structure and ``parameters``; outputs are one
+The sampler contract: inputs are a Potential node (or a reference-model name), a starting structure and ``parameters``; outputs are one
 ``TrajectoryData`` per temperature (positions, cells, and arrays ``energies``, ``forces``, ``temperatures``,
 ``target_temperatures``, ``steps``, plus ``stresses`` where available) and ``statistics`` (exchange acceptance
 per neighbouring pair of temperatures, wall time).
@@ -13,8 +14,8 @@ import json
 import numpy as np
 from aiida import orm
 
+from aiida_ferromlip.calculations.atoms_task import MODEL_TYPES, model_spec, model_species
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
-from aiida_ferromlip.data.potential import POTENTIAL_TYPES
 from aiida_ferromlip.engines import md as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
 from aiida_ferromlip.exit_codes import declare
@@ -30,7 +31,7 @@ def parameter_problems(parameters: dict, potential) -> list[str]:
     ensemble = parameters.get('ensemble', 'nvt')
     if ensemble not in engine.ENSEMBLES:
         problems.append(f'`ensemble` must be one of {sorted(engine.ENSEMBLES)}, got `{ensemble}`')
-    if ensemble != 'nvt' and not potential.gives_stress:
+    if ensemble != 'nvt' and not getattr(potential, 'gives_stress', True):  # a reference model (Str) gives stress
         problems.append(f'the {ensemble.upper()} ensemble needs stress, which this potential does not give')
     if mode == 'remd':
         temperatures = parameters.get('temperatures', [])
@@ -65,8 +66,12 @@ def validate_inputs(inputs, namespace):
         return None
     potential = inputs['potential']
     problems = parameter_problems(inputs['parameters'].get_dict(), potential)
+    try:
+        species = model_species(potential)
+    except ValueError as exception:  # an unknown reference model
+        return str(exception)
     problems += structure_problems(inputs['structure'].get_ase(), label='the starting structure',
-                                   supported_species=set(potential.species), labeller='the potential')
+                                   supported_species=species, labeller='the potential')
     return '\n'.join(problems) if problems else None
 
 
@@ -80,7 +85,8 @@ class SampleCalculation(FerromlipCalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('potential', valid_type=POTENTIAL_TYPES, help='Any Potential node of the plugin.')
+        spec.input('potential', valid_type=MODEL_TYPES,
+                   help='Any Potential node of the plugin, or a Str naming the reference labeller\'s model.')
         spec.input('structure', valid_type=orm.StructureData, help='Starting configuration (every replica).')
         spec.input('parameters', valid_type=orm.Dict,
                    help='mode (remd | ramp), ensemble (nvt | npt | nst), temperatures (remd ladder, K), '
@@ -105,7 +111,7 @@ class SampleCalculation(FerromlipCalcJob):
     def prepare_for_submission(self, folder):
         from ase.io import write
 
-        spec, files = self.inputs.potential.job_files()
+        spec, files = model_spec(self.inputs.potential)
         for name, content in files.items():
             with folder.open(name, 'wb') as handle:
                 handle.write(content)

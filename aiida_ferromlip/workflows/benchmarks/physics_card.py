@@ -87,10 +87,11 @@ def card_structures(parent: orm.StructureData, reference_eos: orm.Dict, paths: o
 
 @calcfunction
 def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent_at_lattice: orm.StructureData | None = None,
-              polymorphs: orm.Dict | None = None) -> orm.Dict:
+              polymorphs: orm.Dict | None = None, stability: orm.Dict | None = None) -> orm.Dict:
     """One side's values (labeller or potential) from its labels of the card's structures: ``eos`` (fit and
     points), ``wells`` (energies and minimum per path), ``soft_modes`` (frequencies at Γ, X, M, R), and the
-    ``polymorphs`` rows when given. A group that cannot be computed is ``{'error': reason}``."""
+    ``polymorphs`` rows and the labeller's own MD ``stability`` values when given. A group that cannot be computed
+    is ``{'error': reason}``."""
     settings = card_settings(parameters)
     frames = labels.frames_by_key()
     values = {}
@@ -127,6 +128,8 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
             values['soft_modes'] = {'error': f'{type(exception).__name__}: {exception}'}
     if polymorphs is not None:
         values['polymorphs'] = polymorphs.get_dict()
+    if stability is not None:
+        values['stability'] = stability.get_dict()
     return orm.Dict(values)
 
 
@@ -563,6 +566,13 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
 
     def reference_points(self):
         self.to_context(reference_points=self._label(self.ctx.point_structures, 'label_points'))
+        if self.inputs.labeller.engine.value == 'reference' and 'code' in self.inputs.get('sample', {}):
+            # the labeller is cheap enough for the stability MD itself: the potential's volumes are judged against
+            # the labeller's at the same temperatures, from the same start, with the same settings
+            model = self.inputs.labeller.reference.get('model', orm.Str('7net-0'))
+            temperatures = self._stability_temperatures()
+            self.report(f'labeller: NST MD at {temperatures} K (the stability item\'s volumes)')
+            self.to_context(reference_md=self._md(model, temperatures, 'labeller_md'))
 
     def potential_side(self):
         potential = self.inputs.potential
@@ -573,18 +583,27 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         settings = card_settings(self.inputs.parameters)
         top = max(settings['md_temperatures'])
         temperatures = sorted({*settings['md_temperatures'], settings['stability_factor'] * top})
+        self.to_context(potential_md=self._md(potential, temperatures, 'potential_md'))
+        self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
+                    f'{temperatures} K')
+
+    def _md(self, model, temperatures: list, name: str):
+        """The card's NST MD (independent runs at ``temperatures``) with ``model`` from the card's MD start."""
+        settings = card_settings(self.inputs.parameters)
         parameters = {'mode': 'remd', 'ensemble': 'nst', 'exchange': False, 'temperatures': temperatures,
                       'steps': settings['md_steps'], 'stride': settings['md_stride'],
                       'timestep_fs': settings['md_timestep_fs'], 'thermostat_tau_fs': 10,
                       'barostat_tau_fs': 1000, 'seed': settings['seed']}
-        start = self._md_start()
+        self.ctx.md_start = self._md_start()
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
-        inputs.update(potential=potential, structure=start, parameters=orm.Dict(parameters),
-                      metadata={**inputs.get('metadata', {}), 'call_link_label': 'potential_md'})
-        self.ctx.md_start = start
-        self.to_context(potential_md=self.submit(SampleCalculation, **inputs))
-        self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
-                    f'{temperatures} K')
+        inputs.update(potential=model, structure=self.ctx.md_start, parameters=orm.Dict(parameters),
+                      metadata={**inputs.get('metadata', {}), 'call_link_label': name})
+        return self.submit(SampleCalculation, **inputs)
+
+    def _stability_temperatures(self) -> list:
+        settings = card_settings(self.inputs.parameters)
+        top = max(settings['md_temperatures'])
+        return sorted({top, settings['stability_factor'] * top})
 
     def _md_start(self) -> orm.StructureData:
         """The image of the last path (e.g. [111]) closest to 0.1 Å off-centre: inside the well of the perovskites
@@ -602,8 +621,17 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             labels.append(node.outputs.training_set)
         merged = merge_training_sets(**{f'part_{i}': t for i, t in enumerate(labels)}) if len(labels) > 1 else labels[0]
         polymorphs = self._reference_polymorphs()
+        extra = {}
+        if 'reference_md' in self.ctx:
+            md = self.ctx.reference_md
+            if md.is_finished_ok:
+                extra['stability'] = md_stability(self.inputs.parameters, self.ctx.md_start,
+                                                  **dict(md.outputs.trajectories),
+                                                  metadata={'call_link_label': 'labeller_stability'})['values']
+            else:  # the stability item then falls back to the labeller's relaxed phases
+                self.report(f'the labeller\'s MD failed ({md.exit_message}): stability judged against its phases')
         self.ctx.reference_values = card_side(merged, self.inputs.parameters, self.ctx.paths,
-                                              self.ctx.parent_at_lattice, polymorphs)
+                                              self.ctx.parent_at_lattice, polymorphs, **extra)
         self.out('reference_values', self.ctx.reference_values)
 
     def _reference_polymorphs(self) -> orm.Dict:

@@ -428,8 +428,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return 'task_code' in self.inputs.get('card', {})
 
     def _card_inputs(self) -> dict:
+        """The card's inputs: the loop's labeller and its MD code (the potential's MD, and the labeller's own where
+        the labeller is the cheap reference model)."""
         inputs = self.exposed_inputs(PhysicsCardWorkChain, namespace='card')
         inputs['labeller'] = self.exposed_inputs(LabelWorkChain, namespace='label')
+        sample = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs['sample'] = {'code': sample['code'],
+                            'metadata': {'options': sample.get('metadata', {}).get('options', {})}}
         return inputs
 
     def equilibrate(self):
@@ -461,9 +466,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def run_card(self):
         inputs = self._card_inputs()
-        sample = self.exposed_inputs(SampleCalculation, namespace='sample')
-        inputs.update(potential=self.ctx.potential, reference_values=self.ctx.reference_values,
-                      sample={'code': sample['code'], 'metadata': {'options': sample.get('metadata', {}).get('options', {})}})
+        inputs.update(potential=self.ctx.potential, reference_values=self.ctx.reference_values)
         if 'test_set' in self.ctx:
             inputs['test_set'] = self.ctx.test_set
         inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
