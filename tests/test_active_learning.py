@@ -227,6 +227,13 @@ def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential
                    key=lambda n: n.ctime)
     assert len(cards) == 2 and cards[1].inputs.potential.uuid == links['fit_001'].outputs.potential.uuid
     assert links['sample_001_R3m'].ctime < cards[1].mtime and cards[1].ctime < links['sample_001_R3m'].mtime
+    # the labeller's own MD ran once, beside the first potential's card (not before the seed labels), and the
+    # second card reused its volumes
+    labeller_md = [[link.node for link in card.base.links.get_outgoing(link_label_filter='labeller_md').all()]
+                   for card in (links['card_labeller'], *cards)]
+    assert [len(runs) for runs in labeller_md] == [0, 1, 0]
+    assert sorted(reference['stability']) == ['T_0300K', 'T_0450K']
+    assert cards[1].inputs.reference_values.uuid == results['reference_values'].uuid
     # converged in iteration 1 on the potential both tests judged: fit_001's, no fit after it; the batch that
     # measured its errors is in the loop's TrainingSet, not in the potential's
     summary = results['summary'].get_dict()

@@ -134,6 +134,12 @@ def card_side(labels: TrainingSet, parameters: orm.Dict, paths: orm.Dict, parent
 
 
 @calcfunction
+def with_labeller_stability(reference: orm.Dict, stability: orm.Dict) -> orm.Dict:
+    """A labeller side made without the labeller's MD, with its MD volumes added (``stability``)."""
+    return orm.Dict({**reference.get_dict(), 'stability': stability.get_dict()})
+
+
+@calcfunction
 def polymorph_rows(results: orm.Dict, parent: orm.Str) -> orm.Dict:
     """The relaxed polymorphs of an ``AtomsTaskCalculation`` as card rows (the polymorph ranking's rows)."""
     return orm.Dict({'parent': parent.value, 'rows': task_rows(results.get_dict()), 'failures': results['failures']})
@@ -554,7 +560,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
     def structures(self):
         if 'reference_values' in self.inputs:
             eos = self.inputs.reference_values
-            self.out('reference_values', eos)
+            if not self.needs_labeller_md():  # else given back with the labeller's MD volumes (tabulate)
+                self.out('reference_values', eos)
         else:
             eos = self.ctx.reference_eos_values
         if 'eos_structures' not in self.ctx:
@@ -566,13 +573,36 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
 
     def reference_points(self):
         self.to_context(reference_points=self._label(self.ctx.point_structures, 'label_points'))
-        if self.inputs.labeller.engine.value == 'reference' and 'code' in self.inputs.get('sample', {}):
-            # the labeller is cheap enough for the stability MD itself: the potential's volumes are judged against
-            # the labeller's at the same temperatures, from the same start, with the same settings
-            model = self.inputs.labeller.reference.get('model', orm.Str('7net-0'))
-            temperatures = self._stability_temperatures()
-            self.report(f'labeller: NST MD at {temperatures} K (the stability item\'s volumes)')
-            self.to_context(reference_md=self._md(model, temperatures, 'labeller_md'))
+        if not self.has_potential():  # with a potential, beside the potential's own jobs (potential_side)
+            self._labeller_md()
+
+    def needs_labeller_md(self) -> bool:
+        """The labeller is cheap enough for the stability MD itself (the reference model) and an MD code is given,
+        and the labeller's side has no MD volumes yet (a labeller side made by this card, or given without them)."""
+        given = self.inputs.get('reference_values')
+        return (self.inputs.labeller.engine.value == 'reference' and 'code' in self.inputs.get('sample', {})
+                and (given is None or 'stability' not in given.get_dict()))
+
+    def _labeller_md(self):
+        """The labeller's NST MD at the stability temperatures: the potential's volumes are judged against the
+        labeller's at the same temperatures, from the same start, with the same settings."""
+        if not self.needs_labeller_md():
+            return
+        model = self.inputs.labeller.reference.get('model', orm.Str('7net-0'))
+        temperatures = self._stability_temperatures()
+        self.report(f'labeller: NST MD at {temperatures} K (the stability item\'s volumes)')
+        self.to_context(reference_md=self._md(model, temperatures, 'labeller_md'))
+
+    def _labeller_stability(self) -> orm.Dict | None:
+        """The labeller's MD volumes (``stability`` of its side), or None when it ran none or it failed."""
+        if 'reference_md' not in self.ctx:
+            return None
+        md = self.ctx.reference_md
+        if not md.is_finished_ok:  # the stability item then falls back to the labeller's relaxed phases
+            self.report(f'the labeller\'s MD failed ({md.exit_message}): stability judged against its phases')
+            return None
+        return md_stability(self.inputs.parameters, self.ctx.md_start, **dict(md.outputs.trajectories),
+                            metadata={'call_link_label': 'labeller_stability'})['values']
 
     def potential_side(self):
         potential = self.inputs.potential
@@ -584,6 +614,7 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         top = max(settings['md_temperatures'])
         temperatures = sorted({*settings['md_temperatures'], settings['stability_factor'] * top})
         self.to_context(potential_md=self._md(potential, temperatures, 'potential_md'))
+        self._labeller_md()
         self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
                     f'{temperatures} K')
 
@@ -621,17 +652,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             labels.append(node.outputs.training_set)
         merged = merge_training_sets(**{f'part_{i}': t for i, t in enumerate(labels)}) if len(labels) > 1 else labels[0]
         polymorphs = self._reference_polymorphs()
-        extra = {}
-        if 'reference_md' in self.ctx:
-            md = self.ctx.reference_md
-            if md.is_finished_ok:
-                extra['stability'] = md_stability(self.inputs.parameters, self.ctx.md_start,
-                                                  **dict(md.outputs.trajectories),
-                                                  metadata={'call_link_label': 'labeller_stability'})['values']
-            else:  # the stability item then falls back to the labeller's relaxed phases
-                self.report(f'the labeller\'s MD failed ({md.exit_message}): stability judged against its phases')
+        stability = self._labeller_stability()
         self.ctx.reference_values = card_side(merged, self.inputs.parameters, self.ctx.paths,
-                                              self.ctx.parent_at_lattice, polymorphs, **extra)
+                                              self.ctx.parent_at_lattice, polymorphs,
+                                              **({'stability': stability} if stability is not None else {}))
         self.out('reference_values', self.ctx.reference_values)
 
     def _reference_polymorphs(self) -> orm.Dict:
@@ -693,6 +717,11 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_POTENTIAL_JOB_FAILED.format(
                 detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
         reference = self.inputs.reference_values if 'reference_values' in self.inputs else self.ctx.reference_values
+        if 'reference_values' in self.inputs and self.needs_labeller_md():
+            stability = self._labeller_stability()
+            if stability is not None:
+                reference = with_labeller_stability(reference, stability)
+            self.out('reference_values', reference)
         relax = self.ctx.potential_relax
         if relax.is_finished_ok:
             polymorphs = polymorph_rows(relax.outputs.results, orm.Str(self.ctx.paths['parent']))

@@ -428,13 +428,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return 'task_code' in self.inputs.get('card', {})
 
     def _card_inputs(self) -> dict:
-        """The card's inputs: the loop's labeller and its MD code (the potential's MD, and the labeller's own where
-        the labeller is the cheap reference model)."""
         inputs = self.exposed_inputs(PhysicsCardWorkChain, namespace='card')
         inputs['labeller'] = self.exposed_inputs(LabelWorkChain, namespace='label')
-        sample = self.exposed_inputs(SampleCalculation, namespace='sample')
-        inputs['sample'] = {'code': sample['code'],
-                            'metadata': {'options': sample.get('metadata', {}).get('options', {})}}
         return inputs
 
     def equilibrate(self):
@@ -466,7 +461,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def run_card(self):
         inputs = self._card_inputs()
-        inputs.update(potential=self.ctx.potential, reference_values=self.ctx.reference_values)
+        # with the MD code: the potential's MD, and (in the first card) the labeller's own where the labeller is the
+        # cheap reference model, beside the potential's jobs rather than before the seed labels
+        sample = self.exposed_inputs(SampleCalculation, namespace='sample')
+        inputs.update(potential=self.ctx.potential, reference_values=self.ctx.reference_values,
+                      sample={'code': sample['code'],
+                              'metadata': {'options': sample.get('metadata', {}).get('options', {})}})
         if 'test_set' in self.ctx:
             inputs['test_set'] = self.ctx.test_set
         inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
@@ -477,6 +477,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not node.is_finished_ok or 'card' not in node.outputs:
             return self.exit_codes.ERROR_CARD_FAILED.format(detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
         summary = node.outputs.card.get_dict()
+        if node.outputs.reference_values.uuid != self.ctx.reference_values.uuid:
+            # the first card added the labeller's MD volumes: later cards (and a continued loop) reuse them
+            self.ctx.reference_values = node.outputs.reference_values
         if 'test_set' not in self.ctx and 'stability' not in summary['failed_groups']:
             # the independent test set is kept (and reused by every later card) once it comes from a potential
             # whose MD was stable: a first potential that breaks the crystal makes no test of anything
