@@ -610,9 +610,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
                         potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
                                                    'potential_relax'))
-        settings = card_settings(self.inputs.parameters)
-        top = max(settings['md_temperatures'])
-        temperatures = sorted({*settings['md_temperatures'], settings['stability_factor'] * top})
+        temperatures = sorted({*card_settings(self.inputs.parameters)['md_temperatures'],
+                               *self._stability_temperatures()})
         self.to_context(potential_md=self._md(potential, temperatures, 'potential_md'))
         self._labeller_md()
         self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
@@ -734,10 +733,9 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         test_errors = (test_set_errors(self.ctx.test_set, test.outputs.labels) if test.is_finished_ok
                        else orm.Dict({'error': f'test-set predictions failed: {test.exit_message}'}))
         md = self.ctx.potential_md
-        settings = card_settings(self.inputs.parameters)
         broken = {}
         if md.is_finished_ok:
-            top = max(settings['md_temperatures'])
+            top = min(self._stability_temperatures())
             runs = {k: t for k, t in md.outputs.trajectories.items() if float(k[2:-1]) >= top}
             stability = md_stability(self.inputs.parameters, self.ctx.md_start, **runs)
             stability_values = stability['values']
