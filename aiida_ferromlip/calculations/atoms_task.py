@@ -32,6 +32,11 @@ def model_species(model) -> set[str] | None:
     return set(model.species)
 
 
+def model_gives_stress(model) -> bool:
+    """Whether ``model`` gives the stress (a flexible cell needs it): the reference models all do."""
+    return True if isinstance(model, orm.Str) else model.gives_stress
+
+
 def model_spec(model) -> tuple[dict, dict[str, bytes]]:
     """``(potential.json spec, files)`` for a Potential node or a reference-model name."""
     if isinstance(model, orm.Str):

@@ -14,7 +14,7 @@ import json
 import numpy as np
 from aiida import orm
 
-from aiida_ferromlip.calculations.atoms_task import MODEL_TYPES, model_spec, model_species
+from aiida_ferromlip.calculations.atoms_task import MODEL_TYPES, model_gives_stress, model_spec, model_species
 from aiida_ferromlip.calculations.base import FerromlipCalcJob
 from aiida_ferromlip.engines import md as engine
 from aiida_ferromlip.engines.potentials import SPEC_FILE
@@ -31,7 +31,7 @@ def parameter_problems(parameters: dict, potential) -> list[str]:
     ensemble = parameters.get('ensemble', 'nvt')
     if ensemble not in engine.ENSEMBLES:
         problems.append(f'`ensemble` must be one of {sorted(engine.ENSEMBLES)}, got `{ensemble}`')
-    if ensemble != 'nvt' and not getattr(potential, 'gives_stress', True):  # a reference model (Str) gives stress
+    if ensemble != 'nvt' and not model_gives_stress(potential):
         problems.append(f'the {ensemble.upper()} ensemble needs stress, which this potential does not give')
     if mode == 'remd':
         temperatures = parameters.get('temperatures', [])

@@ -220,6 +220,15 @@ def learning_curve(thresholds: orm.Dict | None = None, **errors: orm.Dict) -> di
     return {'curve': array, 'plot': orm.SinglefileData(io.BytesIO(png), filename='learning_curve.png')}
 
 
+def card_test_set(card: orm.WorkflowNode) -> TrainingSet | None:
+    """The independent test set a finished physics card offers the loop to keep (and every later card to reuse):
+    only from a potential whose MD was stable — a first potential that breaks the crystal makes no test of anything."""
+    if 'test_set' in card.outputs and 'card' in card.outputs and \
+            'stability' not in card.outputs.card['failed_groups']:
+        return card.outputs.test_set
+    return None
+
+
 def _row_value(summary: dict, group: str, prefix: str):
     for row in summary['rows']:
         if row['group'] == group and row['item'].startswith(prefix):
@@ -480,10 +489,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if node.outputs.reference_values.uuid != self.ctx.reference_values.uuid:
             # the first card added the labeller's MD volumes: later cards (and a continued loop) reuse them
             self.ctx.reference_values = node.outputs.reference_values
-        if 'test_set' not in self.ctx and 'stability' not in summary['failed_groups']:
-            # the independent test set is kept (and reused by every later card) once it comes from a potential
-            # whose MD was stable: a first potential that breaks the crystal makes no test of anything
-            self.ctx.test_set = node.outputs.test_set
+        if 'test_set' not in self.ctx and card_test_set(node) is not None:
+            self.ctx.test_set = card_test_set(node)
             self.report(f'independent test set fixed: TrainingSet<{self.ctx.test_set.pk}> '
                         f'({len(self.ctx.test_set)} frames)')
         self.ctx.card_failed = summary['failed_groups']

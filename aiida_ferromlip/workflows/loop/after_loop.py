@@ -26,6 +26,7 @@ from aiida_ferromlip.workflows.fit.models import MODELS
 from aiida_ferromlip.workflows.loop.active_learning import (
     ActiveLearningWorkChain,
     _row_value,
+    card_test_set,
     loop_parameters,
     loop_stages,
     start_structures,
@@ -256,7 +257,6 @@ def last_state(node: orm.WorkflowNode) -> dict:
     called = sorted((link for link in node.base.links.get_outgoing(
         link_type=(LinkType.CALL_WORK, LinkType.CALL_CALC)).all() if link.node.is_finished_ok),
         key=lambda link: link.node.ctime)
-    by_label = {link.link_label: link.node for link in called}
 
     training_set = _input(node, 'initial_training_set')
     for link in called:  # the latest set the loop built: the seed labels, then every merge
@@ -273,15 +273,16 @@ def last_state(node: orm.WorkflowNode) -> dict:
         potential = _input(node, 'initial_potential') if training_set is not None and training_set.uuid == \
             getattr(_input(node, 'initial_training_set'), 'uuid', None) else None
 
+    # the labeller's side as the loop last held it: its labeller-only card, then each potential's card that added the
+    # labeller's MD volumes (inspect_card adopts them)
+    cards = [link.node for link in called if 'reference_values' in link.node.outputs and (
+        link.link_label == 'card_labeller' or _STAGE.match(link.link_label) and link.link_label.startswith('card_'))]
     reference_values = _input(node, 'card', 'reference_values')
-    if reference_values is None and 'card_labeller' in by_label:
-        reference_values = by_label['card_labeller'].outputs.reference_values
+    if reference_values is None and cards:
+        reference_values = cards[-1].outputs.reference_values
     test_set = _input(node, 'card', 'test_set')
-    for link in called if test_set is None else ():
-        if link.link_label.startswith('card_0') and 'test_set' in link.node.outputs \
-                and 'stability' not in link.node.outputs.card['failed_groups']:
-            test_set = link.node.outputs.test_set
-            break
+    if test_set is None:
+        test_set = next((card_test_set(card) for card in cards if card_test_set(card) is not None), None)
     return {'complete': False, 'training_set': training_set, 'potential': potential,
             'reference_values': reference_values, 'test_set': test_set}
 
