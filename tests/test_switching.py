@@ -6,8 +6,48 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.materials import switching_endpoints
+from aiida_ferromlip.analysis.physics_card import _relative
+from aiida_ferromlip.materials import rattled_strained, switching_endpoints
+from aiida_ferromlip.materials.perovskites import PSEUDOCUBIC_2x2x2, glazer_perovskite
+from aiida_ferromlip.workflows.benchmarks.physics_card import card_protocol_inputs
 from aiida_ferromlip.workflows.benchmarks.switching import SwitchingPathWorkChain
+
+
+@pytest.fixture(scope='module')
+def polar_gap_potential(reference_frames, sevennet, tmp_path_factory):
+    """The conftest GAP's 16 frames plus 12 polar states at the path's lattice: every Ti displaced along [111],
+    [11-1] or [110] (the path's ends and its orthorhombic middle) by a random 0-0.2 Å, rattled 0.01 Å and strained
+    0.3 % (the physics card's target frames: a larger rattle drowns a well of a few meV/f.u.). The `fast` preset,
+    fitted by gap_fit directly."""
+    import subprocess
+
+    from ase.io import write
+
+    from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, gap_fit_frames
+    from aiida_ferromlip.data.potential import GapPotential
+    from aiida_ferromlip.data.training_set import TrainingSet
+    from aiida_ferromlip.engines import gap as engine
+    from aiida_ferromlip.engines.reference import label_frames
+
+    rng = np.random.default_rng(11)
+    polar = []
+    for axis in ([1, 1, 1], [1, 1, -1], [1, 1, 0]):
+        axis = np.array(axis, float) / np.linalg.norm(axis)
+        for amplitude in rng.uniform(0.0, 0.2, 4):
+            cell = glazer_perovskite('Ba', 'Ti', PSEUDOCUBIC_2x2x2, lattice=4.0,
+                                     b_shift=lambda *_, shift=amplitude * axis: shift)
+            polar += rattled_strained(cell, 1, rattle=0.01, strain=0.003, seed=int(rng.integers(10**6)))
+    labelled, failures, _ = label_frames(polar, sevennet)
+    assert not failures
+    frames = reference_frames + labelled
+    directory = tmp_path_factory.mktemp('polar_gap')
+    write(directory / 'train.extxyz', gap_fit_frames(TrainingSet(frames=frames), range(len(frames))), format='extxyz')
+    parameters = GapFitCalculation.get_protocol_inputs('fast')['parameters']
+    subprocess.run(engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz'), cwd=directory, check=True,
+                   capture_output=True)
+    potential = GapPotential(str(directory / engine.POTENTIAL_FILE))
+    potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
+    return potential.store()
 
 
 def endpoints():
@@ -16,10 +56,14 @@ def endpoints():
     return orm.StructureData(ase=first), orm.StructureData(ase=second)
 
 
-def test_batio3_polarization_switching_path(gap_potential, label_code, task_code):
+def test_batio3_polarization_switching_path(polar_gap_potential, label_code, task_code):
+    """A GAP that has seen the polar states at this lattice (not the path) reproduces the labeller's switching barrier
+    within the physics card's tolerance for a well depth, set in physics_card.yaml before this test existed. (The
+    conftest GAP, 16 rattled polymorph cells without those states, gave 2.99 against the labeller's 4.20 meV/f.u.
+    here: it fails that tolerance, docs/fidelity.md.)"""
     initial, final = endpoints()
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        label_code, task_code, gap_potential, overrides={'parameters': {'images': 5, 'fmax': 0.1, 'max_steps': 200}},
+        label_code, task_code, polar_gap_potential, overrides={'parameters': {'images': 5, 'fmax': 0.1, 'max_steps': 200}},
         initial=initial, final=final)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -37,8 +81,13 @@ def test_batio3_polarization_switching_path(gap_potential, label_code, task_code
     assert abs(polarization[middle, 2]) < 0.3 * polarization[0, 2]
     assert summary['barrier_meV_per_fu'] >= energy[middle] - 1e-9 and energy[middle] >= 0  # JSON-rounded max
     assert summary['charges'].startswith('Born effective charges of BaTiO3')
-    # the reference labelled every image; its barrier is on the same images
+    # the reference labelled every image; its barrier on the same images is the potential's within the card's
+    # well-depth tolerance, max(1 meV/f.u., 15 %)
     assert summary['reference_complete'] and summary['reference_barrier_meV_per_fu'] > 0
+    tolerance = card_protocol_inputs('fast')['tolerances']['wells']
+    agrees, allowed = _relative(summary['barrier_meV_per_fu'], summary['reference_barrier_meV_per_fu'],
+                                tolerance['depth_meV_per_fu'], tolerance['depth_relative'])
+    assert agrees, (summary['barrier_meV_per_fu'], summary['reference_barrier_meV_per_fu'], allowed)
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 
 

@@ -29,13 +29,16 @@ class AtomsTaskParser(FerromlipParser):
                 frames = read(handle, index=':', format='extxyz')
         except Exception as exception:
             return self.exit_codes.ERROR_OUTPUT_CORRUPT.format(error=f'{type(exception).__name__}: {exception}')
-        structures = self.node.inputs.structures if 'structures' in self.node.inputs else {}
+        # the inputs once: each `node.inputs` access rebuilds the dict of every incoming link (one per structure)
+        inputs = self.node.inputs
+        structures = {key: node.uuid for key, node in inputs.structures.items()} if 'structures' in inputs else {}
+        labeller, process_uuid = f'model:{inputs.model.uuid}', self.node.uuid
         origins = []
         for atoms in frames:
             key = str(atoms.info.pop('frame_key'))
-            origins.append({'labeller': f'model:{self.node.inputs.model.uuid}', 'process_uuid': self.node.uuid,
+            origins.append({'labeller': labeller, 'process_uuid': process_uuid,
                             # None for neb images and trajectory frames (their key names trajectory and frame)
-                            'structure_uuid': structures[key].uuid if key in structures else None,
+                            'structure_uuid': structures.get(key),
                             'frame_key': key, 'wall_time_s': timings.get(key)})
             if report['task'] == 'relax':
                 self.out(f'structures.{key}', orm.StructureData(ase=atoms))

@@ -27,7 +27,7 @@ from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES
-from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets
+from aiida_ferromlip.data.training_set import TrainingSet, merge_training_sets, trajectory_frames
 from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, collective_displacement_path, scaled_to_lattice, strained_copies
 from aiida_ferromlip.materials.units import formula_units
@@ -191,17 +191,18 @@ def test_set_errors(reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
     return orm.Dict(metrics)
 
 
-def _sane_frames(trajectory) -> list[int]:
-    """Indices of the frames of an MD trajectory that pass the sampler's sanity rules (no blow-up)."""
+def _sane_frames(trajectory, frames: list | None = None) -> list[int]:
+    """Indices of the frames of an MD trajectory (``frames``: its ASE frames, if already built) that pass the
+    sampler's sanity rules (no blow-up)."""
     from aiida_ferromlip.analysis.selection import sanity_problem
 
+    frames = trajectory_frames(trajectory) if frames is None else frames
     forces, temperatures = trajectory.get_array('forces'), trajectory.get_array('temperatures')
     targets = trajectory.get_array('target_temperatures')
     per_atom = trajectory.get_array('energies') / len(trajectory.symbols)
     reference = float(np.median(per_atom))
-    return [i for i in range(trajectory.numsteps)
-            if not sanity_problem(trajectory.get_step_structure(i).get_ase(), forces=forces[i],
-                                  temperature=temperatures[i], target_temperature=targets[i],
+    return [i for i, atoms in enumerate(frames)
+            if not sanity_problem(atoms, forces=forces[i], temperature=temperatures[i], target_temperature=targets[i],
                                   energy_per_atom=per_atom[i], reference_energy_per_atom=reference)]
 
 
@@ -221,15 +222,13 @@ def md_stability(parameters: orm.Dict, start: orm.StructureData, **trajectories:
 
     values, outputs = {}, {}
     for key, trajectory in sorted(trajectories.items()):
-        cells = trajectory.get_cells()
-        distances = [min_interatomic_distance(trajectory.get_step_structure(i).get_ase())
-                     for i in range(trajectory.numsteps)]
-        values[key] = card.md_stability(cells, distances, start.get_ase().get_volume(),
-                                        formula_units(start.get_ase()))
-        sane = _sane_frames(trajectory)
+        frames = trajectory_frames(trajectory)  # ASE atoms from the arrays (a StructureData per frame is slow)
+        values[key] = card.md_stability(trajectory.get_cells(), [min_interatomic_distance(a) for a in frames],
+                                        start.get_ase().get_volume(), formula_units(start.get_ase()))
+        sane = _sane_frames(trajectory, frames)
         values[key]['sane_frames'] = len(sane)
         if sane:
-            outputs[f'last_sane_{key}'] = orm.StructureData(ase=trajectory.get_step_structure(sane[-1]).get_ase())
+            outputs[f'last_sane_{key}'] = orm.StructureData(ase=frames[sane[-1]])
     return {'values': orm.Dict(values), **outputs}
 
 
