@@ -234,6 +234,13 @@ def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential
     assert [len(runs) for runs in labeller_md] == [0, 1, 0]
     assert sorted(reference['stability']) == ['T_0300K', 'T_0450K']
     assert cards[1].inputs.reference_values.uuid == results['reference_values'].uuid
+    # a card given the loop's test set predicts it in the job of its single points (one job round trip less)
+    given = [c for c in cards if 'test_set' in c.inputs]
+    for card_node in given:
+        assert not card_node.base.links.get_outgoing(link_label_filter='potential_test_set').all()
+        rows = {row['item']: row for row in card_node.outputs.card['rows'] if row['group'] == 'test_set'}
+        assert len(rows) == 2 and all(isinstance(row['potential'], float) for row in rows.values())
+        assert all(f'({len(card_node.inputs.test_set)} frames)' in item for item in rows)  # every frame paired
     # converged in iteration 1 on the potential both tests judged: fit_001's, no fit after it; the batch that
     # measured its errors is in the loop's TrainingSet, not in the potential's
     summary = results['summary'].get_dict()

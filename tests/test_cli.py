@@ -212,3 +212,44 @@ def test_continue_a_loop_that_crashed_after_labelling(codes, monkeypatch):  # no
     assert len(fit.inputs.gap_fit.training_set) == 5
     assert len(second.outputs.training_set) == 5 + 2
     assert 'recovered from what it called before it stopped (excepted)' in second.description
+
+
+def test_a_stopped_loop_leaves_the_labellers_md_volumes_and_the_first_stable_test_set(labelled_frames):
+    """What `loop continue` takes from a loop that stopped without outputs, on the graph such a loop leaves (built
+    here by hand, no jobs): the labeller's side as the last card carried it (the first potential's card adds the
+    labeller's MD volumes to the labeller-only card's values), and the test set of the first card whose MD was
+    stable — the rule the loop's inspect_card follows."""
+    from aiida.common.links import LinkType
+    from plumpy import ProcessState
+
+    from aiida_ferromlip.workflows.loop.after_loop import last_state
+
+    loop = orm.WorkChainNode()
+    loop.set_process_state(ProcessState.KILLED)
+    loop.store()
+
+    def called(label, **outputs):
+        node = orm.WorkChainNode()
+        node.base.links.add_incoming(loop, LinkType.CALL_WORK, label)
+        node.store()
+        for name, value in outputs.items():
+            value.store()
+            value.base.links.add_incoming(node, LinkType.RETURN, name)
+        node.set_process_state(ProcessState.FINISHED)
+        node.set_exit_status(0)
+        node.seal()
+        return node
+
+    labeller_only = orm.Dict({'eos': {'lattice': 4.035}})
+    with_md = orm.Dict({'eos': {'lattice': 4.035}, 'stability': {'T_0300K': {'volume_per_fu': 68.8}}})
+    broken, stable = (TrainingSet(frames=labelled_frames[:k]) for k in (1, 2))
+    called('card_labeller', reference_values=labeller_only)
+    called('card_000', reference_values=with_md, card=orm.Dict({'failed_groups': ['stability', 'wells']}),
+           test_set=broken)
+    called('card_001', reference_values=with_md, card=orm.Dict({'failed_groups': ['wells']}), test_set=stable)
+    called('card_002', reference_values=with_md, card=orm.Dict({'failed_groups': ['soft_modes']}),
+           test_set=TrainingSet(frames=labelled_frames))
+    state = last_state(loop)
+    assert not state['complete'] and state['training_set'] is None and state['potential'] is None
+    assert state['reference_values'].uuid == with_md.uuid
+    assert state['test_set'].uuid == stable.uuid

@@ -15,9 +15,9 @@ from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkCha
 
 from .conftest import executable
 
-#: A lighter card than the protocol's (5 EOS points, 60 MD steps, a smaller test set) with the same tolerances and
+#: A lighter card than the protocol's (5 EOS points, 30 MD steps, a smaller test set) with the same tolerances and
 #: the same path grid (the well position is refined on it).
-SMALL = {'parameters': {'eos_strains': [-0.02, -0.01, 0.0, 0.01, 0.02], 'md_steps': 60, 'md_stride': 6,
+SMALL = {'parameters': {'eos_strains': [-0.02, -0.01, 0.0, 0.01, 0.02], 'md_steps': 30, 'md_stride': 3,
                         'md_temperatures': [300], 'test_md_frames': 4, 'test_polymorph_frames': 4,
                         'relax': {'fmax': 0.01, 'max_steps': 150}}}
 
@@ -105,6 +105,10 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     assert len(judged) == 5 and all(row['passed'] for row in judged), [r for r in judged if not r['passed']]
     depths = {row['item']: row['potential'] for row in rows if row['item'].endswith('depth')}
     assert len(depths) == 3 and all(depth < -2.0 for depth in depths.values()), depths  # the poor one: 0
+    # the given test set is predicted in the job of the card's single points, every frame of it
+    assert not node.base.links.get_outgoing(link_label_filter='potential_test_set').all()
+    items = [row['item'] for row in rows if row['group'] == 'test_set']
+    assert len(items) == 2 and all(f'({len(results["test_set"])} frames)' in item for item in items), items
 
 
 def test_bad_card_inputs_fail_before_any_job(codes):

@@ -606,6 +606,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
     def potential_side(self):
         potential = self.inputs.potential
         structures = {**self.ctx.eos_structures, **self.ctx.point_structures}
+        if 'test_set' in self.inputs:  # an earlier card's test set: predicted in the same job as the card's points
+            tests = self._test_structures(self.inputs.test_set)
+            self.ctx.test_with_points = not set(tests) & set(structures)  # (a user's set could reuse a card key)
+            structures.update(tests if self.ctx.test_with_points else {})
         self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
                         potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
                                                    'potential_relax'))
@@ -704,10 +708,17 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             test_set = node.outputs.training_set
         self.ctx.test_set = test_set
         self.out('test_set', test_set)
-        structures = {origin['frame_key']: test_set.get_structure(i) for i, origin in enumerate(test_set.origins)}
-        self.to_context(potential_test=self._task(self.inputs.potential, structures, {'task': 'energies'},
-                                                  'potential_test_set'))
+        if self.ctx.get('test_with_points'):  # predicted beside the card's points: no job round trip more
+            self.ctx.potential_test = self.ctx.potential_points
+            return None
+        self.to_context(potential_test=self._task(self.inputs.potential, self._test_structures(test_set),
+                                                  {'task': 'energies'}, 'potential_test_set'))
         return None
+
+    @staticmethod
+    def _test_structures(test_set: TrainingSet) -> dict:
+        """The test set's frames by key (``test_...``, apart from every card structure's key)."""
+        return {origin['frame_key']: test_set.get_structure(i) for i, origin in enumerate(test_set.origins)}
 
     def tabulate(self):
         node = self.ctx.potential_points  # the other jobs' failures become failed rows below
