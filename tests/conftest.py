@@ -101,9 +101,8 @@ def reference_frames(sevennet):
     return labelled
 
 
-@pytest.fixture(scope='session')
-def fitted_gap_xml(reference_frames, tmp_path_factory):
-    """A `fast`-preset GAP fitted by gap_fit directly (no AiiDA), for tests of the stages after fitting."""
+def fit_gap_directly(frames, directory):
+    """The `fast`-preset GAP of labelled BaTiO3 ``frames``, fitted by gap_fit in ``directory`` (no AiiDA): its XML."""
     import subprocess
 
     from ase.io import write
@@ -112,22 +111,31 @@ def fitted_gap_xml(reference_frames, tmp_path_factory):
     from aiida_ferromlip.data.training_set import TrainingSet
     from aiida_ferromlip.engines import gap as engine
 
-    directory = tmp_path_factory.mktemp('gap')
-    frames = gap_fit_frames(TrainingSet(frames=reference_frames), range(len(reference_frames)))
-    write(directory / 'train.extxyz', frames, format='extxyz')
+    write(directory / 'train.extxyz', gap_fit_frames(TrainingSet(frames=frames), range(len(frames))), format='extxyz')
     parameters = GapFitCalculation.get_protocol_inputs('fast')['parameters']
     command = engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz')
     subprocess.run(command, cwd=directory, check=True, capture_output=True)
     return directory / engine.POTENTIAL_FILE
 
 
-@pytest.fixture
-def gap_potential(fitted_gap_xml):
+def stored_gap(xml):
+    """A stored GapPotential node of a BaTiO3 GAP fitted by ``fit_gap_directly``."""
     from aiida_ferromlip.data.potential import GapPotential
 
-    potential = GapPotential(str(fitted_gap_xml))
+    potential = GapPotential(str(xml))
     potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
     return potential.store()
+
+
+@pytest.fixture(scope='session')
+def fitted_gap_xml(reference_frames, tmp_path_factory):
+    """A `fast`-preset GAP fitted by gap_fit directly (no AiiDA), for tests of the stages after fitting."""
+    return fit_gap_directly(reference_frames, tmp_path_factory.mktemp('gap'))
+
+
+@pytest.fixture
+def gap_potential(fitted_gap_xml):
+    return stored_gap(fitted_gap_xml)
 
 
 @pytest.fixture

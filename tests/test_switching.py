@@ -12,6 +12,8 @@ from aiida_ferromlip.materials.perovskites import PSEUDOCUBIC_2x2x2, glazer_pero
 from aiida_ferromlip.workflows.benchmarks.physics_card import card_protocol_inputs
 from aiida_ferromlip.workflows.benchmarks.switching import SwitchingPathWorkChain
 
+from .conftest import fit_gap_directly, stored_gap
+
 
 @pytest.fixture(scope='module')
 def polar_gap_potential(reference_frames, sevennet, tmp_path_factory):
@@ -19,14 +21,6 @@ def polar_gap_potential(reference_frames, sevennet, tmp_path_factory):
     [11-1] or [110] (the path's ends and its orthorhombic middle) by a random 0-0.2 Å, rattled 0.01 Å and strained
     0.3 % (the physics card's target frames: a larger rattle drowns a well of a few meV/f.u.). The `fast` preset,
     fitted by gap_fit directly."""
-    import subprocess
-
-    from ase.io import write
-
-    from aiida_ferromlip.calculations.gap_fit import GapFitCalculation, gap_fit_frames
-    from aiida_ferromlip.data.potential import GapPotential
-    from aiida_ferromlip.data.training_set import TrainingSet
-    from aiida_ferromlip.engines import gap as engine
     from aiida_ferromlip.engines.reference import label_frames
 
     rng = np.random.default_rng(11)
@@ -39,15 +33,7 @@ def polar_gap_potential(reference_frames, sevennet, tmp_path_factory):
             polar += rattled_strained(cell, 1, rattle=0.01, strain=0.003, seed=int(rng.integers(10**6)))
     labelled, failures, _ = label_frames(polar, sevennet)
     assert not failures
-    frames = reference_frames + labelled
-    directory = tmp_path_factory.mktemp('polar_gap')
-    write(directory / 'train.extxyz', gap_fit_frames(TrainingSet(frames=frames), range(len(frames))), format='extxyz')
-    parameters = GapFitCalculation.get_protocol_inputs('fast')['parameters']
-    subprocess.run(engine.gap_fit_command(parameters, [56, 22, 8], 'train.extxyz'), cwd=directory, check=True,
-                   capture_output=True)
-    potential = GapPotential(str(directory / engine.POTENTIAL_FILE))
-    potential.base.attributes.set_many({'species': ['Ba', 'O', 'Ti'], 'gives_stress': True, 'cutoff': 3.8})
-    return potential.store()
+    return stored_gap(fit_gap_directly(reference_frames + labelled, tmp_path_factory.mktemp('polar_gap')))
 
 
 def endpoints():
@@ -63,7 +49,8 @@ def test_batio3_polarization_switching_path(polar_gap_potential, label_code, tas
     here: it fails that tolerance, docs/fidelity.md.)"""
     initial, final = endpoints()
     builder = SwitchingPathWorkChain.get_builder_from_protocol(
-        label_code, task_code, polar_gap_potential, overrides={'parameters': {'images': 5, 'fmax': 0.1, 'max_steps': 200}},
+        label_code, task_code, polar_gap_potential,
+        overrides={'parameters': {'images': 5, 'fmax': 0.1, 'max_steps': 200}},
         initial=initial, final=final)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message

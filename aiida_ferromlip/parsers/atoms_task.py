@@ -31,14 +31,14 @@ class AtomsTaskParser(FerromlipParser):
             return self.exit_codes.ERROR_OUTPUT_CORRUPT.format(error=f'{type(exception).__name__}: {exception}')
         # the inputs once: each `node.inputs` access rebuilds the dict of every incoming link (one per structure)
         inputs = self.node.inputs
-        structures = {key: node.uuid for key, node in inputs.structures.items()} if 'structures' in inputs else {}
+        structure_uuids = {key: node.uuid for key, node in inputs.structures.items()} if 'structures' in inputs else {}
         labeller, process_uuid = f'model:{inputs.model.uuid}', self.node.uuid
         origins = []
         for atoms in frames:
             key = str(atoms.info.pop('frame_key'))
             origins.append({'labeller': labeller, 'process_uuid': process_uuid,
                             # None for neb images and trajectory frames (their key names trajectory and frame)
-                            'structure_uuid': structures.get(key),
+                            'structure_uuid': structure_uuids.get(key),
                             'frame_key': key, 'wall_time_s': timings.get(key)})
             if report['task'] == 'relax':
                 self.out(f'structures.{key}', orm.StructureData(ase=atoms))

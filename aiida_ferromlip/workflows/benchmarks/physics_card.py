@@ -609,7 +609,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         if 'test_set' in self.inputs:  # an earlier card's test set: predicted in the same job as the card's points
             tests = self._test_structures(self.inputs.test_set)
             self.ctx.test_with_points = not set(tests) & set(structures)  # (a user's set could reuse a card key)
-            structures.update(tests if self.ctx.test_with_points else {})
+            if self.ctx.test_with_points:
+                structures.update(tests)
         self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
                         potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
                                                    'potential_relax'))

@@ -489,8 +489,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if node.outputs.reference_values.uuid != self.ctx.reference_values.uuid:
             # the first card added the labeller's MD volumes: later cards (and a continued loop) reuse them
             self.ctx.reference_values = node.outputs.reference_values
-        if 'test_set' not in self.ctx and card_test_set(node) is not None:
-            self.ctx.test_set = card_test_set(node)
+        test_set = card_test_set(node)
+        if 'test_set' not in self.ctx and test_set is not None:
+            self.ctx.test_set = test_set
             self.report(f'independent test set fixed: TrainingSet<{self.ctx.test_set.pk}> '
                         f'({len(self.ctx.test_set)} frames)')
         self.ctx.card_failed = summary['failed_groups']

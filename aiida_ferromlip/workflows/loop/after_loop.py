@@ -282,7 +282,7 @@ def last_state(node: orm.WorkflowNode) -> dict:
         reference_values = cards[-1].outputs.reference_values
     test_set = _input(node, 'card', 'test_set')
     if test_set is None:
-        test_set = next((card_test_set(card) for card in cards if card_test_set(card) is not None), None)
+        test_set = next(filter(None, map(card_test_set, cards)), None)
     return {'complete': False, 'training_set': training_set, 'potential': potential,
             'reference_values': reference_values, 'test_set': test_set}
 
