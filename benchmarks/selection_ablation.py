@@ -2,7 +2,7 @@
 
     verdi run benchmarks/selection_ablation.py [--seeds 3] [--iterations 3] [--batch 6] [--tag ablation]
         [--selectors random fps uncertainty fps+uncertainty] [--plot docs/img/selection_ablation.png]
-        [--starts R3m Pm-3m] [--ensemble nst] [--temperatures 100 300]
+        [--starts R3m Pm-3m] [--ensemble nst] [--temperatures 100 300] [--uncertainty gap_variance]
 
 1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
    potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
@@ -17,6 +17,8 @@
    ``--starts``, ``--ensemble`` and ``--temperatures`` change where the loops sample (default: R3m, NVT, the `fast`
    sampler's 50-300 K): ``--starts R3m Pm-3m --ensemble nst --temperatures 100 300`` samples as the test set was drawn,
    so that the candidates cover the test distribution and the choice among them is what is measured.
+   ``--uncertainty gap_variance`` scores the uncertainty selectors' candidates with the GAP's own predicted variance
+   instead of the protocol's committee (no member fits; `random` and `fps` runs do not depend on it).
 
 Prints the table (labels to the thresholds, mean ± spread over seeds; test-set errors at the end) and writes the PNG
 (test-set force RMSE vs labels per selector). Finished runs are found again by ``--tag`` (node extras), so a stopped
@@ -57,13 +59,18 @@ DEFAULT_SAMPLING = {'starts': ['R3m'], 'ensemble': 'nvt', 'temperatures': None}
 
 
 def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, run: bool = True,
-         sampling: dict | None = None):
+         sampling: dict | None = None, uncertainty: str = 'committee'):
     sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
+    if 'uncertainty' not in selector:
+        uncertainty = 'committee'  # the score is not used: the same runs serve either source
     # runs made before the sampling was a choice carry no `sampling` extra: they are the default's
     # (a string: the SQLite storage cannot filter on a JSON object)
     extra = {} if sampling == DEFAULT_SAMPLING else {'sampling': '{}/{}/{}'.format(
         '+'.join(sampling['starts']), sampling['ensemble'],
         ','.join(f'{t:g}' for t in sampling['temperatures']) if sampling['temperatures'] else 'protocol')}
+    if uncertainty != 'committee':
+        # runs made before the source was a choice carry no `uncertainty` extra: they are the committee's
+        extra['uncertainty'] = uncertainty
     node = find(tag, selector=selector, seed=seed, iterations=iterations, batch=batch, **extra)
     if node is not None or not run:
         return node
@@ -81,7 +88,8 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, 
                  # every frame after equilibration is a candidate (the `fast` sampler's runs are too short for the
                  # autocorrelation time: decorrelation would leave one frame per trajectory, 8 in all, and nothing to
                  # choose between); 100 steps, every 4th frame: 200 frames per iteration, as in the demo
-                 'select_parameters': {'num_select': batch, 'selector': selector, 'seed': seed, 'decorrelate': False},
+                 'select_parameters': {'num_select': batch, 'selector': selector, 'seed': seed, 'decorrelate': False,
+                                       'uncertainty': uncertainty},
                  'sample': {'overrides': {'parameters': sample}},
                  'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(code['label'], code['gap'], code['md'],
@@ -215,6 +223,8 @@ def main():
     parser.add_argument('--ensemble', choices=('nvt', 'nst'), default=DEFAULT_SAMPLING['ensemble'])
     parser.add_argument('--temperatures', nargs='+', type=float, default=None,
                         help="the sampler's temperatures (default: the `fast` sampler's)")
+    parser.add_argument('--uncertainty', choices=('committee', 'gap_variance'), default='committee',
+                        help="the uncertainty selectors' score: the protocol's committee or the GAP's own variance")
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
@@ -224,13 +234,14 @@ def main():
     for seed in range(args.seeds):
         for selector in args.selectors:
             node = loop(code, args.tag, selector, seed, args.iterations, args.batch, run=not args.no_run,
-                        sampling={'starts': args.starts, 'ensemble': args.ensemble, 'temperatures': args.temperatures})
+                        sampling={'starts': args.starts, 'ensemble': args.ensemble, 'temperatures': args.temperatures},
+                        uncertainty=args.uncertainty)
             if node is not None:
                 results.setdefault(selector, {})[seed] = curve(code, node, reference)
     print(f'\nindependent test set: TrainingSet<{reference.pk}>, {len(reference)} frames; thresholds '
           f'{THRESHOLDS["energy_meV_per_fu"]} meV/f.u., {THRESHOLDS["forces_meV_per_A"]} meV/Å; '
           f'{args.iterations} iterations of {args.batch} labels after 6 seed labels ({" ".join(args.starts)}), '
-          f'{args.ensemble} sampling')
+          f'{args.ensemble} sampling; uncertainty score: {args.uncertainty}')
     print(f'{"selector":<17}{"labels to thresholds":>22}{"reached":>9}{"final E (meV/fu)":>19}{"final F (meV/Å)":>18}'
           f'{"  final labels":>15}')
     for selector, runs in results.items():

@@ -6,7 +6,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.analysis.physics_card import _relative
+from aiida_ferromlip.analysis.physics_card import within_tolerance
 from aiida_ferromlip.materials import rattled_strained, switching_endpoints
 from aiida_ferromlip.materials.perovskites import PSEUDOCUBIC_2x2x2, glazer_perovskite
 from aiida_ferromlip.workflows.benchmarks.physics_card import card_protocol_inputs
@@ -72,8 +72,8 @@ def test_batio3_polarization_switching_path(polar_gap_potential, label_code, tas
     # well-depth tolerance, max(1 meV/f.u., 15 %)
     assert summary['reference_complete'] and summary['reference_barrier_meV_per_fu'] > 0
     tolerance = card_protocol_inputs('fast')['tolerances']['wells']
-    agrees, allowed = _relative(summary['barrier_meV_per_fu'], summary['reference_barrier_meV_per_fu'],
-                                tolerance['depth_meV_per_fu'], tolerance['depth_relative'])
+    agrees, allowed = within_tolerance(summary['barrier_meV_per_fu'], summary['reference_barrier_meV_per_fu'],
+                                       tolerance['depth_meV_per_fu'], tolerance['depth_relative'])
     assert agrees, (summary['barrier_meV_per_fu'], summary['reference_barrier_meV_per_fu'], allowed)
     assert results['plot'].get_content('rb')[:4] == b'\x89PNG'
 

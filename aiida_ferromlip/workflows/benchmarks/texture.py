@@ -8,6 +8,11 @@ energy of the texture above the homogeneous state in meV/f.u., the winding numbe
 before and after (vortex +1, antivortex -1 per plaquette, ``materials.order_parameters.winding_numbers``), whether
 the texture survives (the same vortices and antivortices after relaxation, and dipoles that did not vanish), and
 maps of the local dipoles (in-plane arrows, out-of-plane colour) as PNG.
+
+The reference engine then labels the two relaxed cells: its texture - homogeneous energy on the same cells says
+whether the potential's cost of the texture is the reference's, and its largest force on each cell whether the
+potential's relaxed texture is near a stationary state of the reference too. (The reference on the potential's
+cells, not a reference relaxation, as for the switching path: an 80-atom DFT relaxation is a different cost.)
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from aiida.engine import WorkChain, calcfunction
 
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.data.training_set import TrainingSet, formula_units
+from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.materials import order_parameters
 from aiida_ferromlip.protocols import default_inputs, merged_settings
-from aiida_ferromlip.workflows.benchmarks.common import PotentialTaskMixin
+from aiida_ferromlip.workflows.benchmarks.common import ReferenceMixin
 
 PROTOCOL = 'texture'  # protocols/texture.yaml: the work chain's protocols and these defaults
 DEFAULTS = default_inputs(PROTOCOL)['parameters']
@@ -64,8 +70,8 @@ def relaxation_task(parameters: orm.Dict | None) -> dict:
 @calcfunction
 def compare_textures(texture: orm.StructureData, homogeneous: orm.StructureData, relaxed: TrainingSet,
                      results: orm.Dict, parameters: orm.Dict) -> dict:
-    """Energies, winding numbers before/after, dipole maps and their plot of the two states as the potential
-    relaxed them (``relaxed``, ``results``: the ``AtomsTaskCalculation``'s outputs)."""
+    """Energies, winding numbers before/after and dipole maps of the two states as the potential relaxed them
+    (``relaxed``, ``results``: the ``AtomsTaskCalculation``'s outputs); the relaxed cells, for the reference."""
     settings = texture_parameters(parameters)
     charges, _ = order_parameters.default_charges(texture.get_ase())
     frames, rows = relaxed.frames_by_key(), results['rows']
@@ -98,10 +104,29 @@ def compare_textures(texture: orm.StructureData, homogeneous: orm.StructureData,
                                                       - summary['homogeneous']['energy_per_fu_eV'])
     summary['texture_survives'] = bool(texture_row['same_windings']
                                        and texture_row['in_plane_dipole_ratio'] > settings['min_dipole_fraction'])
-    png = _maps_figure(maps, summary)
     return {'summary': orm.Dict(summary), 'dipole_maps': maps, 'relaxed_texture': states['texture'],
-            'relaxed_homogeneous': states['homogeneous'],
-            'plot': orm.SinglefileData(io.BytesIO(png), filename='vortex_texture.png')}
+            'relaxed_homogeneous': states['homogeneous']}
+
+
+@calcfunction
+def texture_comparison(summary: orm.Dict, maps: orm.ArrayData, reference: TrainingSet) -> dict:
+    """The reference's energies and largest forces on the potential's relaxed cells (``reference``: their labels,
+    keyed ``texture``/``homogeneous``), its texture - homogeneous energy beside the potential's, and the maps' PNG."""
+    result = dict(summary.get_dict())
+    frames = reference.frames_by_key()
+    for name in ('texture', 'homogeneous'):
+        if name in frames:
+            frame = frames[name]
+            result[name]['reference_energy_per_fu_eV'] = float(frame.get_potential_energy() / formula_units(frame))
+            result[name]['reference_max_force_eV_per_A'] = float(np.linalg.norm(frame.get_forces(), axis=1).max())
+    result['reference_complete'] = len(frames.keys() & {'texture', 'homogeneous'}) == 2
+    if result['reference_complete']:
+        result['reference_energy_difference_meV_per_fu'] = 1000 * (
+            result['texture']['reference_energy_per_fu_eV'] - result['homogeneous']['reference_energy_per_fu_eV'])
+        result['energy_difference_deviation_meV_per_fu'] = (result['energy_difference_meV_per_fu']
+                                                            - result['reference_energy_difference_meV_per_fu'])
+    png = _maps_figure(maps, result)
+    return {'summary': orm.Dict(result), 'plot': orm.SinglefileData(io.BytesIO(png), filename='vortex_texture.png')}
 
 
 def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
@@ -128,43 +153,38 @@ def _maps_figure(maps: orm.ArrayData, summary: dict) -> bytes:
         axis.set_ylabel('cell j')
     figure.colorbar(arrows, ax=axes[-1], label='p$_z$ (e·Å)', shrink=0.8)
     survives = 'survives' if summary['texture_survives'] else 'does not survive'
+    reference = summary.get('reference_energy_difference_meV_per_fu')
     figure.suptitle(f'texture {survives}; E(texture) - E(homogeneous) = '
-                    f'{summary["energy_difference_meV_per_fu"]:.1f} meV/f.u.')
+                    f'{summary["energy_difference_meV_per_fu"]:.1f} meV/f.u.'
+                    + (f' (reference on the same cells: {reference:.1f})' if reference is not None else ''))
     return figure_png(figure, dpi=100)
 
 
-class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
-    """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them."""
+class VortexTextureWorkChain(ReferenceMixin, WorkChain):
+    """Relax a polar vortex-antivortex texture and the homogeneous state with a potential; compare them, and the
+    reference's energies on the same relaxed cells.
+
+    Builder: ``get_builder_from_protocol(reference_code, task_code, potential, protocol=None, overrides=None,
+    texture=..., homogeneous=...)`` (``ReferenceMixin``'s)."""
 
     _PROTOCOL_FILE = f'{PROTOCOL}.yaml'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        cls.define_potential_task(spec)
+        cls.define_benchmark(spec)
         spec.input('texture', valid_type=orm.StructureData, help='A structure carrying vortices/antivortices.')
         spec.input('homogeneous', valid_type=orm.StructureData, help='The competing homogeneous state.')
-        spec.input('parameters', valid_type=orm.Dict, required=False, help=f'Settings: {sorted(DEFAULTS)}.')
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.relax, cls.compare)
-        spec.output('summary', valid_type=orm.Dict, help='Energies, winding numbers, survival, convergence.')
+        spec.outline(cls.relax, cls.compare, cls.label, cls.judge)
+        spec.output('summary', valid_type=orm.Dict, help='Energies (potential, reference), winding numbers, survival, '
+                                                          'convergence.')
         spec.output('dipole_maps', valid_type=orm.ArrayData, help='Local dipoles per column, before and after.')
         spec.output('relaxed_texture', valid_type=orm.StructureData)
         spec.output('relaxed_homogeneous', valid_type=orm.StructureData)
         spec.output('plot', valid_type=orm.SinglefileData, help='Dipole maps (PNG).')
+        declare(spec, 'ERROR_REFERENCE_FAILED')
 
-
-    @classmethod
-    def get_builder_from_protocol(cls, task_code: orm.AbstractCode, potential, texture: orm.StructureData,
-                                  homogeneous: orm.StructureData, protocol: str | None = None,
-                                  overrides: dict | None = None):
-        """Builder relaxing ``texture`` and ``homogeneous`` with ``potential`` (jobs on ``task_code``), its
-        ``parameters`` from protocols/texture.yaml with ``overrides`` (``{'parameters': {...}}``) merged."""
-        builder = cls.get_builder()
-        builder.potential, builder.task_code = potential, task_code
-        builder.texture, builder.homogeneous = texture, homogeneous
-        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides)['parameters'])
-        return builder
     def relax(self):
         structures = {'texture': self.inputs.texture, 'homogeneous': self.inputs.homogeneous}
         return self.submit_task(structures, relaxation_task(self.inputs.get('parameters')), 'relax')
@@ -175,8 +195,10 @@ class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
             return failed
         results = compare_textures(self.inputs.texture, self.inputs.homogeneous, self.ctx.task.outputs.labels,
                                    self.ctx.task.outputs.results, self.inputs.get('parameters', orm.Dict(DEFAULTS)))
-        for key, node in results.items():
-            self.out(key, node)
+        # the potential's side is kept whatever the reference does
+        for key in ('dipole_maps', 'relaxed_texture', 'relaxed_homogeneous'):
+            self.out(key, results[key])
+        self.ctx.potential_side = results
         summary = results['summary'].get_dict()
         self.report(f'texture {"survives" if summary["texture_survives"] else "does not survive"} '
                     f'({summary["texture"]["vortices"]} vortices, {summary["texture"]["antivortices"]} antivortices '
@@ -185,4 +207,27 @@ class VortexTextureWorkChain(PotentialTaskMixin, WorkChain):
         for name in ('texture', 'homogeneous'):
             if not summary[name]['converged']:
                 self.report(f'the {name} relaxation did not converge in {summary[name]["steps"]} steps')
+        return None
+
+    def label(self):
+        results = self.ctx.potential_side
+        return self.submit_reference({'texture': results['relaxed_texture'],
+                                      'homogeneous': results['relaxed_homogeneous']})
+
+    def judge(self):
+        node = self.ctx.reference
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_REFERENCE_FAILED.format(detail=node.exit_message)
+        results = texture_comparison(self.ctx.potential_side['summary'], self.ctx.potential_side['dipole_maps'],
+                                     node.outputs.training_set)
+        self.out('summary', results['summary'])
+        self.out('plot', results['plot'])
+        summary = results['summary'].get_dict()
+        if not summary['reference_complete']:
+            self.report('the reference left a relaxed cell unlabelled: no reference energy difference')
+            return None
+        self.report(f'reference on the same cells: E(texture) - E(homogeneous) = '
+                    f'{summary["reference_energy_difference_meV_per_fu"]:.2f} meV/f.u. (potential '
+                    f'{summary["energy_difference_deviation_meV_per_fu"]:+.2f}); largest reference force on the '
+                    f'relaxed texture {summary["texture"]["reference_max_force_eV_per_A"]:.3f} eV/Å')
         return None
