@@ -66,7 +66,11 @@ def run(clients: int, profile: bool) -> dict:
     def popen(args, *rest, **kwargs):
         args = list(args)
         if profile and args[1:3] == ['-m', 'aiida_ferromlip.engines.md']:
-            args = [sys.executable, '-m', 'cProfile', '-o', f'client{next(numbers)}.prof'] + args[1:]
+            # the client under cProfile in its own process (the module's entry ends the process at once, before
+            # `python -m cProfile` could write its file)
+            address = args[args.index('--address') + 1]
+            args = [sys.executable, '-c', 'import cProfile; from aiida_ferromlip.engines.md import client; '
+                    f'cProfile.run("client({address!r})", "client{next(numbers)}.prof")']
         return real_popen(args, *rest, **kwargs)
 
     md.subprocess.Popen = popen

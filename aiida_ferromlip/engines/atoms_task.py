@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from aiida_ferromlip.engines import process_started_at
+from aiida_ferromlip.engines import exit_now, process_started_at
 
 STRUCTURES_FILE = 'structures.extxyz'
 TASK_FILE = 'task.json'
@@ -230,5 +230,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The console script: ``main``, then an immediate exit (``engines.exit_now``)."""
+    exit_now(main)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from aiida_ferromlip.engines import process_started_at
+from aiida_ferromlip.engines import exit_now, process_started_at
 
 POTENTIAL_FILE = 'gap.xml'
 FIT_LOG = 'gap_fit.log'
@@ -358,5 +358,10 @@ def _dump(report: dict) -> None:
         json.dump(report, handle, indent=1)
 
 
+def cli() -> None:
+    """The console script: ``main``, then an immediate exit (``engines.exit_now``)."""
+    exit_now(main)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()

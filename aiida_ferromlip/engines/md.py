@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from aiida_ferromlip.engines import process_started_at
+from aiida_ferromlip.engines import exit_now, process_started_at
 
 STRUCTURE_FILE = 'structure.extxyz'
 PARAMETERS_FILE = 'parameters.json'
@@ -384,5 +384,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The console script: ``main``, then an immediate exit (``engines.exit_now``)."""
+    exit_now(main)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from aiida_ferromlip.engines import process_started_at
+from aiida_ferromlip.engines import exit_now, process_started_at
 
 CONFIG_FILE = 'config.yaml'
 PARAMETERS_FILE = 'parameters.json'
@@ -183,5 +183,10 @@ def main(argv=None) -> int:
     return status
 
 
+def cli() -> None:
+    """The console script: ``main``, then an immediate exit (``engines.exit_now``)."""
+    exit_now(main)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from functools import lru_cache
 
 import numpy as np
 
-from aiida_ferromlip.engines import process_started_at
+from aiida_ferromlip.engines import exit_now, process_started_at
 
 #: Models whose checkpoints ship inside the sevenn 0.13 wheel. Others (7net-omat, 7net-omni...) are downloaded
 #: at run time by sevenn, which cannot work offline, so they are refused up front.
@@ -137,5 +136,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The console script: ``main``, then an immediate exit (``engines.exit_now``)."""
+    exit_now(main)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    cli()
