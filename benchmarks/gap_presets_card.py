@@ -86,14 +86,17 @@ PRESETS.update({'turbo_a4l3': soap_turbo(4, 3, 100), 'turbo_a6l4': soap_turbo(6,
 
 def batio3_gap_variants() -> dict:
     """The BaTiO3-GAP paper's preset as gap.yaml holds it, and the two settings where it differs from `balanced`
-    (which holds the card's wells): its energy sigma (2 meV against 1) and its 2-body term."""
+    (which holds the card's wells): its energy sigma (2 meV against 1), its 2-body term and its diagonal radial power
+    spectrum."""
     from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 
     paper = GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']
     paper = {key: paper[key] for key in ('default_sigma', 'multi_species', 'allow_large_cutoff', 'descriptors')}
     sigma_e1 = {**paper, 'default_sigma': [0.001, *paper['default_sigma'][1:]]}
     no_2b = {**sigma_e1, 'descriptors': [d for d in paper['descriptors'] if d['type'] != 'distance_2b']}
-    return {'batio3_gap': paper, 'batio3_gap_e1': sigma_e1, 'batio3_gap_e1_no2b': no_2b}
+    # every (n, n') pair of the power spectrum, not only n = n' (gap.yaml's memory saving)
+    full = {**no_2b, 'descriptors': [{k: v for k, v in d.items() if k != 'diagonal_radial'} for d in no_2b['descriptors']]}
+    return {'batio3_gap': paper, 'batio3_gap_e1': sigma_e1, 'batio3_gap_e1_no2b': no_2b, 'batio3_gap_e1_no2b_full': full}
 
 
 PRESETS.update(batio3_gap_variants())
