@@ -6,7 +6,8 @@ symmetry. Prints one block per preset with the fit time and the time of one ener
 
     python benchmarks/gap_presets_card.py [--presets fast fast_e1 mid mid200] [--workdir /tmp/gap_presets]
                                           [--mode-frames 24]
-    python benchmarks/gap_presets_card.py --presets batio3_gap batio3_gap_e1 batio3_gap_e1_no2b --mode-frames 24
+    python benchmarks/gap_presets_card.py --presets batio3_gap_stop34 batio3_gap_stop34_e1 batio3_gap batio3_gap_no2b \
+        batio3_gap_no2b_full balanced balanced_5.5 --mode-frames 24
 
 Training set (48 frames of 40 atoms, a0 = SevenNet-0's 4.0351 Å): 3 rattled/strained copies of each of the four
 polymorphs (the loop's seed) and 36 cubic cells with every Ti moved 0-0.22 Å along one of the three directions, then
@@ -85,21 +86,27 @@ PRESETS.update({'turbo_a4l3': soap_turbo(4, 3, 100), 'turbo_a6l4': soap_turbo(6,
 
 
 def batio3_gap_variants() -> dict:
-    """The BaTiO3-GAP paper's preset as gap.yaml holds it, and the two settings where it differs from `balanced`
-    (which holds the card's wells): its energy sigma (2 meV against 1), its 2-body term and its diagonal radial power
-    spectrum."""
+    """The BaTiO3-GAP paper's preset as gap.yaml holds it (since stop 35: energy sigma 1 meV, 2-body delta 0.05 eV)
+    and the variants measured against it: the preset before (energy sigma 2 meV, 2-body delta 0.5 eV), that with
+    sigma 1 meV, without the 2-body term, and without it with every (n, n') pair of the power spectrum."""
     from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 
-    paper = GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']
-    paper = {key: paper[key] for key in ('default_sigma', 'multi_species', 'allow_large_cutoff', 'descriptors')}
-    sigma_e1 = {**paper, 'default_sigma': [0.001, *paper['default_sigma'][1:]]}
-    no_2b = {**sigma_e1, 'descriptors': [d for d in paper['descriptors'] if d['type'] != 'distance_2b']}
+    current = GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']
+    current = {key: current[key] for key in ('default_sigma', 'multi_species', 'allow_large_cutoff', 'descriptors')}
+    sigma_e1 = {**current, 'descriptors': [{**d, 'delta': 0.5} if d['type'] == 'distance_2b' else d
+                                           for d in current['descriptors']]}
+    before = {**sigma_e1, 'default_sigma': [0.002, *current['default_sigma'][1:]]}
+    no_2b = {**current, 'descriptors': [d for d in current['descriptors'] if d['type'] != 'distance_2b']}
     # every (n, n') pair of the power spectrum, not only n = n' (gap.yaml's memory saving)
     full = {**no_2b, 'descriptors': [{k: v for k, v in d.items() if k != 'diagonal_radial'} for d in no_2b['descriptors']]}
-    return {'batio3_gap': paper, 'batio3_gap_e1': sigma_e1, 'batio3_gap_e1_no2b': no_2b, 'batio3_gap_e1_no2b_full': full}
+    return {'batio3_gap': current, 'batio3_gap_stop34': before, 'batio3_gap_stop34_e1': sigma_e1,
+            'batio3_gap_no2b': no_2b, 'batio3_gap_no2b_full': full}
 
 
 PRESETS.update(batio3_gap_variants())
+# `balanced` with the paper's 5.5 Å cutoff: is it the cutoff that the paper's preset loses the wells to?
+PRESETS['balanced_5.5'] = {**PRESETS['balanced'], 'allow_large_cutoff': True,
+                           'descriptors': [{**PRESETS['balanced']['descriptors'][0], 'cutoff': 5.5}]}
 
 
 def call_time(calculator, repeats: int = 5) -> float:
