@@ -3,10 +3,14 @@
     verdi run benchmarks/selection_ablation.py [--seeds 3] [--iterations 3] [--batch 6] [--tag ablation]
         [--selectors random fps uncertainty fps+uncertainty] [--plot docs/img/selection_ablation.png]
         [--starts R3m Pm-3m] [--ensemble nst] [--temperatures 100 300] [--uncertainty gap_variance]
+        [--test-from labeller]
 
 1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
    potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
    random, not by FPS, after the first quarter of each run) gives the frames; the reference labeller labels them.
+   ``--test-from labeller`` runs that MD with the reference model itself instead of a pilot potential: the
+   distribution the loops aim at, whatever a pilot potential's MD does (a pilot that over-expands under NST puts
+   its failures into the test set).
 2. For every selector and seed: ``ActiveLearningWorkChain`` (BaTiO3 from R3m, the `fast` GAP, the same 6 seed
    labels in all (split between the starts); REMD 4 x 100 steps, every 4th frame a candidate: 100 per iteration) for ``--iterations``
    iterations with thresholds of zero, so every run spends the same budget. The seed moves the sampler's random
@@ -105,13 +109,22 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, 
     return node
 
 
-def test_set(code, tag: str, iterations: int, batch: int, given: int | None = None) -> TrainingSet:
+def test_set(code, tag: str, iterations: int, batch: int, given: int | None = None,
+             source: str = 'pilot') -> TrainingSet:
+    """The independent test set: frames drawn at random from NST MD at the card's temperatures, from R3m and Pm-3m,
+    labelled by the reference labeller. ``source``: whose MD — ``pilot``, the potential of a separate `random` loop
+    (seed 100); or ``labeller``, the reference model itself (``7net-0``: the distribution every loop aims at, and
+    no pilot potential's own failures in it)."""
     if given is not None:
         return orm.load_node(given)
-    node = find(tag, role='test_set')
+    role = 'test_set' if source == 'pilot' else f'test_set_{source}'
+    node = find(tag, role=role)
     if node is not None:
         return node.outputs.training_set
-    pilot = loop(code, f'{tag}-pilot', 'random', 100, iterations, batch)
+    if source == 'pilot':
+        model, whose = loop(code, f'{tag}-pilot', 'random', 100, iterations, batch).outputs.potential, 'the pilot loop'
+    else:
+        model, whose = orm.Str('7net-0'), 'the reference model, 7net-0'
     settings = PhysicsCardWorkChain.get_protocol_inputs('fast')['parameters']
     trajectories = {}
     for temperature in settings['md_temperatures']:
@@ -119,7 +132,7 @@ def test_set(code, tag: str, iterations: int, batch: int, given: int | None = No
                       'steps': settings['md_steps'], 'stride': settings['md_stride'], 'thermostat_tau_fs': 10,
                       'barostat_tau_fs': 1000, 'seed': 100}
         for key, structure in starts().items():
-            _, md = run_get_node(SampleCalculation, code=code['md'], potential=pilot.outputs.potential,
+            _, md = run_get_node(SampleCalculation, code=code['md'], potential=model,
                                  structure=structure, parameters=orm.Dict(parameters))
             if md.is_finished_ok:
                 for name, trajectory in md.outputs.trajectories.items():
@@ -128,9 +141,9 @@ def test_set(code, tag: str, iterations: int, batch: int, given: int | None = No
     structures = test_set_structures(card, **trajectories)
     builder = LabelWorkChain.get_builder_from_protocol(code['label'], structures, 'fast')
     _, node = run_get_node(builder)
-    node.base.extras.set_many({'ablation': tag, 'role': 'test_set'})
+    node.base.extras.set_many({'ablation': tag, 'role': role})
     print(f'independent test set: TrainingSet<{node.outputs.training_set.pk}> ({len(node.outputs.training_set)} frames '
-          f'from MD of the pilot loop {pilot.pk}\'s potential)', flush=True)
+          f'from MD of {whose} {model.pk})', flush=True)
     return node.outputs.training_set
 
 
@@ -165,10 +178,14 @@ def labels_to_thresholds(rows: list[dict]) -> float:
 
 
 def mean_curve(runs: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the seeds' mean test-set error at each label count all seeds reached."""
-    counts = sorted(set.intersection(*[{row['labels'] for row in rows} for rows in runs.values()]))
-    return np.array(counts), np.array([np.mean([row[key] for rows in runs.values() for row in rows
-                                                if row['labels'] == count]) for count in counts])
+    """Labels and the seeds' mean test-set error, at every label count some seed reached up to the smallest final
+    count of all seeds; each seed's curve is read linearly between its own counts (an uncertainty selector may label
+    fewer than a batch when fewer candidates fall inside its band, so the seeds' counts differ)."""
+    curves = [(np.array([row['labels'] for row in rows]), np.array([row[key] for row in rows]))
+              for rows in runs.values() if rows]
+    last = min(labels[-1] for labels, _ in curves)
+    counts = np.array(sorted({n for labels, _ in curves for n in labels if n <= last}))
+    return counts, np.mean([np.interp(counts, labels, errors) for labels, errors in curves], axis=0)
 
 
 def labels_to_reach(runs: dict, key: str, level: float) -> float:
@@ -218,6 +235,8 @@ def main():
     parser.add_argument('--plot', default='docs/img/selection_ablation.png')
     parser.add_argument('--json', default=None, help='also write the per-run curves here')
     parser.add_argument('--test-set', type=int, default=None, help='an existing TrainingSet as the test set')
+    parser.add_argument('--test-from', choices=('pilot', 'labeller'), default='pilot',
+                        help="whose NST MD the test set is drawn from: a pilot loop's potential or the labeller's")
     parser.add_argument('--no-run', action='store_true', help='report the finished runs only (start none)')
     parser.add_argument('--starts', nargs='+', default=DEFAULT_SAMPLING['starts'], help='start phases of every loop')
     parser.add_argument('--ensemble', choices=('nvt', 'nst'), default=DEFAULT_SAMPLING['ensemble'])
@@ -229,7 +248,7 @@ def main():
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
     code = codes
-    reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set)
+    reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set, args.test_from)
     results = {}
     for seed in range(args.seeds):
         for selector in args.selectors:
