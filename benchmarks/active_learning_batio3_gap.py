@@ -1,7 +1,7 @@
 """Benchmark of the loop's performance target (issue: batio3_gap protocol on BaTiO3 with the reference labeller).
 
     verdi run benchmarks/active_learning_batio3_gap.py [--protocol batio3_gap] [--max-iterations 10] [--steps N]
-                                                       [--card]
+                                                       [--card] [--continue-from PK --max-labels N]
 
 Target: out-of-sample errors <= 5 meV/f.u. and <= 100 meV/Å on REMD frames (50-300 K) with at most 150 labels.
 Prints the labels used, the errors per iteration, the wall time, and the share of the wall time during which no
@@ -11,17 +11,36 @@ calcfunctions such as selection and error evaluation).
 With ``--card`` every potential is also judged by the protocol's physics card (the `batio3_gap` card: test-set MD at
 the paper's 50/150/300 K, 1000 steps) and the loop converges only on a green card: the run then measures the labels
 needed to a green card (physics-card issue, item 5); the card of the final potential is printed.
+
+``--continue-from PK`` starts from what an earlier run of this benchmark left (``ferromlip loop continue``'s
+builder: its TrainingSet, the labeller's side of the card and its test set), but refits with the GAP preset the
+protocol holds *now* (the earlier run's potential is not reused when the preset changed since), with
+``--max-labels`` as the total budget.
 """
 
 import argparse
 import time
 
+from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_ferromlip.analysis.profile import covered
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.loop.after_loop import program_intervals
+from aiida_ferromlip.workflows.loop.after_loop import continuation_builder, program_intervals
+
+
+def continued_with_current_preset(first, fresh, max_labels: int, max_iterations: int | None):
+    """``ferromlip loop continue``'s builder for ``first``, with the fit parameters of ``fresh`` (the protocol as it
+    is now); the earlier potential is dropped when its fit parameters differ (the new loop then fits first)."""
+    builder = continuation_builder(first, max_labels, max_iterations)
+    old, new = builder.fit.parameters.get_dict(), fresh.fit.parameters.get_dict()
+    if old != new:
+        builder.fit.parameters = orm.Dict(new)
+        builder.pop('initial_potential', None)
+        changed = sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
+        print(f'continuing ActiveLearningWorkChain<{first.pk}> with the current fit preset (changed: {", ".join(changed)})')
+    return builder
 
 
 def main():
@@ -30,6 +49,8 @@ def main():
     parser.add_argument('--max-iterations', type=int, default=None)
     parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
     parser.add_argument('--card', action='store_true', help='judge every potential with the physics card')
+    parser.add_argument('--continue-from', type=int, default=None, help='an earlier loop of this benchmark to go on from')
+    parser.add_argument('--max-labels', type=int, default=None, help='with --continue-from: the total label budget')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
@@ -41,6 +62,11 @@ def main():
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides,
         task_code=codes['task'] if args.card else None)
+    if args.continue_from is not None:
+        if args.max_labels is None:
+            parser.error('--continue-from needs --max-labels (the total budget, the labels already made included)')
+        builder = continued_with_current_preset(orm.load_node(args.continue_from), builder, args.max_labels,
+                                                args.max_iterations)
     start = time.perf_counter()
     results, node = run_get_node(builder)
     wall = time.perf_counter() - start

@@ -107,6 +107,14 @@ PRESETS.update(batio3_gap_variants())
 # `balanced` with the paper's 5.5 Å cutoff: is it the cutoff that the paper's preset loses the wells to?
 PRESETS['balanced_5.5'] = {**PRESETS['balanced'], 'allow_large_cutoff': True,
                            'descriptors': [{**PRESETS['balanced']['descriptors'][0], 'cutoff': 5.5}]}
+# The paper's preset plus the `balanced` 3.8 Å SOAP as a second kernel (a sum of two SOAP kernels with different
+# cutoffs, as multi-cutoff GAPs do): the short one resolves the first shell's Ti-O distances that a collective Ti
+# displacement changes, the paper's 5.5 Å one keeps the farther shells. `_d01`: the long kernel at half the weight.
+PRESETS['batio3_gap_dual'] = {**PRESETS['batio3_gap'],
+                              'descriptors': [*PRESETS['batio3_gap']['descriptors'], PRESETS['balanced']['descriptors'][0]]}
+PRESETS['batio3_gap_dual_d01'] = {**PRESETS['batio3_gap_dual'],
+                                  'descriptors': [{**d, 'delta': 0.1} if d['type'] == 'soap' and d['cutoff'] > 5 else d
+                                                  for d in PRESETS['batio3_gap_dual']['descriptors']]}
 
 
 def call_time(calculator, repeats: int = 5) -> float:

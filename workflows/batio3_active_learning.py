@@ -108,6 +108,9 @@ def main():
     print(f'Lab notebook: verdi process report {node.pk}')
     print(f'Next: `ferromlip loop show {node.pk}`, `ferromlip potential export {results["potential"].pk} DIR`, '
           f'`ferromlip loop continue {node.pk} --max-labels N` (README: "After the demo")')
+    if node.exit_status != 0:  # not converged (budget spent, card items failing): the potential is not validated
+        print(f'\nNot converged: exit status {node.exit_status} ({node.exit_message})')
+        raise SystemExit(1)
 
 
 if __name__ == '__main__':
