@@ -107,6 +107,8 @@ PRESETS.update(batio3_gap_variants())
 # `balanced` with the paper's 5.5 Å cutoff: is it the cutoff that the paper's preset loses the wells to?
 PRESETS['balanced_5.5'] = {**PRESETS['balanced'], 'allow_large_cutoff': True,
                            'descriptors': [{**PRESETS['balanced']['descriptors'][0], 'cutoff': 5.5}]}
+# `balanced` with a 3.5 Å cutoff: the first Ti-O and Ba-O shells (2.0, 2.85 Å) without the Ti-Ti/Ba-Ba ones (4.0 Å)
+PRESETS['balanced_3.5'] = {**PRESETS['balanced'], 'descriptors': [{**PRESETS['balanced']['descriptors'][0], 'cutoff': 3.5}]}
 # The paper's preset plus the `balanced` 3.8 Å SOAP as a second kernel (a sum of two SOAP kernels with different
 # cutoffs, as multi-cutoff GAPs do): the short one resolves the first shell's Ti-O distances that a collective Ti
 # displacement changes, the paper's 5.5 Å one keeps the farther shells. `_d01`: the long kernel at half the weight.

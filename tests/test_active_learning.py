@@ -59,7 +59,7 @@ def test_two_iterations_then_continue_to_convergence(codes):
     assert len(calcs) == 3  # seed batch + one batch per iteration
     assert {o['process_uuid'] for o in training_set.origins} == {c.uuid for c in calcs}
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
-    assert 'out-of-sample errors on 4 new frames' in report and 'selected 4 by fps' in report
+    assert 'out-of-sample errors on 4 new frames' in report and 'selected 4 by random' in report
     # NVT replica exchange first, then a flexible cell (the BaTiO3-GAP paper's NVT -> NpT), as asked from iteration 1.
     ensembles = {link.link_label: link.node.inputs.parameters['ensemble']
                  for link in node.base.links.get_outgoing().all() if link.link_label.startswith('sample_')}

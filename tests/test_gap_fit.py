@@ -93,12 +93,13 @@ def test_identical_fits_have_the_same_content_hash(gap_code, training_set):
 def test_batio3_gap_preset_with_fps_sparse_points(gap_code, training_set):
     descriptors = copy.deepcopy(GapFitCalculation.get_protocol_inputs('batio3_gap')['parameters']['descriptors'])
     descriptors[1]['n_sparse'] = {'default': 20, 'O': 40}
+    descriptors[2]['n_sparse'] = 10  # the 3.8 Å SOAP beside the paper's: 10 per species (add_species)
     results, node = fit(gap_code, training_set, 'batio3_gap', {'parameters': {'descriptors': descriptors}})
     assert node.is_finished_ok, node.exit_message
     report = results['fit_report'].get_dict()
     assert 'sparse_method=index_file' in report['command']
     assert set(report['fps_last_distance']) == {'1:Ba', '1:Ti', '1:O'}
-    assert results['potential'].base.attributes.get('sparse_points') == [20, 20, 40, 20]
+    assert results['potential'].base.attributes.get('sparse_points') == [20, 20, 40, 20, 10]
 
 
 def test_overrides_never_mutate_the_protocol():
