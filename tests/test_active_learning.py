@@ -153,6 +153,28 @@ def test_minimalist_stages_are_the_papers_per_material():
     assert ActiveLearningWorkChain.get_protocol_inputs('minimalist')['parameters']['stages'] == 'minimalist'
 
 
+def hfo2_cells():
+    from aiida_ferromlip.workflows.loop.active_learning import start_structures
+
+    return start_structures('HfO2', {})
+
+
+def test_material_inputs_sit_between_the_protocol_and_the_callers_overrides(codes):
+    """HfO2's thin training cells: the loop protocol's `material_inputs` allow the large cutoff for that material
+    only, and a caller's override still wins."""
+    def fit_parameters(material, **overrides):
+        return builder_for(codes, None, material, **overrides).fit.parameters.get_dict()
+
+    assert fit_parameters('HfO2')['allow_large_cutoff'] is True
+    assert fit_parameters('HfO2')['clip_sparse'] is True
+    assert fit_parameters('BaTiO3')['allow_large_cutoff'] is False
+    refused = fit_parameters('HfO2', fit={'protocol': 'fast', 'overrides': {'parameters': {'allow_large_cutoff': False}}})
+    assert refused['allow_large_cutoff'] is False
+    assert ActiveLearningWorkChain.material_overrides('HfO2', None)['fit']['overrides']['parameters'] == {
+        'clip_sparse': True, 'allow_large_cutoff': True}
+    assert ActiveLearningWorkChain.material_overrides('BaTiO3', {'a': 1}) == {'a': 1}
+
+
 def test_bad_loop_inputs_fail_before_any_job(codes):
     jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
     cases = [
@@ -160,8 +182,9 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
         ({'parameters': {'max_labels': 5}}, starts('R3m'), None, 'smaller than the seed labels'),
         ({}, None, 'SrRuO3', 'unknown material'),
         ({'parameters': {'bogus': 1}}, starts('R3m'), None, 'unknown loop parameters'),
-        # the minimalist paper's 24-atom HfO2 cells are 5.1 Å thick: the fast GAP's 3.8 Å cutoff needs an explicit allowance
-        ({}, None, 'HfO2', r'start structures: the descriptor cutoff 3.8 Å exceeds half the shortest cell height'),
+        # the minimalist paper's 24-atom HfO2 cells are 5.1 Å thick: given as plain structures (not as the material,
+        # whose protocol inputs allow it) the fast GAP's 3.8 Å cutoff needs an explicit allowance
+        ({}, hfo2_cells(), None, r'start structures: the descriptor cutoff 3.8 Å exceeds half the shortest cell height'),
         ({'parameters': {'stages': 'minimalist'}}, starts('R3m'), None, 'give `material`'),
         ({'parameters': {'stages': [['R3m'], ['Cm']]}}, starts('R3m'), None, r"names \['Cm'\], which are not start"),
     ]

@@ -59,10 +59,7 @@ def main():
         overrides['card'] = {'protocol': 'five_atom'}
     if args.label_protocol:
         overrides['label'] = {'protocol': args.label_protocol}
-    if args.material == 'HfO2':
-        # The minimalist paper trains HfO2 in 24-atom cells, 5.1 Å thick: every GAP cutoff exceeds half that height, so each atom
-        # sees its periodic images (physical in a crystal, but the fit refuses it unless told).
-        overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
+    # (HfO2's thin training cells: the loop protocol's `material_inputs` allow the large cutoff)
     # The physics card (EOS, polymorphs, double wells, soft modes, independent test set, MD stability) judges every
     # potential against the labeller; the card knows BaTiO3's parent phase and paths.
     card = args.card if args.card is not None else args.labeller != 'qe'

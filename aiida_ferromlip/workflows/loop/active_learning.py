@@ -372,7 +372,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         the loop then starts at the labeller's equilibrium and converges only when the card is green.
         """
         fit_model = get_model(model)
-        inputs = cls.get_protocol_inputs(protocol, overrides)
+        inputs = cls.get_protocol_inputs(protocol, cls.material_overrides(material, overrides))
         builder = cls.get_builder()
         if material:
             builder.material = orm.Str(material)
@@ -401,6 +401,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                             'tolerances': orm.Dict(card['tolerances']),
                             'material': orm.Str(inputs['card'].get('material') or material or 'BaTiO3')}
         return builder
+
+    @classmethod
+    def material_overrides(cls, material: str | None, overrides: dict | None) -> dict | None:
+        """The protocol file's ``material_inputs`` of ``material`` with ``overrides`` merged over them (neither is
+        changed): what ``get_protocol_inputs`` merges over the protocol."""
+        import copy
+
+        from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+        per_material = cls._load_protocol_file().get('material_inputs', {}).get(material or '', {})
+        if not per_material:
+            return overrides
+        return recursive_merge(copy.deepcopy(per_material), copy.deepcopy(overrides or {}))
 
     # ----------------------------------------------------------------------------------------------- steps
     def setup(self):
