@@ -11,7 +11,7 @@ from aiida_ferromlip.analysis.selection import calibrate_trust, select_frames, t
 from aiida_ferromlip.analysis.soap import soap_hypers
 from aiida_ferromlip.data.potential import CommitteePotential, committee_of
 from aiida_ferromlip.engines.potentials import CommitteeCalculator
-from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
+from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain, prediction_errors
 
 from .test_active_learning import builder_for, codes, starts  # noqa: F401 (fixture)
 
@@ -239,6 +239,15 @@ def test_the_loop_selects_by_the_gaps_own_variance_without_a_committee(codes, ta
     assert "the GAP's predictive std" in report and 'selected 2 by uncertainty' in report
     pairs = links['deviation_errors_000'].outputs.result
     assert len(pairs['deviations']) == 2 and all(e > 0 for e in pairs['errors'])
+    # The batch's errors come from the potential's task job beside the labelling, paired by key, and are what the
+    # potential evaluated here gives on the same labels (the same model: float noise only).
+    predict, errors = links['predict_000'], links['errors_000']
+    assert errors.process_label == 'batch_errors' and predict.inputs.model.uuid == score.inputs.model.uuid
+    batch = links['label_000'].outputs.training_set
+    direct = prediction_errors(score.inputs.model, batch).get_dict()
+    for key in ('energy_per_fu_meV_rmse', 'forces_meV_per_A_rmse', 'stress_kbar_rmse'):
+        assert errors.outputs.result[key] == pytest.approx(direct[key], rel=1e-6, abs=1e-6), key
+    assert errors.outputs.result['num_frames'] == len(batch) == 2
 
 
 def test_the_gaps_own_variance_is_refused_for_another_model_and_unknown_sources(codes):  # noqa: F811

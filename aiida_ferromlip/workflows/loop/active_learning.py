@@ -162,16 +162,34 @@ def validate_inputs(inputs, namespace):
     return None
 
 
+def _batch_metrics(labels: dict, potential) -> orm.Dict:
+    from aiida_ferromlip.analysis.errors import error_metrics
+
+    metrics = error_metrics(labels)
+    metrics['num_train_frames'] = potential.base.attributes.get('num_train_frames')
+    return orm.Dict(metrics)
+
+
 @calcfunction
 def prediction_errors(potential: orm.SinglefileData, reference: TrainingSet) -> orm.Dict:
     """Errors of ``potential`` (any Potential node) on frames it was not trained on (the out-of-sample learning
-    curve)."""
-    from aiida_ferromlip.analysis.errors import error_metrics, predicted_labels
+    curve), the potential evaluated here: for a loop without a task code."""
+    from aiida_ferromlip.analysis.errors import predicted_labels
 
-    arrays = predicted_labels(reference.to_atoms(), potential.calculator())
-    metrics = error_metrics(arrays)
-    metrics['num_train_frames'] = potential.base.attributes.get('num_train_frames')
-    return orm.Dict(metrics)
+    return _batch_metrics(predicted_labels(reference.to_atoms(), potential.calculator()), potential)
+
+
+@calcfunction
+def batch_errors(potential: orm.SinglefileData, reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
+    """``prediction_errors`` from the potential's predictions made in a task job beside the labelling (``predicted``,
+    frames paired with ``reference`` by key): the same metrics, no model evaluated in the daemon."""
+    from aiida_ferromlip.analysis.errors import labels_from_pairs
+
+    labelled, predictions = reference.frames_by_key(), predicted.frames_by_key()
+    keys = sorted(set(labelled) & set(predictions))
+    if not keys:
+        raise ValueError('no labelled frame has a prediction with the same key')
+    return _batch_metrics(labels_from_pairs([labelled[k] for k in keys], [predictions[k] for k in keys]), potential)
 
 
 @calcfunction
@@ -670,6 +688,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def _task_code(self):
         return self.inputs.task_code if 'task_code' in self.inputs else self.inputs.card.task_code
 
+    def has_task_code(self):
+        return 'task_code' in self.inputs or self.card_enabled()
+
+    def _submit_task(self, model, task: dict, name: str, **nodes):
+        """An ``AtomsTaskCalculation`` of ``model`` on ``nodes`` (``structures`` or ``trajectories``) with the loop's
+        task code and the card's task options."""
+        inputs = {'code': self._task_code(), 'model': model, 'task': orm.Dict(task),
+                  'metadata': {'call_link_label': f'{name}_{self.ctx.iteration:03d}'}, **nodes}
+        options = self.inputs.card.get('task_options') if 'card' in self.inputs else None
+        if options is not None:
+            inputs['metadata']['options'] = options.get_dict()
+        return self.submit(AtomsTaskCalculation, **inputs)
+
     def score(self):
         """Every sampled frame scored in an ``energies`` task job: the committee's force deviation, or the loop's
         GAP with quippy's predictive variance (``uncertainty: gap_variance``: no committee fitted)."""
@@ -678,13 +709,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if not self.uses_committee():
             task['uncertainty'] = 'gap_variance'
             model = self.ctx.potential
-        inputs = {'code': self._task_code(), 'model': model, 'trajectories': self.ctx.trajectories,
-                  'task': orm.Dict(task),
-                  'metadata': {'call_link_label': f'score_{self.ctx.iteration:03d}'}}
-        options = self.inputs.card.get('task_options') if 'card' in self.inputs else None
-        if options is not None:
-            inputs['metadata']['options'] = options.get_dict()
-        return self.to_context(score=self.submit(AtomsTaskCalculation, **inputs))
+        return self.to_context(score=self._submit_task(model, task, 'score', trajectories=self.ctx.trajectories))
 
     def inspect_score(self):
         node = self.ctx.score
@@ -792,12 +817,16 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.selected:
             structures = {f'{prefix}_{key}': node for key, node in self.ctx.selected.items()}
             self._launch_labels(structures, f'{self.ctx.iteration:03d}')
+            if self.has_task_code():  # the potential's predictions on the same frames, beside the labels
+                self.to_context(predictions=self._submit_task(self.ctx.potential, {'task': 'energies'}, 'predict',
+                                                              structures=structures))
         if self.ctx.get('card_batch'):
             structures = {f'{prefix}_{key}': node for key, node in self.ctx.card_batch.items()}
             self._launch_labels(structures, f'{self.ctx.iteration:03d}_card', key='card_labels')
 
     def inspect_candidates(self):
         history = self.ctx.history[-1]
+        predictions = self.ctx.pop('predictions', None)
         card_labels = self.ctx.pop('card_labels', None) if self.ctx.get('card_batch') else None
         if card_labels is not None:
             history['card_labels_failed'] = len(card_labels.outputs.failed_frames.get_dict()) \
@@ -830,9 +859,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                           **self.ctx.selected,
                                           metadata={'call_link_label': f'deviation_errors_{self.ctx.iteration:03d}'})
             self.ctx.deviation_pairs = {**self.ctx.get('deviation_pairs', {}), f'it{self.ctx.iteration:03d}': pairs}
-        # Out-of-sample errors of the current potential, before the batch joins the training set.
-        errors = prediction_errors(self.ctx.potential, batch,
-                                   metadata={'call_link_label': f'errors_{self.ctx.iteration:03d}'})
+        # Out-of-sample errors of the current potential, before the batch joins the training set: from its task job's
+        # predictions when the loop has a task code, else evaluated here.
+        label = {'call_link_label': f'errors_{self.ctx.iteration:03d}'}
+        if predictions is not None and predictions.is_finished_ok and 'labels' in predictions.outputs:
+            errors = batch_errors(self.ctx.potential, batch, predictions.outputs.labels, metadata=label)
+        else:
+            if predictions is not None:
+                self.report(f'iteration {self.ctx.iteration}: the predictions job {predictions.process_label}<'
+                            f'{predictions.pk}> failed ([{predictions.exit_status}] {predictions.exit_message}); '
+                            'the errors are evaluated here instead')
+            errors = prediction_errors(self.ctx.potential, batch, metadata=label)
         self.ctx.errors.append(errors)
         e, f = errors['energy_per_fu_meV_rmse'], errors['forces_meV_per_A_rmse']
         history.update({'energy_per_fu_meV_rmse': e, 'forces_meV_per_A_rmse': f,

@@ -299,7 +299,7 @@ def _fit_training_set(fit: orm.ProcessNode) -> TrainingSet:
 # ------------------------------------------------------------------------------------------------- profile
 #: The loop's stages by the link label of what it called (``label_seed``, ``fit_002``, ``sample_001_R3m``...).
 PROFILE_STAGES = {'label': 'label', 'merge': 'label', 'fit': 'fit', 'sample': 'sample', 'select': 'select',
-                  'errors': 'judge', 'card': 'judge', 'learning': 'judge'}
+                  'errors': 'judge', 'predict': 'judge', 'card': 'judge', 'learning': 'judge'}
 #: The outputs of the plugin's jobs whose engine report has ``started_at``/``finished_at``.
 _REPORTS = ('report', 'fit_report', 'train_report', 'statistics', 'results')
 
