@@ -185,10 +185,14 @@ def test_set_errors(reference: TrainingSet, predicted: TrainingSet) -> orm.Dict:
     """The potential's errors on the test set (frames paired by key)."""
     from aiida_ferromlip.analysis.errors import error_metrics, labels_from_pairs
 
+    return orm.Dict(error_metrics(labels_from_pairs(*paired_frames(reference, predicted))))
+
+
+def paired_frames(reference: TrainingSet, predicted: TrainingSet) -> tuple[list, list]:
+    """The frames both sets hold, paired by key (sorted): ``(reference frames, predicted frames)``."""
     reference_frames, predicted_frames = reference.frames_by_key(), predicted.frames_by_key()
     keys = sorted(set(reference_frames) & set(predicted_frames))
-    metrics = error_metrics(labels_from_pairs([reference_frames[k] for k in keys], [predicted_frames[k] for k in keys]))
-    return orm.Dict(metrics)
+    return [reference_frames[k] for k in keys], [predicted_frames[k] for k in keys]
 
 
 def _sane_frames(trajectory, frames: list | None = None) -> list[int]:

@@ -37,7 +37,7 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 from aiida_ferromlip.workflows.label.engines import get_engine
-from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, paired_frames
 from aiida_ferromlip.workflows.fit.models import MODELS, get_model
 from aiida_ferromlip.workflows.select.candidates import (
     SCORE_LABELS,
@@ -185,11 +185,10 @@ def batch_errors(potential: orm.SinglefileData, reference: TrainingSet, predicte
     frames paired with ``reference`` by key): the same metrics, no model evaluated in the daemon."""
     from aiida_ferromlip.analysis.errors import labels_from_pairs
 
-    labelled, predictions = reference.frames_by_key(), predicted.frames_by_key()
-    keys = sorted(set(labelled) & set(predictions))
-    if not keys:
+    labelled, predictions = paired_frames(reference, predicted)
+    if not labelled:
         raise ValueError('no labelled frame has a prediction with the same key')
-    return _batch_metrics(labels_from_pairs([labelled[k] for k in keys], [predictions[k] for k in keys]), potential)
+    return _batch_metrics(labels_from_pairs(labelled, predictions), potential)
 
 
 @calcfunction
