@@ -46,6 +46,37 @@ def test_every_plugin_class_has_an_entry_point():
     assert len(found) >= 7
 
 
+def test_every_builder_from_protocol_follows_one_signature():
+    """One convention for every ``get_builder_from_protocol``: codes first, then what the process works on
+    (structures, material, potential, training set), then ``protocol`` and ``overrides`` (both optional), and
+    everything after them keyword-only (``options``, ``engine``, ...). A new process that puts ``options`` in the
+    positional slots, or drops ``overrides``, fails here."""
+    import inspect
+
+    checked = []
+    for group in ('aiida.calculations', 'aiida.workflows'):
+        for ep in entry_points(group=group):
+            if not ep.value.startswith('aiida_ferromlip'):
+                continue
+            cls = ep.load()
+            method = vars(cls).get('get_builder_from_protocol')
+            if method is None:
+                continue
+            parameters = list(inspect.signature(getattr(cls, 'get_builder_from_protocol')).parameters.values())
+            names = [p.name for p in parameters]
+            where = f'{cls.__name__}.get_builder_from_protocol{inspect.signature(cls.get_builder_from_protocol)}'
+            assert 'protocol' in names and 'overrides' in names, where
+            assert names.index('overrides') == names.index('protocol') + 1, where
+            for p in parameters[:names.index('protocol')]:
+                assert p.kind is p.POSITIONAL_OR_KEYWORD, where
+            for p in (parameters[names.index('protocol')], parameters[names.index('overrides')]):
+                assert p.default is None, where
+            for p in parameters[names.index('overrides') + 1:]:
+                assert p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD), f'{where}: `{p.name}` must be keyword-only'
+            checked.append(cls.__name__)
+    assert {'GapFitCalculation', 'SampleCalculation', 'ActiveLearningWorkChain', 'LabelWorkChain'} <= set(checked)
+
+
 def test_exit_codes_come_from_the_one_table():
     """Every exit code a plugin process declares beyond AiiDA's own (< 300, and BaseRestartWorkChain's) is the
     table's: same number, same message, and no number means two things across the plugin."""

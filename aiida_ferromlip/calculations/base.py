@@ -47,7 +47,7 @@ class FerromlipCalcJob(ProtocolMixin, CalcJob):
         return PROTOCOLS / cls._PROTOCOL_FILE
 
     @classmethod
-    def builder_from_protocol(cls, code, nodes: dict, protocol=None, overrides=None, options=None):
+    def builder_from_protocol(cls, code, nodes: dict, protocol=None, overrides=None, *, options=None):
         """Builder with ``nodes`` (port -> node), the protocol's ``parameters`` Dict and its options merged with
         ``options``; ``overrides`` are merged into a copy of the protocol (``ProtocolMixin``)."""
         inputs = cls.get_protocol_inputs(protocol, overrides)

@@ -185,13 +185,13 @@ class GapFitCalculation(FerromlipCalcJob):
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,
-                                  protocol: str | None = None, overrides: dict | None = None, options=None):
+                                  protocol: str | None = None, overrides: dict | None = None, *, options=None):
         """Builder for ``training_set`` with the preset ``protocol`` (fast | minimalist | batio3_gap).
 
         ``overrides`` follows the input layout, e.g. ``{'parameters': {'max_memory_gb': 8}}``; lists (the
         descriptors) are replaced as a whole. The protocol file is never modified.
         """
-        return cls.builder_from_protocol(code, {'training_set': training_set}, protocol, overrides, options)
+        return cls.builder_from_protocol(code, {'training_set': training_set}, protocol, overrides, options=options)
 
     def prepare_for_submission(self, folder):
         from ase.io import write

@@ -175,7 +175,7 @@ class NequipTrainCalculation(FerromlipCalcJob):
 
     @classmethod
     def get_builder_from_protocol(cls, code: orm.AbstractCode, training_set: TrainingSet,
-                                  protocol: str | None = None, overrides: dict | None = None, options=None):
+                                  protocol: str | None = None, overrides: dict | None = None, *, options=None):
         """Builder for ``training_set`` with ``protocol`` (fast | minimalist | minimalist_nequip).
 
         ``overrides`` may hold ``parameters``, ``model``, ``training`` (merged into the protocol's sections before
@@ -184,7 +184,7 @@ class NequipTrainCalculation(FerromlipCalcJob):
         overrides = dict(overrides or {})
         config_overrides = overrides.pop('config', {})
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        builder = cls.builder_from_protocol(code, {'training_set': training_set}, protocol, overrides, options)
+        builder = cls.builder_from_protocol(code, {'training_set': training_set}, protocol, overrides, options=options)
         config = nequip_config(inputs['model'], inputs['training'], training_set.species,
                                seed=inputs['parameters'].get('seed', 0))
         builder.config = orm.Dict(recursive_merge(config, config_overrides))

@@ -102,11 +102,11 @@ class SampleCalculation(FerromlipCalcJob):
         declare(spec, 'ERROR_MD_FAILED', 'ERROR_CLIENT_LOST', 'ERROR_MISSING_STRESS', 'ERROR_MD_BLOW_UP')
 
     @classmethod
-    def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, options=None):
+    def get_builder_from_protocol(cls, code, potential, structure, protocol=None, overrides=None, *, options=None):
         """Builder for sampling with ``potential`` from ``structure``: protocols fast | batio3_gap_nvt |
         batio3_gap_npt | minimalist_ramp; ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
         return cls.builder_from_protocol(code, {'potential': potential, 'structure': structure}, protocol, overrides,
-                                         options)
+                                         options=options)
 
     def prepare_for_submission(self, folder):
         from ase.io import write

@@ -258,7 +258,7 @@ class PhaseSequenceWorkChain(MolecularDynamicsMixin, ProtocolMixin, WorkChain):
 
     @classmethod
     def get_builder_from_protocol(cls, code, potential, structure: orm.StructureData | None = None,
-                                  protocol: str | None = None, overrides: dict | None = None, options=None):
+                                  protocol: str | None = None, overrides: dict | None = None, *, options=None):
         """Builder (protocols fast | batio3_gap); without ``structure``, the protocol's BaTiO3 ``start_phase`` in its
         ``supercell``. ``overrides`` (``{'sample': {'parameters': ...}, 'analysis': ...}``) merged without
         mutation."""

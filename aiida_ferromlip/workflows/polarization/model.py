@@ -43,7 +43,7 @@ class PolarizationModelWorkChain(ProtocolMixin, WorkChain):
 
     @classmethod
     def get_builder_from_protocol(cls, training_set: TrainingSet, protocol: str | None = None,
-                                  overrides: dict | None = None, dipoles: orm.ArrayData | None = None):
+                                  overrides: dict | None = None, *, dipoles: orm.ArrayData | None = None):
         """Builder from ``protocols/polarization_model.yaml`` (fast: zeta 2 | batio3_gap: the paper's linear kernel);
         ``overrides`` as ``{'parameters': {...}}``, merged without mutation."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
