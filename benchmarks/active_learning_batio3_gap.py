@@ -34,9 +34,9 @@ def continued_with_current_preset(first, fresh, max_labels: int, max_iterations:
     """``ferromlip loop continue``'s builder for ``first``, with the fit parameters of ``fresh`` (the protocol as it
     is now); the earlier potential is dropped when its fit parameters differ (the new loop then fits first)."""
     builder = continuation_builder(first, max_labels, max_iterations)
-    old, new = builder.fit.parameters.get_dict(), fresh.fit.parameters.get_dict()
+    old, new = builder.fit.gap.parameters.get_dict(), fresh.fit.gap.parameters.get_dict()
     if old != new:
-        builder.fit.parameters = orm.Dict(new)
+        builder.fit.gap.parameters = orm.Dict(new)
         builder.pop('initial_potential', None)
         changed = sorted(key for key in {*old, *new} if old.get(key) != new.get(key))
         print(f'continuing ActiveLearningWorkChain<{first.pk}> with the current fit preset (changed: {", ".join(changed)})')

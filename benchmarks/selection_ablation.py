@@ -95,7 +95,7 @@ def loop(code, tag: str, selector: str, seed: int, iterations: int, batch: int, 
                  'select_parameters': {'num_select': batch, 'selector': selector, 'seed': seed, 'decorrelate': False,
                                        'uncertainty': uncertainty},
                  'sample': {'overrides': {'parameters': sample}},
-                 'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
+                 'fit': {'gap': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(code['label'], code['gap'], code['md'],
                                                                 structures=starts(tuple(sampling['starts'])),
                                                                 protocol='fast',

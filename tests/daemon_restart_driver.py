@@ -48,7 +48,7 @@ def main(profile):
         protocol='fast', overrides={'parameters': {'max_iterations': 2, 'thresholds': NEVER_CONVERGED, 'seed_frames_per_structure': 3},
                                     'select_parameters': {'num_select': 3},
                                     'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
-                                    'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}})
+                                    'fit': {'gap': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}})
     node = submit(builder)
 
     def sampling_started():

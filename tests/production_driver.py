@@ -58,7 +58,7 @@ def loop_builder(seed: int):
         overrides={'parameters': {'max_iterations': 2, 'thresholds': NEVER_CONVERGED, 'seed_frames_per_structure': 3, 'seed': seed},
                    'select_parameters': {'num_select': 3},
                    'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
-                   'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}})
+                   'fit': {'gap': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}})
 
 
 def daemon_pids(profile: str, role: str = '') -> list[int]:

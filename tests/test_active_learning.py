@@ -26,7 +26,7 @@ def starts(*phases):
 def builder_for(codes, structures=None, material=None, **overrides):
     # the loop's mechanics, not its physics: the `fast` GAP (the fast loop's `balanced` one fits ~2.5x slower)
     base = {'sample': {'overrides': {'parameters': {'steps': 30, 'stride': 3}}},
-            'fit': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}
+            'fit': {'gap': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}}}}
     return ActiveLearningWorkChain.get_builder_from_protocol(*codes, material=material, structures=structures,
                                                              protocol='fast', overrides={**base, **overrides})
 
@@ -107,7 +107,7 @@ def test_one_iteration_with_allegro(codes, aiida_code_installed):
     with pytest.raises(ValueError, match='leaves no validation frame'):  # 4 seed frames: 0 held out at 10 %
         run_get_node(builder_with(4))
     builder = builder_with(6)
-    assert builder.fit_nequip.config['model_type_names'] == ['Ba', 'O', 'Ti']
+    assert builder.fit.nequip.config['model_type_names'] == ['Ba', 'O', 'Ti']
     results, node = run_get_node(builder)
     assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status, node.exit_message
     assert isinstance(results['potential'], NequipPotential)
@@ -163,16 +163,49 @@ def test_material_inputs_sit_between_the_protocol_and_the_callers_overrides(code
     """HfO2's thin training cells: the loop protocol's `material_inputs` allow the large cutoff for that material
     only, and a caller's override still wins."""
     def fit_parameters(material, **overrides):
-        return builder_for(codes, None, material, **overrides).fit.parameters.get_dict()
+        return builder_for(codes, None, material, **overrides).fit.gap.parameters.get_dict()
 
     assert fit_parameters('HfO2')['allow_large_cutoff'] is True
     assert fit_parameters('HfO2')['clip_sparse'] is True
     assert fit_parameters('BaTiO3')['allow_large_cutoff'] is False
-    refused = fit_parameters('HfO2', fit={'protocol': 'fast', 'overrides': {'parameters': {'allow_large_cutoff': False}}})
+    refused = fit_parameters('HfO2', fit={'gap': {'overrides': {'parameters': {'allow_large_cutoff': False}}}})
     assert refused['allow_large_cutoff'] is False
-    assert ActiveLearningWorkChain.material_overrides('HfO2', None)['fit']['overrides']['parameters'] == {
+    assert ActiveLearningWorkChain.material_overrides('HfO2', None)['fit']['gap']['overrides']['parameters'] == {
         'clip_sparse': True, 'allow_large_cutoff': True}
     assert ActiveLearningWorkChain.material_overrides('BaTiO3', {'a': 1}) == {'a': 1}
+
+
+def test_one_fit_namespace_per_model_and_loops_stored_before_it_still_continue(codes):
+    """`fit.model` + `fit.<model>` (one sub-namespace per model family); fit overrides in the shape before stop 37
+    are refused, not merged and ignored; a loop stored with the old `model`/`fit`/`fit_nequip` inputs restarts with
+    them in the new places."""
+    from aiida.common.links import LinkType
+
+    from aiida_ferromlip.workflows.fit.models import MODELS
+    from aiida_ferromlip.workflows.loop.after_loop import restart_builder
+
+    namespace = ActiveLearningWorkChain.spec().inputs['fit']
+    assert set(namespace) >= {'model', *MODELS}
+    builder = builder_for(codes, starts('R3m'))
+    assert builder.fit.model.value == 'gap' and builder.fit.gap.code.uuid == codes[1].uuid
+    with pytest.raises(ValueError, match=r"per model family .*\['overrides', 'protocol'\]"):
+        ActiveLearningWorkChain.get_builder_from_protocol(*codes, structures=starts('R3m'), overrides={
+            'fit': {'protocol': 'fast', 'overrides': {'parameters': {'n_sparse': 10}}}})
+
+    old = orm.WorkflowNode(process_type=ActiveLearningWorkChain.build_process_type())
+    parameters = orm.Dict({'sigma': [0.002, 0.05, 0.05, 0.0]}).store()
+    for label, node in (('model', orm.Str('gap').store()), ('fit__code', codes[1]), ('fit__parameters', parameters),
+                        ('structures__R3m', starts('R3m')['R3m'].store())):
+        old.base.links.add_incoming(node, link_type=LinkType.INPUT_WORK, link_label=label)
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 600}
+    old.base.attributes.set('metadata_inputs', {'fit': {'metadata': {'options': options}}})
+    old.store()
+    restarted = restart_builder(old)
+    assert restarted.fit.model.value == 'gap'
+    assert restarted.fit.gap.code.uuid == codes[1].uuid
+    assert restarted.fit.gap.parameters.uuid == parameters.uuid
+    assert restarted.fit.gap.metadata.options.max_wallclock_seconds == 600
+    assert 'R3m' in restarted.structures
 
 
 def test_bad_loop_inputs_fail_before_any_job(codes):

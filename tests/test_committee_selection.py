@@ -257,6 +257,6 @@ def test_the_gaps_own_variance_is_refused_for_another_model_and_unknown_sources(
         run_get_node(builder)
     builder = builder_for(codes, starts('R3m'), select_parameters={'selector': 'uncertainty',
                                                                     'uncertainty': 'gap_variance'})
-    builder.model = orm.Str('nequip')
+    builder.fit.model = orm.Str('nequip')
     with pytest.raises(ValueError, match='predictive variance of a GAP'):
         run_get_node(builder)

@@ -52,7 +52,7 @@ def main():
         structures = {phase.replace('-', '_'): orm.StructureData(ase=atoms)
                       for phase, atoms in batio3_polymorphs(supercell=(1, 1, 1)).items()}
         material = None
-        overrides['fit'] = {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}
+        overrides['fit'] = {'gap': {'overrides': {'parameters': {'clip_sparse': True, 'allow_large_cutoff': True}}}}
         # ... and, with --card, the physics card in the same 5-atom cells (paths, Γ soft modes, test set). Off by
         # default: at the `fast` QE cutoffs the labels' E(V) is not smooth and pw.x relaxations follow the Pulay
         # stress (measured, docs/physics_card.md), so the card's labeller side cannot be computed from them.

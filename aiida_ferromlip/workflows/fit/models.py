@@ -6,8 +6,10 @@ to build that namespace's inputs from a protocol, what to check before the first
 committee member's inputs differ from the loop's fit. Models: ``gap`` (gap_fit) and ``nequip`` (NequIP/Allegro
 training; Allegro is a nequip config).
 
-The two models keep two namespaces (``fit``, ``fit_nequip``): an AiiDA namespace validates against one process's
-ports, and the two jobs take different inputs (a GAP has no network config, a NequIP training no sparse points).
+The loop has one ``fit`` namespace, laid out as the ``label`` namespace is: ``fit.model`` picks the family and
+``fit.<model>`` holds that family's job inputs (``fit.gap``, ``fit.nequip``), one sub-namespace per entry of
+``MODELS``, declared by a loop over this registry (``fit_namespaces``). A new model family is a new entry here, not
+a new port in the loop.
 """
 
 from __future__ import annotations
@@ -83,8 +85,6 @@ class Model:
     name: str
     process_class: type
     restart_wrapper: type
-    #: the loop's input namespace of this model's fit
-    namespace: str
     description: str
     #: ``(fit namespace inputs, start structures, loop parameters, size of the first training set) -> problem or
     #: None``; checked before anything runs
@@ -94,6 +94,15 @@ class Model:
     #: ``(protocol stage inputs, species) -> namespace inputs beyond code, parameters and options``
     extra_inputs: Callable[[dict, list[str]], dict]
 
+    @property
+    def namespace(self) -> str:
+        """The loop's input namespace of this model's fit job (``fit.<name>``)."""
+        return f'fit.{self.name}'
+
+    def given_inputs(self, inputs: dict) -> dict:
+        """This model's fit inputs in a loop's (validator's) ``inputs``; empty when none are given."""
+        return inputs.get('fit', {}).get(self.name, {})
+
     def namespace_inputs(self, code, protocol: str | None, overrides: dict | None, species: list[str]) -> dict:
         """The loop's ``namespace`` from the fit job's protocol (``overrides`` merged, never mutated)."""
         stage = self.process_class.get_protocol_inputs(protocol, overrides)
@@ -102,14 +111,33 @@ class Model:
 
 MODELS: dict[str, Model] = {
     'gap': Model(
-        name='gap', process_class=GapFitCalculation, restart_wrapper=GapFitBaseWorkChain, namespace='fit',
+        name='gap', process_class=GapFitCalculation, restart_wrapper=GapFitBaseWorkChain,
         description='SOAP-GAP fitted by gap_fit (both papers).',
         validate=_gap_validate, member_inputs=_gap_member, extra_inputs=_gap_inputs),
     'nequip': Model(
         name='nequip', process_class=NequipTrainCalculation, restart_wrapper=NequipTrainBaseWorkChain,
-        namespace='fit_nequip', description='NequIP or Allegro (a nequip config) trained by nequip-train.',
+        description='NequIP or Allegro (a nequip config) trained by nequip-train.',
         validate=_nequip_validate, member_inputs=_nequip_member, extra_inputs=_nequip_inputs),
 }
+
+
+def fit_namespaces(spec) -> None:
+    """Declare the loop's ``fit`` namespace on ``spec``: ``fit.model`` and one ``fit.<model>`` per registry entry
+    (the job's inputs without its training set, which the loop gives)."""
+    spec.input_namespace('fit', help='The fit of every iteration: `model` and the inputs of that model\'s job.')
+    spec.input('fit.model', valid_type=orm.Str, default=lambda: orm.Str('gap'),
+               help=f'Model family fitted each iteration: {", ".join(MODELS)} (allegro is a nequip config).')
+    for model in MODELS.values():
+        spec.expose_inputs(model.process_class, namespace=model.namespace, exclude=('training_set',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': f'Inputs of the fit job for model `{model.name}`: '
+                                                      f'{model.description}'})
+
+
+def fit_model_name(inputs: dict) -> str:
+    """The model family a loop's (validator's) ``inputs`` fit: ``fit.model``, by default ``gap``."""
+    model = inputs.get('fit', {}).get('model')
+    return model.value if model is not None else 'gap'
 
 
 def get_model(name: str) -> Model:

@@ -2,7 +2,7 @@
 
 Each stage is one of the plugin's processes behind its contract, so the loop never branches on an engine's
 name: ``LabelWorkChain`` (any labeller) returns a TrainingSet, ``GapFitCalculation`` or
-``NequipTrainCalculation`` (``model``, each in its restart wrapper of ``workflows/restart.py``) a Potential,
+``NequipTrainCalculation`` (``fit.model``, each in its restart wrapper of ``workflows/restart.py``) a Potential,
 ``SampleCalculation`` trajectories, ``select_candidates`` structures. Before a new batch joins the TrainingSet,
 the current potential's errors on it are recorded: that out-of-sample learning curve is the stop criterion.
 
@@ -27,8 +27,6 @@ from aiida.engine import WorkChain, calcfunction, if_, while_
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis.plots import figure_png
 from aiida_ferromlip.calculations.base import PROTOCOLS, ProtocolMixin
-from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
-from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.data.potential import POTENTIAL_TYPES, committee_of
@@ -38,7 +36,7 @@ from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 from aiida_ferromlip.workflows.label.engines import get_engine
 from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, paired_frames
-from aiida_ferromlip.workflows.fit.models import MODELS, get_model
+from aiida_ferromlip.workflows.fit.models import MODELS, fit_model_name, fit_namespaces, get_model
 from aiida_ferromlip.workflows.select.candidates import (
     SCORE_LABELS,
     deviation_error_pairs,
@@ -113,7 +111,7 @@ def validate_inputs(inputs, namespace):
         merged_options(inputs.get('select_parameters'))
         if needs_uncertainty(inputs.get('select_parameters')):
             options = merged_options(inputs.get('select_parameters'))
-            model = inputs['model'].value if 'model' in inputs else 'gap'
+            model = fit_model_name(inputs)
             if options['uncertainty'] == 'gap_variance' and model != 'gap':
                 return (f"`uncertainty: gap_variance` is quippy's predictive variance of a GAP; the loop fits "
                         f'`{model}`: use `uncertainty: committee`')
@@ -140,14 +138,14 @@ def validate_inputs(inputs, namespace):
     if problem:
         return problem
     try:
-        model = get_model(inputs['model'].value if 'model' in inputs else 'gap')
+        model = get_model(fit_model_name(inputs))
     except ValueError as exception:
         return str(exception)
-    if 'code' not in inputs.get(model.namespace, {}):
+    if 'code' not in model.given_inputs(inputs):
         return f'model `{model.name}` needs the inputs of its fit in the `{model.namespace}` namespace (code, ...)'
     first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
              else loop['seed_frames_per_structure'] * len(first_stage))
-    problem = model.validate(inputs[model.namespace], starts, loop, first)
+    problem = model.validate(model.given_inputs(inputs), starts, loop, first)
     if problem:
         return problem
     if any(value < 0 for value in loop['thresholds'].values()):
@@ -310,14 +308,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                    help='A ferromlip.atoms_task code: the committee scores candidates with it (uncertainty '
                         "selectors; without it the card's task code is used).")
         spec.expose_inputs(LabelWorkChain, namespace='label', exclude=('structures',))
-        spec.input('model', valid_type=orm.Str, default=lambda: orm.Str('gap'),
-                   help=f'Model family fitted each iteration: {", ".join(MODELS)} (allegro is a nequip config).')
-        spec.expose_inputs(GapFitCalculation, namespace='fit', exclude=('training_set',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Inputs of the GAP fit (model `gap`).'})
-        spec.expose_inputs(NequipTrainCalculation, namespace='fit_nequip', exclude=('training_set',),
-                           namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Inputs of the Allegro/NequIP training (model `nequip`).'})
+        fit_namespaces(spec)  # `fit.model` and one `fit.<model>` per model family of the registry
         spec.expose_inputs(SampleCalculation, namespace='sample', exclude=('potential', 'structure'))
         spec.expose_inputs(PhysicsCardWorkChain, namespace='card',
                            exclude=('potential', 'labeller', 'sample'),
@@ -400,15 +391,19 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         label = LabelWorkChain.get_builder_from_protocol(label_code, {}, inputs['label']['protocol'],
                                                          inputs['label'].get('overrides'), engine=engine)
         builder.label = {'engine': label.engine, 'frames_per_job': label.frames_per_job, engine: label[engine]}
-        builder.model = orm.Str(model)
+        builder.fit.model = orm.Str(model)
         try:
             starts = start_structures(material, structures or {})
         except ValueError:  # no material and no structures: the port validator says so when the builder runs
             starts = {}
         species = sorted({s for start in starts.values() for s in start.get_ase().get_chemical_symbols()})
-        fit = inputs[fit_model.namespace]
-        builder[fit_model.namespace] = fit_model.namespace_inputs(fit_code, fit['protocol'], fit.get('overrides'),
-                                                                  species)
+        unknown = set(inputs['fit']) - set(MODELS)
+        if unknown:
+            raise ValueError(f'the `fit` overrides are per model family ({", ".join(MODELS)}), e.g. '
+                             f"{{'fit': {{'gap': {{'protocol': ..., 'overrides': ...}}}}}}; got {sorted(unknown)}")
+        fit = inputs['fit'][fit_model.name]
+        builder.fit[fit_model.name] = fit_model.namespace_inputs(fit_code, fit['protocol'], fit.get('overrides'),
+                                                                 species)
         sample = SampleCalculation.get_protocol_inputs(inputs['sample']['protocol'], inputs['sample'].get('overrides'))
         builder.sample = SampleCalculation.job_namespace(sample_code, sample)
         if task_code is not None:
@@ -626,7 +621,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
 
     def fit(self):
         """The fit job inside its restart wrapper (out of memory, NaN loss: rescued, not the end of the loop)."""
-        model = get_model(self.inputs.model.value)
+        model = get_model(self.inputs.fit.model.value)
         inputs = self.exposed_inputs(model.process_class, namespace=model.namespace)
         inputs['training_set'] = self.ctx.training_set
         wrapper = model.restart_wrapper

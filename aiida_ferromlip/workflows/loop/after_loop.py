@@ -139,7 +139,7 @@ def loop_overview(node: orm.WorkflowNode) -> dict:
         'exit_status': node.exit_status, 'exit_message': node.exit_message,
         'stop_reason': outputs.summary['stop_reason'] if 'summary' in outputs else None,
         'labeller': getattr(_input(node, 'label', 'engine'), 'value', 'reference'),
-        'model': getattr(_input(node, 'model'), 'value', 'gap'),
+        'model': getattr(_input(node, 'fit', 'model') or _input(node, 'model'), 'value', 'gap'),  # or before stop 37
         'thresholds': thresholds, 'max_iterations': parameters['max_iterations'],
         'max_labels': parameters['max_labels'],
         'batch': merged_options(_input(node, 'select_parameters')).get('num_select'),
@@ -212,7 +212,7 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
     if max_iterations is not None and max_iterations < 1:
         raise AfterLoopError('--max-iterations must be at least 1')
 
-    builder = node.get_builder_restart()
+    builder = restart_builder(node)
     parameters.update(max_labels=max_labels - used)
     if parameters.get('stages') is not None and 'summary' in node.outputs:
         # staged training goes on from the stage the first loop stopped in, not from the first stage again
@@ -238,6 +238,22 @@ def continuation_builder(node: orm.WorkflowNode, max_labels: int, max_iterations
                                     f'TrainingSet<{training_set.pk}> ({used} frames) to at most {max_labels} labels'
                                     + ('' if state['complete'] else ', recovered from what it called before it '
                                        f'stopped ({node.process_state.value})'))
+    return builder
+
+
+def restart_builder(node: orm.WorkflowNode):
+    """``node.get_builder_restart()``, also for loops stored before the one ``fit`` namespace (stop 37), whose inputs
+    ``model``, ``fit`` (the GAP's job) and ``fit_nequip`` are now ``fit.model``, ``fit.gap`` and ``fit.nequip``."""
+    inputs = node.base.links.get_incoming(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK)).nested()
+    node.recursive_merge(inputs, node.get_metadata_inputs() or {})
+    fit = inputs.get('fit', {})
+    if 'model' in inputs or 'fit_nequip' in inputs or not set(fit) <= {'model', *MODELS}:
+        legacy = {'gap': inputs.pop('fit', None), 'nequip': inputs.pop('fit_nequip', None)}
+        inputs['fit'] = {name: value for name, value in legacy.items() if value}
+        if 'model' in inputs:
+            inputs['fit']['model'] = inputs.pop('model')
+    builder = node.process_class.get_builder()
+    builder._update(inputs)
     return builder
 
 
