@@ -7,8 +7,14 @@ relaxed polymorphs), without AiiDA jobs. Prints one line per variant with its fi
 
 A variant is PRESET:SPARSE[:card][:rCUTOFF]: ``fast`` (SOAP 3.8 Å n4 l3) or ``balanced`` (n6 l4), that many sparse
 points, with ``card`` the frames of failing card items (frame keys containing ``card_``) fitted at half the sigmas
-(0.5 meV, 25 meV/Å), as the fast loop does, and with ``rCUTOFF`` another SOAP cutoff (Å) than 3.8. Every frame is
-fitted (no validation split). Prints the card's quantities: EOS, unstable phonons, wells, relaxed polymorphs.
+(0.5 meV, 25 meV/Å), as the fast loop does, and with ``rCUTOFF`` another SOAP cutoff (Å) than 3.8. Or PRESET[:card]
+with any other preset of ``gap_presets_card.PRESETS`` (``batio3_gap``: gap.yaml's, both SOAP kernels and the 2-body
+term), its descriptors and sigmas as they are:
+
+    python benchmarks/refit_card_quantities.py TRAINING_SET_PK --variants batio3_gap batio3_gap:card
+
+Every frame is fitted (no validation split). Prints the card's quantities: EOS, unstable phonons, wells, relaxed
+polymorphs.
 """
 
 import argparse
@@ -23,7 +29,7 @@ from aiida import load_profile, orm
 from ase.io import write
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gap_presets_card import SOAP, measure  # noqa: E402  (the card's quantities, measured the same way)
+from gap_presets_card import PRESETS, SOAP, measure  # noqa: E402  (the card's quantities, measured the same way)
 
 from aiida_ferromlip.calculations.gap_fit import gap_fit_frames  # noqa: E402
 
@@ -40,16 +46,24 @@ def main():
 
     load_profile()
     training_set = orm.load_node(args.training_set)
+    common = {'e0_method': 'average', 'validation_fraction': 0.0, 'seed': 0, 'max_memory_gb': 8,
+              'virial_fraction': 'auto', 'clip_sparse': True}
     for variant in args.variants:
-        preset, sparse, *flags = variant.split(':')
-        n_max, l_max = {'fast': (4, 3), 'balanced': (6, 4)}[preset]
+        preset, *flags = variant.split(':')
         frame_sigma = CARD_SIGMA if 'card' in flags else None
-        cutoff = next((float(flag[1:]) for flag in flags if flag.startswith('r')), 3.8)
-        parameters = {'e0_method': 'average', 'validation_fraction': 0.0, 'seed': 0, 'max_memory_gb': 8,
-                      'virial_fraction': 'auto', 'multi_species': False, 'allow_large_cutoff': False,
-                      'clip_sparse': True, 'default_sigma': [0.001, 0.05, 0.05, 0.0],
-                      **({'frame_sigma': frame_sigma} if frame_sigma else {}),
-                      'descriptors': [{**SOAP, 'cutoff': cutoff, 'n_max': n_max, 'l_max': l_max, 'n_sparse': int(sparse)}]}
+        if preset in ('fast', 'balanced'):
+            n_max, l_max = {'fast': (4, 3), 'balanced': (6, 4)}[preset]
+            sparse = int(flags.pop(0))
+            cutoff = next((float(flag[1:]) for flag in flags if flag.startswith('r')), 3.8)
+            parameters = {**common, 'multi_species': False, 'allow_large_cutoff': False,
+                          'default_sigma': [0.001, 0.05, 0.05, 0.0],
+                          'descriptors': [{**SOAP, 'cutoff': cutoff, 'n_max': n_max, 'l_max': l_max, 'n_sparse': sparse}]}
+        elif preset in PRESETS:
+            parameters = {**common, 'multi_species': False, 'allow_large_cutoff': False, **PRESETS[preset]}
+        else:
+            parser.error(f'unknown preset `{preset}`: fast, balanced or one of {", ".join(sorted(PRESETS))}')
+        if frame_sigma:
+            parameters['frame_sigma'] = frame_sigma
         folder = os.path.join(args.workdir, variant.replace(':', '_'))
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder)
