@@ -3,7 +3,7 @@
     verdi run benchmarks/selection_ablation.py [--seeds 3] [--iterations 3] [--batch 6] [--tag ablation]
         [--selectors random fps uncertainty fps+uncertainty] [--plot docs/img/selection_ablation.png]
         [--starts R3m Pm-3m] [--ensemble nst] [--temperatures 100 300] [--uncertainty gap_variance]
-        [--test-from labeller]
+        [--test-from labeller] [--card]
 
 1. An independent test set, never offered to any selector: a pilot loop (its own seed, `random` selection) gives a
    potential; NST MD of it at 100 and 300 K (the physics card's recipe, ``test_set_structures``: frames drawn at
@@ -23,6 +23,9 @@
    so that the candidates cover the test distribution and the choice among them is what is measured.
    ``--uncertainty gap_variance`` scores the uncertainty selectors' candidates with the GAP's own predicted variance
    instead of the protocol's committee (no member fits; `random` and `fps` runs do not depend on it).
+
+4. With ``--card``, every run's final potential is judged by the `fast` physics card against the labeller (its
+   labeller side computed once per tag), with the test set above as the card's: items passed per run.
 
 Prints the table (labels to the thresholds, mean ± spread over seeds; test-set errors at the end) and writes the PNG
 (test-set force RMSE vs labels per selector). Finished runs are found again by ``--tag`` (node extras), so a stopped
@@ -169,6 +172,33 @@ def curve(code, node, reference: TrainingSet) -> list[dict]:
     return rows
 
 
+def card(code, node, tag: str, reference: TrainingSet) -> dict:
+    """The `fast` physics card of a run's final potential against the labeller, with the ablation's test set as the
+    card's: items passed, items, the groups that failed. The labeller's side is computed once per tag (the first
+    card's) and reused; each result is kept on the potential (extras), so a rerun only reports it."""
+    potential = node.outputs.potential
+    key = f'{tag}:{reference.uuid}'
+    done = potential.base.extras.get('ablation_card', {})
+    if key in done:
+        return done[key]
+    builder = PhysicsCardWorkChain.get_builder_from_protocol(code['label'], code['task'], code['md'],
+                                                             potential=potential, material='BaTiO3', protocol='fast')
+    labeller = find(tag, role='card_reference')
+    if labeller is not None:
+        builder.reference_values = labeller.outputs.reference_values
+    builder.test_set = reference
+    _, judged = run_get_node(builder)
+    if 'card' not in judged.outputs:
+        return {'passed': 0, 'items': 0, 'failed': [f'[{judged.exit_status}] {judged.exit_message}'], 'pk': judged.pk}
+    if labeller is None:
+        judged.base.extras.set_many({'ablation': tag, 'role': 'card_reference'})
+    summary = judged.outputs.card.get_dict()
+    result = {'passed': summary['num_passed'], 'items': summary['num_items'], 'failed': summary['failed_groups'],
+              'pk': judged.pk}
+    potential.base.extras.set('ablation_card', {**done, key: result})
+    return result
+
+
 def labels_to_thresholds(rows: list[dict]) -> float:
     """Labels of the first potential whose test-set errors are both below the thresholds (nan: never)."""
     for row in rows:
@@ -238,6 +268,8 @@ def main():
     parser.add_argument('--test-from', choices=('pilot', 'labeller'), default='pilot',
                         help="whose NST MD the test set is drawn from: a pilot loop's potential or the labeller's")
     parser.add_argument('--no-run', action='store_true', help='report the finished runs only (start none)')
+    parser.add_argument('--card', action='store_true',
+                        help="judge every run's final potential with the `fast` physics card (the test set: this one)")
     parser.add_argument('--starts', nargs='+', default=DEFAULT_SAMPLING['starts'], help='start phases of every loop')
     parser.add_argument('--ensemble', choices=('nvt', 'nst'), default=DEFAULT_SAMPLING['ensemble'])
     parser.add_argument('--temperatures', nargs='+', type=float, default=None,
@@ -249,7 +281,7 @@ def main():
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
     code = codes
     reference = test_set(code, args.tag, args.iterations, args.batch, args.test_set, args.test_from)
-    results = {}
+    results, cards = {}, {}
     for seed in range(args.seeds):
         for selector in args.selectors:
             node = loop(code, args.tag, selector, seed, args.iterations, args.batch, run=not args.no_run,
@@ -257,6 +289,8 @@ def main():
                         uncertainty=args.uncertainty)
             if node is not None:
                 results.setdefault(selector, {})[seed] = curve(code, node, reference)
+                if args.card:
+                    cards.setdefault(selector, {})[seed] = card(code, node, args.tag, reference)
     print(f'\nindependent test set: TrainingSet<{reference.pk}>, {len(reference)} frames; thresholds '
           f'{THRESHOLDS["energy_meV_per_fu"]} meV/f.u., {THRESHOLDS["forces_meV_per_A"]} meV/Å; '
           f'{args.iterations} iterations of {args.batch} labels after 6 seed labels ({" ".join(args.starts)}), '
@@ -286,6 +320,12 @@ def main():
             labels, forces = mean_curve(runs, 'forces')
             energies = mean_curve(runs, 'energy')[1]
             print(f'  {selector:<16}' + '  '.join(f'{n}: {f:.0f}/{e:.1f}' for n, f, e in zip(labels, forces, energies)))
+    if cards:
+        print("\nthe physics card (`fast`) of each run's final potential: items passed per seed, and what failed:")
+        for selector, runs in cards.items():
+            print(f'  {selector:<16}' + '   '.join(
+                f'seed {seed}: {c["passed"]}/{c["items"]} ({", ".join(c["failed"]) or "green"}; card {c["pk"]})'
+                for seed, c in sorted(runs.items())))
     plot(results, args.plot)
     print(f'plot: {args.plot}')
     if args.json:
