@@ -208,6 +208,41 @@ def test_one_fit_namespace_per_model_and_loops_stored_before_it_still_continue(c
     assert 'R3m' in restarted.structures
 
 
+def test_an_explorer_fit_samples_and_the_loops_own_fit_is_judged(codes):
+    """`fit.explorer`: a second fit of the same family, with its own settings, on the same frames, beside the loop's
+    fit; the MD samples with it, the batch's out-of-sample errors and the output are the loop's own fit's."""
+    explorer = {'protocol': 'fast', 'overrides': {'parameters': {'descriptors': [
+        {'type': 'soap', 'cutoff': 3.5, 'cutoff_transition_width': 0.5, 'n_max': 3, 'l_max': 2, 'atom_sigma': 0.5,
+         'zeta': 2, 'delta': 0.2, 'covariance_type': 'dot_product', 'n_sparse': 20, 'sparse_method': 'cur_points'}]}}}
+    builder = builder_for(codes, starts('R3m'),
+                          fit={'gap': {'protocol': 'fast', 'overrides': {'parameters': {'clip_sparse': True}}},
+                               'explorer': explorer},
+                          parameters={'max_iterations': 1, 'seed_frames_per_structure': 3},
+                          select_parameters={'num_select': 2})
+    settings = builder.fit.explorer.get_dict()
+    assert list(settings) == ['parameters']
+    # the explorer's own descriptor, the loop fit's other settings (here `clip_sparse`) beneath it
+    assert settings['parameters']['descriptors'][0]['n_max'] == 3 and settings['parameters']['clip_sparse'] is True
+    results, node = run_get_node(builder)
+    assert node.exit_status == ActiveLearningWorkChain.exit_codes.STOPPED_BUDGET_EXHAUSTED.status, node.exit_message
+    links = {link.link_label: link.node for link in node.base.links.get_outgoing().all()}
+    fit, explorer_fit = links['fit_000'], links['fit_000_explorer']
+    assert explorer_fit.inputs.gap_fit.training_set.uuid == fit.inputs.gap_fit.training_set.uuid
+    assert explorer_fit.inputs.gap_fit.parameters['descriptors'][0]['n_max'] == 3
+    assert fit.inputs.gap_fit.parameters['descriptors'][0]['n_max'] == 4
+    explorer_potential, potential = explorer_fit.outputs.potential, fit.outputs.potential
+    assert explorer_potential.uuid != potential.uuid
+    assert links['sample_000_R3m'].inputs.potential.uuid == explorer_potential.uuid
+    # the batch's errors judge the loop's own fit; the final fit (nothing sampled after it) has no explorer
+    assert links['errors_000'].inputs.potential.uuid == potential.uuid
+    assert not any(label.startswith('fit_001_') for label in links)
+    assert results['potential'].uuid not in (explorer_potential.uuid, potential.uuid)
+    row = results['summary']['iterations'][0]
+    assert row['sampled_with'] == f'GapPotential<{explorer_potential.pk}>'
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert f'explorer GapPotential<{explorer_potential.pk}> samples' in report
+
+
 def test_bad_loop_inputs_fail_before_any_job(codes):
     jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
     cases = [
@@ -224,6 +259,18 @@ def test_bad_loop_inputs_fail_before_any_job(codes):
     for overrides, structures, material, message in cases:
         with pytest.raises(ValueError, match=message):
             run_get_node(builder_for(codes, structures, material, **overrides))
+    # an explorer names fit-job ports, and its own descriptor must fit the start cells as the loop's fit must
+    builder = builder_for(codes, starts('R3m'))
+    builder.fit.explorer = orm.Dict({'sigma': [0.001, 0.05, 0.05, 0.0]})
+    with pytest.raises(ValueError, match=r"`fit.explorer` replaces inputs of the `gap` fit job \(parameters\)"):
+        run_get_node(builder)
+    parameters = builder.fit.gap.parameters.get_dict()
+    parameters['descriptors'] = [{**parameters['descriptors'][0], 'cutoff': 5.0}]  # R3m 2x2x2: 8.0 Å thick
+    builder.fit.explorer = orm.Dict({'parameters': parameters})
+    with pytest.raises(ValueError, match=r'`fit.explorer`: start structures: the descriptor cutoff 5.0 Å exceeds'):
+        run_get_node(builder)
+    with pytest.raises(ValueError, match=r'per model family \(gap, nequip\) or `explorer`'):
+        builder_for(codes, starts('R3m'), fit={'gap': {'protocol': 'fast'}, 'explorers': {'protocol': 'fast'}})
     polonium = perovskite_polymorph('Po', 'Ti', 'P4mm', supercell=(2, 2, 2))
     with pytest.raises(ValueError, match=r"species \['Po'\] are not supported"):
         run_get_node(builder_for(codes, {'x': orm.StructureData(ase=polonium)}))

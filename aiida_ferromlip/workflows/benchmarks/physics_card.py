@@ -19,7 +19,7 @@ import pathlib
 
 import numpy as np
 from aiida import orm
-from aiida.engine import WorkChain, calcfunction, if_
+from aiida.engine import WorkChain, calcfunction, if_, while_
 
 from aiida_ferromlip import materials
 from aiida_ferromlip.analysis import physics_card as card
@@ -448,7 +448,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             cls.structures,
             if_(cls.needs_reference)(cls.reference_points),
             if_(cls.has_potential)(cls.potential_side),
-            if_(cls.needs_reference)(cls.collect_reference),
+            if_(cls.needs_reference)(
+                while_(cls.pw_relaxations_left)(cls.pw_relax_next),
+                cls.collect_reference,
+            ),
             if_(cls.has_potential)(
                 if_(cls.needs_test_set)(cls.label_test_set),
                 cls.predict_test_set,
@@ -537,15 +540,28 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
             model = self.inputs.labeller.reference.get('model', orm.Str('7net-0'))
             self.to_context(reference_relax=self._task(model, self.ctx.polymorphs, self._relax_task(),
                                                        'relax_labeller'))
-        else:  # pw.x vc-relax keeps the space group through its symmetry operations
-            from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
+        else:  # pw.x vc-relaxations after the single points (pw_relax_next), as many at a time as the labels run
+            self.ctx.pw_relax_queue = sorted(self.ctx.polymorphs)
 
-            relax = card_settings(self.inputs.parameters)['relax']
-            for name, structure in sorted(self.ctx.polymorphs.items()):
-                builder = pw_relax_builder(self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe'], structure,
-                                           meta_convergence=relax['pw_meta_convergence'])
-                builder.metadata.call_link_label = f'pw_relax_{name}'
-                self.to_context(**{f'pw_relax_{name}': self.submit(builder)})
+    def pw_relaxations_left(self):
+        return bool(self.ctx.get('pw_relax_queue'))
+
+    def pw_relax_next(self):
+        """The next pw.x vc-relaxations (pw.x keeps the space group through its symmetry operations), at most the
+        labeller's ``max_concurrent`` at a time: measured here, four vc-relaxations beside the two EOS single points
+        put six pw.x on two cores and ran each SCF iteration 8x slower than one pw.x alone."""
+        from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
+
+        qe = self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe']
+        relax = card_settings(self.inputs.parameters)['relax']
+        size = int(qe.get('max_concurrent', orm.Int(0)).value) or len(self.ctx.pw_relax_queue)
+        batch, self.ctx.pw_relax_queue = self.ctx.pw_relax_queue[:size], self.ctx.pw_relax_queue[size:]
+        self.report(f'labeller: pw.x vc-relaxations of {", ".join(batch)}'
+                    + (f' ({len(self.ctx.pw_relax_queue)} after them)' if self.ctx.pw_relax_queue else ''))
+        for name in batch:
+            builder = pw_relax_builder(qe, self.ctx.polymorphs[name], meta_convergence=relax['pw_meta_convergence'])
+            builder.metadata.call_link_label = f'pw_relax_{name}'
+            self.to_context(**{f'pw_relax_{name}': self.submit(builder)})
 
     def inspect_reference_eos(self):
         node = self.ctx.reference_eos

@@ -10,6 +10,11 @@ The loop has one ``fit`` namespace, laid out as the ``label`` namespace is: ``fi
 ``fit.<model>`` holds that family's job inputs (``fit.gap``, ``fit.nequip``), one sub-namespace per entry of
 ``MODELS``, declared by a loop over this registry (``fit_namespaces``). A new model family is a new entry here, not
 a new port in the loop.
+
+``fit.explorer`` (optional) is a second, cheaper fit of the same family on the same TrainingSet each iteration, used
+only to sample: exploring costs most of an iteration's CPU (REMD over a temperature ladder), and an MD step of the
+explorer costs a fraction of the fitted model's. Selection, errors, the physics card and the loop's output all use
+the loop's own fit (the throughput issue: "explore with the fast model, label what it finds, fit the accurate one").
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ class Model:
     member_inputs: Callable[[dict, int, dict], dict]
     #: ``(protocol stage inputs, species) -> namespace inputs beyond code, parameters and options``
     extra_inputs: Callable[[dict, list[str]], dict]
+    #: the fit job's ``Dict`` inputs that make the model what it is (what an explorer fit replaces)
+    settings: tuple[str, ...] = ('parameters',)
 
     @property
     def namespace(self) -> str:
@@ -117,7 +124,8 @@ MODELS: dict[str, Model] = {
     'nequip': Model(
         name='nequip', process_class=NequipTrainCalculation, restart_wrapper=NequipTrainBaseWorkChain,
         description='NequIP or Allegro (a nequip config) trained by nequip-train.',
-        validate=_nequip_validate, member_inputs=_nequip_member, extra_inputs=_nequip_inputs),
+        validate=_nequip_validate, member_inputs=_nequip_member, extra_inputs=_nequip_inputs,
+        settings=('parameters', 'config')),
 }
 
 
@@ -132,6 +140,41 @@ def fit_namespaces(spec) -> None:
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': f'Inputs of the fit job for model `{model.name}`: '
                                                       f'{model.description}'})
+    spec.input('fit.explorer', valid_type=orm.Dict, required=False,
+               help='A cheaper fit of the same model on the same frames, used only to sample: `{port: value}` '
+                    'replacing the fit job\'s settings (GAP: `parameters`; NequIP: `parameters`, `config`). '
+                    'Selection, errors, the card and the output use the loop\'s own fit.')
+
+
+def explorer_problem(model: Model, inputs: dict, starts: dict, loop: dict, first_count: int) -> str | None:
+    """What is wrong with a loop's ``fit.explorer`` for ``model`` (None when it has none or it is sound)."""
+    explorer = inputs.get('fit', {}).get('explorer')
+    if explorer is None:
+        return None
+    settings = explorer.get_dict()
+    allowed = model.settings
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown or not settings:
+        return (f'`fit.explorer` replaces inputs of the `{model.name}` fit job ({", ".join(allowed)}), e.g. '
+                f"{{'parameters': {{...}}}}; got {sorted(settings) if settings else 'nothing'}")
+    ports = model.process_class.spec().inputs
+    for name, value in sorted(settings.items()):  # the job's own port validation, before any job
+        invalid = ports[name].validate(orm.Dict(value))
+        if invalid is not None:
+            return f'`fit.explorer`: {invalid.message}'
+    problem = model.validate(explorer_job_inputs(model.given_inputs(inputs), explorer), starts, loop, first_count)
+    return f'`fit.explorer`: {problem}' if problem else None
+
+
+def explorer_job_inputs(fit_inputs: dict, explorer: orm.Dict) -> dict:
+    """The explorer's fit job inputs: the loop's fit with each port named in ``explorer`` replaced by its value."""
+    return {**fit_inputs, **{port: orm.Dict(value) for port, value in explorer.get_dict().items()}}
+
+
+def explorer_settings(model: Model, code, protocol: str, overrides: dict | None, species: list[str]) -> dict:
+    """``fit.explorer`` from the fit job's ``protocol`` (``overrides`` merged): its model settings only."""
+    inputs = model.namespace_inputs(code, protocol, overrides, species)
+    return {port: inputs[port].get_dict() for port in model.settings if port in inputs}
 
 
 def fit_model_name(inputs: dict) -> str:

@@ -36,7 +36,9 @@ from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 from aiida_ferromlip.workflows.label.engines import get_engine
 from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, paired_frames
-from aiida_ferromlip.workflows.fit.models import MODELS, fit_model_name, fit_namespaces, get_model
+from aiida_ferromlip.workflows.fit.models import (
+    MODELS, explorer_job_inputs, explorer_problem, explorer_settings, fit_model_name, fit_namespaces, get_model,
+)
 from aiida_ferromlip.workflows.select.candidates import (
     SCORE_LABELS,
     deviation_error_pairs,
@@ -145,7 +147,8 @@ def validate_inputs(inputs, namespace):
         return f'model `{model.name}` needs the inputs of its fit in the `{model.namespace}` namespace (code, ...)'
     first = (len(inputs['initial_training_set']) if 'initial_training_set' in inputs
              else loop['seed_frames_per_structure'] * len(first_stage))
-    problem = model.validate(model.given_inputs(inputs), starts, loop, first)
+    problem = model.validate(model.given_inputs(inputs), starts, loop, first) or \
+        explorer_problem(model, inputs, starts, loop, first)
     if problem:
         return problem
     if any(value < 0 for value in loop['thresholds'].values()):
@@ -285,6 +288,16 @@ def start_at_equilibrium(reference_values: orm.Dict, **structures: orm.Structure
     return outputs
 
 
+def overrides_merged(below: dict | None, above: dict | None) -> dict:
+    """Protocol overrides ``above`` merged over ``below`` (aiida-quantumespresso's ``recursive_merge``), neither
+    changed."""
+    import copy
+
+    from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+
+    return recursive_merge(copy.deepcopy(below or {}), copy.deepcopy(above or {}))
+
+
 class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     """Grow a TrainingSet and a potential by active learning (the BaTiO3-GAP paper's loop, or the minimalist paper's minimalist one)."""
 
@@ -397,13 +410,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         except ValueError:  # no material and no structures: the port validator says so when the builder runs
             starts = {}
         species = sorted({s for start in starts.values() for s in start.get_ase().get_chemical_symbols()})
-        unknown = set(inputs['fit']) - set(MODELS)
+        unknown = set(inputs['fit']) - set(MODELS) - {'explorer'}
         if unknown:
-            raise ValueError(f'the `fit` overrides are per model family ({", ".join(MODELS)}), e.g. '
+            raise ValueError(f'the `fit` overrides are per model family ({", ".join(MODELS)}) or `explorer`, e.g. '
                              f"{{'fit': {{'gap': {{'protocol': ..., 'overrides': ...}}}}}}; got {sorted(unknown)}")
         fit = inputs['fit'][fit_model.name]
         builder.fit[fit_model.name] = fit_model.namespace_inputs(fit_code, fit['protocol'], fit.get('overrides'),
                                                                  species)
+        explorer = inputs['fit'].get('explorer')
+        if explorer:  # the fit job's protocol named there, over the loop fit's own overrides (the frame weights)
+            overrides = overrides_merged(fit.get('overrides'), explorer.get('overrides'))
+            builder.fit.explorer = orm.Dict(explorer_settings(fit_model, fit_code, explorer['protocol'], overrides,
+                                                              species))
         sample = SampleCalculation.get_protocol_inputs(inputs['sample']['protocol'], inputs['sample'].get('overrides'))
         builder.sample = SampleCalculation.job_namespace(sample_code, sample)
         if task_code is not None:
@@ -418,14 +436,10 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
     def material_overrides(cls, material: str | None, overrides: dict | None) -> dict | None:
         """The protocol file's ``material_inputs`` of ``material`` with ``overrides`` merged over them (neither is
         changed): what ``get_protocol_inputs`` merges over the protocol."""
-        import copy
-
-        from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
-
         per_material = cls._load_protocol_file().get('material_inputs', {}).get(material or '', {})
         if not per_material:
             return overrides
-        return recursive_merge(copy.deepcopy(per_material), copy.deepcopy(overrides or {}))
+        return overrides_merged(per_material, overrides)
 
     # ----------------------------------------------------------------------------------------------- steps
     def setup(self):
@@ -627,6 +641,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         wrapper = model.restart_wrapper
         node = self.submit(wrapper, **{wrapper._namespace: inputs,
                                        'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
+        self.ctx.explorer_fitted = 'explorer' in self.inputs.fit and not self.ctx.stop_reason
+        if self.ctx.explorer_fitted:  # beside the fit (gap_fit is serial: it leaves a core to the explorer's)
+            explorer = explorer_job_inputs(inputs, self.inputs.fit.explorer)
+            self.to_context(explorer_fit=self.submit(wrapper, **{
+                wrapper._namespace: explorer,
+                'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}_explorer'}}))
         self.ctx.committee_fits = []
         if self.uses_committee() and not self.ctx.stop_reason:  # the final fit samples nothing: no committee
             committee = self.ctx.loop['committee']
@@ -653,6 +673,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
                     f'{self.ctx.potential.pk}> on {len(self.ctx.training_set)} frames; held-out force RMSE '
                     f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å')
+        self.ctx.sampler = self.ctx.potential
+        if self.ctx.get('explorer_fitted'):
+            explorer = self.ctx.explorer_fit
+            if explorer.is_finished_ok:
+                self.ctx.sampler = explorer.outputs.potential
+                metrics = explorer.outputs.metrics.get_dict() if 'metrics' in explorer.outputs else {}
+                self.report(f'iteration {self.ctx.iteration}: explorer {self.ctx.sampler.__class__.__name__}<'
+                            f'{self.ctx.sampler.pk}> samples (held-out force RMSE '
+                            f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å)')
+            else:  # nothing is lost: the loop's own fit samples instead
+                self.report(f'iteration {self.ctx.iteration}: the explorer fit failed ({explorer.process_label}<'
+                            f'{explorer.pk}>: [{explorer.exit_status}] {explorer.exit_message}); the fit samples')
         self.ctx.committee = None
         if self.ctx.committee_fits:
             members, failed = {'member_00': self.ctx.potential}, []
@@ -740,7 +772,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.sampled_keys = sorted(self.ctx.stages[self.ctx.stage])
         for key in self.ctx.sampled_keys:
             structure = self.ctx.starts[key]
-            run = {**inputs, 'potential': self.ctx.potential, 'structure': structure,
+            run = {**inputs, 'potential': self.ctx.get('sampler', self.ctx.potential), 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
                                 'call_link_label': f'sample_{self.ctx.iteration:03d}_{key}'}}
             self.to_context(**{f'sample_{key}': self.submit(SampleCalculation, **run)})
@@ -760,6 +792,13 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SAMPLING_FAILED.format(detail='; '.join(failed))
         self.ctx.trajectories = trajectories
         return None
+
+    def _explorer_record(self) -> dict:
+        """The explorer potential this iteration sampled with, for the summary (empty when the fit sampled)."""
+        sampler = self.ctx.get('sampler')
+        if sampler is None or sampler.uuid == self.ctx.potential.uuid:
+            return {}
+        return {'sampled_with': f'{sampler.__class__.__name__}<{sampler.pk}>'}
 
     def select(self):
         inputs = {'training_set': self.ctx.training_set, **self.ctx.trajectories,
@@ -792,7 +831,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                  'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],
                                  'selector': selector, **({'trust': trust} if trust else {}),
-                                 **self.ctx.pop('card_record', {})})
+                                 **self._explorer_record(), **self.ctx.pop('card_record', {})})
         # Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
         # out-of-sample learning curve stays on the MD frames selection picked.
         self.ctx.card_batch = {f'card_{key}': node for key, node in self.ctx.targets.items()}

@@ -247,7 +247,7 @@ def restart_builder(node: orm.WorkflowNode):
     inputs = node.base.links.get_incoming(link_type=(LinkType.INPUT_CALC, LinkType.INPUT_WORK)).nested()
     node.recursive_merge(inputs, node.get_metadata_inputs() or {})
     fit = inputs.get('fit', {})
-    if 'model' in inputs or 'fit_nequip' in inputs or not set(fit) <= {'model', *MODELS}:
+    if 'model' in inputs or 'fit_nequip' in inputs or not set(fit) <= {'model', 'explorer', *MODELS}:
         legacy = {'gap': inputs.pop('fit', None), 'nequip': inputs.pop('fit_nequip', None)}
         inputs['fit'] = {name: value for name, value in legacy.items() if value}
         if 'model' in inputs:
