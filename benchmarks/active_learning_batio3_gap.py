@@ -2,6 +2,7 @@
 
     verdi run benchmarks/active_learning_batio3_gap.py [--protocol batio3_gap] [--max-iterations 10] [--steps N]
                                                        [--card] [--continue-from PK --max-labels N]
+                                                       [--explorer GAP_PROTOCOL]
 
 Target: out-of-sample errors <= 5 meV/f.u. and <= 100 meV/Å on REMD frames (50-300 K) with at most 150 labels.
 Prints the labels used, the errors per iteration, the wall time, and the share of the wall time during which no
@@ -16,6 +17,10 @@ needed to a green card (physics-card issue, item 5); the card of the final poten
 builder: its TrainingSet, the labeller's side of the card and its test set), but refits with the GAP preset the
 protocol holds *now* (the earlier run's potential is not reused when the preset changed since), with
 ``--max-labels`` as the total budget.
+
+``--explorer GAP_PROTOCOL`` (e.g. ``balanced``) samples with a cheaper GAP of that gap.yaml protocol, fitted on the
+same frames beside the loop's own (the loop's ``fit.explorer``; the card and the errors judge the loop's own GAP): the
+throughput issue's 2000-step REMD iteration.
 """
 
 import argparse
@@ -34,6 +39,8 @@ def continued_with_current_preset(first, fresh, max_labels: int, max_iterations:
     """``ferromlip loop continue``'s builder for ``first``, with the fit parameters of ``fresh`` (the protocol as it
     is now); the earlier potential is dropped when its fit parameters differ (the new loop then fits first)."""
     builder = continuation_builder(first, max_labels, max_iterations)
+    if 'explorer' in fresh.fit:
+        builder.fit.explorer = fresh.fit.explorer
     old, new = builder.fit.gap.parameters.get_dict(), fresh.fit.gap.parameters.get_dict()
     if old != new:
         builder.fit.gap.parameters = orm.Dict(new)
@@ -51,6 +58,8 @@ def main():
     parser.add_argument('--card', action='store_true', help='judge every potential with the physics card')
     parser.add_argument('--continue-from', type=int, default=None, help='an earlier loop of this benchmark to go on from')
     parser.add_argument('--max-labels', type=int, default=None, help='with --continue-from: the total label budget')
+    parser.add_argument('--explorer', default=None, metavar='GAP_PROTOCOL',
+                        help='sample with a cheaper GAP of this gap.yaml protocol (the loop\'s fit.explorer)')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
@@ -59,6 +68,8 @@ def main():
         overrides['parameters'] = {'max_iterations': args.max_iterations}
     if args.steps:
         overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
+    if args.explorer:
+        overrides['fit'] = {'explorer': {'protocol': args.explorer}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides,
         task_code=codes['task'] if args.card else None)

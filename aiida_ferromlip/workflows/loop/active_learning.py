@@ -339,7 +339,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if_(cls.card_enabled)(cls.equilibrate, cls.inspect_equilibrate),
             if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
             while_(cls.should_iterate)(
-                if_(cls.needs_fit)(cls.fit, cls.inspect_fit),
+                if_(cls.needs_fit)(cls.fit, if_(cls.fit_running)(cls.sample_with_explorer), cls.inspect_fit),
                 cls.explore,
                 if_(cls.card_enabled)(cls.inspect_card),
                 if_(cls.not_stopped)(
@@ -641,12 +641,18 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         wrapper = model.restart_wrapper
         node = self.submit(wrapper, **{wrapper._namespace: inputs,
                                        'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
-        self.ctx.explorer_fitted = 'explorer' in self.inputs.fit and not self.ctx.stop_reason
-        if self.ctx.explorer_fitted:  # beside the fit (gap_fit is serial: it leaves a core to the explorer's)
+        self.ctx.explorer_potential = None
+        self.ctx.sampled_early = False
+        if 'explorer' in self.inputs.fit and not self.ctx.stop_reason:  # the final fit samples nothing
+            # beside the fit, and the fit is awaited only once the explorer's sampling runs (sample_with_explorer):
+            # gap_fit is serial, so the explorer's fit and then its MD take the core the fit leaves
             explorer = explorer_job_inputs(inputs, self.inputs.fit.explorer)
             self.to_context(explorer_fit=self.submit(wrapper, **{
                 wrapper._namespace: explorer,
                 'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}_explorer'}}))
+            self.ctx.fit_running = node
+        else:
+            self.to_context(fit=node)
         self.ctx.committee_fits = []
         if self.uses_committee() and not self.ctx.stop_reason:  # the final fit samples nothing: no committee
             committee = self.ctx.loop['committee']
@@ -657,7 +663,31 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 self.to_context(**{key: self.submit(wrapper, **{wrapper._namespace: member_inputs,
                                                                 'metadata': {'call_link_label': label}})})
                 self.ctx.committee_fits.append(key)
-        return self.to_context(fit=node)
+
+    def fit_running(self):
+        """The loop's fit is still running, not awaited yet (an explorer is fitted beside it)."""
+        return self.ctx.get('fit_running') is not None
+
+    def sample_with_explorer(self):
+        """The explorer is fitted: its MD starts while the loop's fit still runs (unless a green card alone would
+        end the loop: then the card runs first, as in ``explore``). A failed explorer fit loses nothing: the loop's
+        fit samples instead."""
+        explorer = self.ctx.explorer_fit
+        if explorer.is_finished_ok:
+            self.ctx.explorer_potential = explorer.outputs.potential
+            metrics = explorer.outputs.metrics.get_dict() if 'metrics' in explorer.outputs else {}
+            self.report(f'iteration {self.ctx.iteration}: explorer {self.ctx.explorer_potential.__class__.__name__}<'
+                        f'{self.ctx.explorer_potential.pk}> samples (held-out force RMSE '
+                        f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å)')
+            if not self._sampling_waits_for_the_card():
+                self.ctx.sampler = self.ctx.explorer_potential
+                self._submit_sampling(await_runs=False)  # awaited from ``explore`` on, beside the card
+                self.ctx.sampled_early = True
+        else:
+            self.report(f'iteration {self.ctx.iteration}: the explorer fit failed ({explorer.process_label}<'
+                        f'{explorer.pk}>: [{explorer.exit_status}] {explorer.exit_message}); the fit samples')
+        self.to_context(fit=self.ctx.fit_running)
+        self.ctx.fit_running = None
 
     def inspect_fit(self):
         node = self.ctx.fit
@@ -673,18 +703,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'iteration {self.ctx.iteration}: fitted {self.ctx.potential.__class__.__name__}<'
                     f'{self.ctx.potential.pk}> on {len(self.ctx.training_set)} frames; held-out force RMSE '
                     f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å')
-        self.ctx.sampler = self.ctx.potential
-        if self.ctx.get('explorer_fitted'):
-            explorer = self.ctx.explorer_fit
-            if explorer.is_finished_ok:
-                self.ctx.sampler = explorer.outputs.potential
-                metrics = explorer.outputs.metrics.get_dict() if 'metrics' in explorer.outputs else {}
-                self.report(f'iteration {self.ctx.iteration}: explorer {self.ctx.sampler.__class__.__name__}<'
-                            f'{self.ctx.sampler.pk}> samples (held-out force RMSE '
-                            f'{metrics.get("forces_meV_per_A_rmse", float("nan")):.0f} meV/Å)')
-            else:  # nothing is lost: the loop's own fit samples instead
-                self.report(f'iteration {self.ctx.iteration}: the explorer fit failed ({explorer.process_label}<'
-                            f'{explorer.pk}>: [{explorer.exit_status}] {explorer.exit_message}); the fit samples')
+        self.ctx.sampler = self.ctx.get('explorer_potential') or self.ctx.potential
         self.ctx.committee = None
         if self.ctx.committee_fits:
             members, failed = {'member_00': self.ctx.potential}, []
@@ -751,17 +770,28 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         fill one at a time, they run at once. On two cores both are CPU-bound and the pair takes as long as one after
         the other (docs/throughput.md), so when a green card alone would end the loop (the learning curve is already
         below the thresholds) the card runs first and the sampling only if it is needed."""
-        self.ctx.sampling_deferred = (self.card_enabled()
-                                      and self.ctx.below >= self.ctx.loop['converged_iterations'])
+        sampled_early = self.ctx.get('sampled_early')
+        self.ctx.sampling_deferred = not sampled_early and self._sampling_waits_for_the_card()
         if self.card_enabled():
             self.run_card()
-        if not self.ctx.sampling_deferred:
+        if sampled_early:  # the explorer's runs, started beside the fit
+            self.to_context(**{f'sample_{key}': self.ctx[f'sample_{key}'] for key in self.ctx.sampled_keys})
+        elif not self.ctx.sampling_deferred:
             self.sample()
+
+    def _sampling_waits_for_the_card(self) -> bool:
+        """A green card alone would end the loop (the learning curve is already below the thresholds)."""
+        return self.card_enabled() and self.ctx.below >= self.ctx.loop['converged_iterations']
 
     def sampling_deferred(self):
         return self.ctx.sampling_deferred
 
     def sample(self):
+        self._submit_sampling()
+
+    def _submit_sampling(self, await_runs: bool = True):
+        """One ``SampleCalculation`` per start structure of the stage, with the sampler (the explorer or the fit);
+        without ``await_runs`` they are kept in the context for a later step to await."""
         inputs = self.exposed_inputs(SampleCalculation, namespace='sample')
         switch = self.ctx.loop['flexible_cell_from_iteration']
         if switch is not None and self.ctx.iteration >= switch and inputs['parameters']['ensemble'] != 'nst':
@@ -772,10 +802,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.ctx.sampled_keys = sorted(self.ctx.stages[self.ctx.stage])
         for key in self.ctx.sampled_keys:
             structure = self.ctx.starts[key]
-            run = {**inputs, 'potential': self.ctx.get('sampler', self.ctx.potential), 'structure': structure,
+            run = {**inputs, 'potential': self.ctx.get('sampler') or self.ctx.potential, 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
                                 'call_link_label': f'sample_{self.ctx.iteration:03d}_{key}'}}
-            self.to_context(**{f'sample_{key}': self.submit(SampleCalculation, **run)})
+            node = self.submit(SampleCalculation, **run)
+            if await_runs:
+                self.to_context(**{f'sample_{key}': node})
+            else:
+                self.ctx[f'sample_{key}'] = node
 
     def inspect_sample(self):
         trajectories, failed = {}, []
