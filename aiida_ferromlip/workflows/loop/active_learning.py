@@ -772,12 +772,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         below the thresholds) the card runs first and the sampling only if it is needed."""
         sampled_early = self.ctx.get('sampled_early')
         self.ctx.sampling_deferred = not sampled_early and self._sampling_waits_for_the_card()
-        if self.card_enabled():
-            self.run_card()
+        # the sampling first: the card's first steps are calcfunctions in this process, and jobs submitted after them
+        # were uploaded seconds later (docs/throughput.md, stop 38)
         if sampled_early:  # the explorer's runs, started beside the fit
             self.to_context(**{f'sample_{key}': self.ctx[f'sample_{key}'] for key in self.ctx.sampled_keys})
         elif not self.ctx.sampling_deferred:
             self.sample()
+        if self.card_enabled():
+            self.run_card()
 
     def _sampling_waits_for_the_card(self) -> bool:
         """A green card alone would end the loop (the learning curve is already below the thresholds)."""
