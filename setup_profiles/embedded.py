@@ -38,7 +38,8 @@ def ensure_profile(name: str) -> None:
 
 
 def configure_localhost() -> None:
-    """The profile's `localhost` without a login shell. `verdi presto` configures it with aiida's default
+    """The profile's `localhost` without a login shell, and its mpirun without core binding (`ensure_unbound_mpirun`
+    says why). `verdi presto` configures it with aiida's default
     (`use_login_shell=True`), so every command the engine runs there — each scheduler poll (every second), each job
     submission — starts `bash -l`, which reads the user's profile (here pyenv's init): measured on the 2-core VM with
     jobs running, 0.61-0.73 s per command against 0.05 s without (`LocalTransport.exec_command_wait('ps ...')`,
@@ -46,12 +47,15 @@ def configure_localhost() -> None:
     way, so nothing needs the login shell."""
     from aiida import orm
 
+    from aiida_ferromlip.cli.setup import ensure_unbound_mpirun
+
     computer = orm.load_computer('localhost')
     user = orm.User.collection.get_default()
     params = computer.get_authinfo(user).get_auth_params() if computer.is_user_configured(user) else {}
     if params.get('use_login_shell', True):
         computer.configure(user, **{**params, 'use_login_shell': False})
         print('computer `localhost`: use_login_shell = False')
+    ensure_unbound_mpirun(computer)  # two pw.x side by side would otherwise share core 0
 
 
 def main() -> int:

@@ -93,6 +93,9 @@ def ensure_computer(profile: str, cpus: int, transport: str) -> None:
         computer.set_default_mpiprocs_per_machine(cpus)
         computer.set_mpirun_command(['mpirun', '-np', '{tot_num_mpiprocs}'])
         print(f'computer `{COMPUTER}` created ({TRANSPORTS[transport]} + core.slurm, {cpus} cores)')
+    from aiida_ferromlip.cli.setup import ensure_unbound_mpirun
+
+    ensure_unbound_mpirun(computer)  # SLURM here runs without cgroup cpusets (services.sh: TaskPlugin=task/none)
     user = orm.User.collection.get_default()
     if not computer.is_user_configured(user):
         # ssh_async connects like `ssh localhost` (key and known host set up by services.sh)

@@ -1,6 +1,10 @@
 """The after-the-loop command line (``ferromlip loop | potential | trainingset``) driven by click's runner."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,6 +144,30 @@ def test_setup_codes_registers_each_code_once(aiida_computer_local):
     assert orm.QueryBuilder().append(orm.InstalledCode).count() == count
     refused = CliRunner().invoke(main, ['setup', 'codes', '--computer', 'no-such-computer'])
     assert refused.exit_code == 1 and 'no computer `no-such-computer`' in refused.output
+
+
+@pytest.mark.skipif(shutil.which('mpirun') is None, reason='no mpirun (Open MPI) on this machine')
+def test_two_jobs_launched_by_the_computers_mpirun_may_use_every_core(aiida_computer_local):
+    """Open MPI binds the one rank of each `mpirun -np 1` to core 0, so two pw.x side by side shared one core; the
+    setup's mpirun leaves the placement to the kernel: each launch may run on every core of this machine."""
+    from aiida_ferromlip.cli.setup import ensure_unbound_mpirun
+
+    computer = aiida_computer_local(label='unbound-mpirun-test')
+    computer.set_mpirun_command(['mpirun', '-np', '{tot_num_mpiprocs}'])  # aiida's (and `verdi presto`'s) default
+    ensure_unbound_mpirun(computer, echo=lambda message: None)
+    command = [arg.replace('{tot_num_mpiprocs}', '1') for arg in computer.get_mpirun_command()]
+    environment = {**os.environ, 'OMPI_ALLOW_RUN_AS_ROOT': '1', 'OMPI_ALLOW_RUN_AS_ROOT_CONFIRM': '1'}
+    script = 'import os; print(sorted(os.sched_getaffinity(0)))'
+    every_core = sorted(os.sched_getaffinity(0))
+    for _ in range(2):
+        launched = subprocess.run([*command, sys.executable, '-c', script], capture_output=True, text=True,
+                                  env=environment, timeout=120, check=True)
+        assert json.loads(launched.stdout.strip().splitlines()[-1]) == every_core
+    ensure_unbound_mpirun(computer, echo=lambda message: None)  # once is enough; srun is not mpirun's to change
+    assert computer.get_mpirun_command().count('--bind-to') == 1
+    computer.set_mpirun_command(['srun', '-n', '{tot_num_mpiprocs}'])
+    ensure_unbound_mpirun(computer, echo=lambda message: None)
+    assert computer.get_mpirun_command() == ['srun', '-n', '{tot_num_mpiprocs}']
 
 
 def test_scripts_find_codes_by_label_not_by_computer(aiida_computer_local, monkeypatch, capsys):

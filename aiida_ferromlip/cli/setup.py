@@ -55,6 +55,20 @@ def ensure_codes(computer_label: str = 'localhost', echo=print) -> None:
             echo(f'code {label}@{computer_label} exists (pk {code.pk})')
 
 
+def ensure_unbound_mpirun(computer, echo=print) -> None:
+    """``computer``'s ``mpirun`` without Open MPI's default binding (``--bind-to none``). Open MPI binds the ranks of
+    each ``mpirun`` to cores counted from core 0, knowing nothing of the other jobs: two single-rank pw.x jobs side by
+    side on one machine (the local computer, a SLURM node without cgroup cpusets) then share core 0 — measured on the
+    2-core VM: both pw.x at 48 % of a core, ``taskset -p`` affinity ``0`` for each, while the other core idled. Unbound
+    ranks are placed by the kernel. Launchers other than mpirun (``srun``) and commands that already say how to bind
+    are left as they are."""
+    command = list(computer.get_mpirun_command())
+    if not command or pathlib.Path(command[0]).name != 'mpirun' or any(arg.startswith('--bind-to') for arg in command):
+        return
+    computer.set_mpirun_command([command[0], '--bind-to', 'none', *command[1:]])
+    echo(f'computer `{computer.label}`: mpirun command {" ".join(computer.get_mpirun_command())}')
+
+
 def ensure_pseudopotentials(echo=print) -> None:
     """The PBEsol pslibrary family of the loaded profile, generated with ld1.x (about 10 s the first time, nothing
     afterwards); a machine without ld1.x gets a message, not an error."""
