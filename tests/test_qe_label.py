@@ -33,8 +33,12 @@ def pseudo_family(upf_directory):
 
 @pytest.fixture
 def pw_code(aiida_code_installed):
-    return aiida_code_installed(label='pw', default_calc_job_plugin='quantumespresso.pw',
+    from aiida_ferromlip.cli.setup import ensure_unbound_mpirun
+
+    code = aiida_code_installed(label='pw', default_calc_job_plugin='quantumespresso.pw',
                                 filepath_executable=executable('pw.x'), prepend_text=PW_PREPEND_TEXT)
+    ensure_unbound_mpirun(code.computer, echo=lambda message: None)  # as `make setup` sets the profile's computer
+    return code
 
 
 def bifeo3_cubic(repeat=(2, 2, 2)) -> Atoms:
