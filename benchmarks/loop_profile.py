@@ -2,6 +2,7 @@
 
     verdi run benchmarks/loop_profile.py [--protocol fast|batio3_gap] [--iterations 1] [--steps N] [--no-card]
     verdi run benchmarks/loop_profile.py --loop PK      # the profile of a finished loop (no CPU column)
+    verdi run benchmarks/loop_profile.py --loop PK --gaps 1.0   # and each stretch of >= 1 s with no program running
 
 Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``: with the physics card) for
 ``--iterations`` iterations while sampling the machine's CPU use every 0.5 s, then prints
@@ -20,7 +21,16 @@ from aiida.engine import run_get_node
 from aiida_ferromlip.analysis.profile import CpuSampler
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.loop.after_loop import format_profile, loop_profile
+from aiida_ferromlip.workflows.loop.after_loop import format_profile, loop_gaps, loop_profile
+
+
+def print_gaps(node, min_seconds: float) -> None:
+    rows = loop_gaps(node, min_seconds)
+    print(f'\n{len(rows)} stretch(es) of >= {min_seconds:g} s with no program running, '
+          f'{sum(row["length_s"] for row in rows):.0f} s in all:')
+    for row in rows:
+        print(f'{row["start_s"]:8.1f} s  +{row["length_s"]:5.1f} s  alive: {", ".join(row["alive"])}')
+        print(f'{"":20}created: {", ".join(row["created"])}')
 
 
 def main():
@@ -30,6 +40,8 @@ def main():
     parser.add_argument('--steps', type=int, default=None, help='MD steps per sampling run (protocol default)')
     parser.add_argument('--no-card', action='store_true', help='without the physics card')
     parser.add_argument('--loop', type=int, default=None, help='profile this finished loop instead of running one')
+    parser.add_argument('--gaps', type=float, default=None, metavar='SECONDS',
+                        help='also list every stretch this long or longer with no program running, and what ran')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
@@ -37,6 +49,8 @@ def main():
         node = orm.load_node(args.loop)
         print(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
         print(format_profile(loop_profile(node)))
+        if args.gaps is not None:
+            print_gaps(node, args.gaps)
         return
     overrides = {'parameters': {'max_iterations': args.iterations}}
     if args.steps:
@@ -51,6 +65,8 @@ def main():
     print(f'ActiveLearningWorkChain<{node.pk}> ({args.protocol}, {args.iterations} iteration(s), card '
           f'{"off" if args.no_card else "on"}): exit {node.exit_status}; {wall:.0f} s from launch to end')
     print(format_profile(loop_profile(node, sampler.samples)))
+    if args.gaps is not None:
+        print_gaps(node, args.gaps)
 
 
 if __name__ == '__main__':

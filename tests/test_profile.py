@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from aiida_ferromlip.analysis.profile import CpuSampler, covered, intersection, mean_busy, merged
+from aiida_ferromlip.analysis.profile import CpuSampler, covered, gaps, intersection, mean_busy, merged
 
 
 def test_overlapping_programs_are_counted_once():
@@ -15,6 +15,16 @@ def test_overlapping_programs_are_counted_once():
     # clipped to the stage's lifetime [5, 11]: 3 s + 1 s
     assert covered(intersection(jobs, [(5.0, 11.0)])) == pytest.approx(4.0)
     assert covered([]) == 0.0 and merged([(3.0, 3.0)]) == []
+
+
+def test_the_gaps_are_the_loops_time_no_program_covers():
+    jobs = [(0.0, 6.0), (4.0, 8.0), (10.0, 12.0)]
+    # the loop lived [-1, 15]: nothing ran before 0, between 8 and 10, after 12
+    assert gaps(jobs, (-1.0, 15.0)) == [(-1.0, 0.0), (8.0, 10.0), (12.0, 15.0)]
+    # a window inside the jobs has no gap; one that ends inside a gap ends the gap there
+    assert gaps(jobs, (1.0, 5.0)) == [] and gaps(jobs, (5.0, 9.0)) == [(8.0, 9.0)]
+    # the gaps and the programs fill the window exactly
+    assert covered(gaps(jobs, (-1.0, 15.0))) + covered(intersection(jobs, [(-1.0, 15.0)])) == pytest.approx(16.0)
 
 
 def test_cpu_samples_average_inside_the_windows():

@@ -41,6 +41,20 @@ def intersection(intervals: Iterable[Interval], within: Iterable[Interval]) -> l
     return out
 
 
+def gaps(intervals: Iterable[Interval], window: Interval) -> list[Interval]:
+    """The parts of ``window`` that no interval of ``intervals`` covers, in order."""
+    out, cursor = [], window[0]
+    for begin, end in merged(intervals):
+        if begin > cursor:
+            out.append((cursor, min(begin, window[1])))
+        cursor = max(cursor, end)
+        if cursor >= window[1]:
+            break
+    if cursor < window[1]:
+        out.append((cursor, window[1]))
+    return [(b, e) for b, e in out if e > b]
+
+
 def mean_busy(samples: list[tuple[float, float]], within: Iterable[Interval]) -> float | None:
     """Mean of the CPU samples ``(time, busy fraction)`` that fall inside ``within``; None without any."""
     windows = merged(within)

@@ -337,6 +337,29 @@ def program_intervals(process: orm.ProcessNode) -> list[tuple[float, float]]:
     return intervals
 
 
+def loop_gaps(node: orm.WorkflowNode, min_seconds: float = 1.0) -> list[dict]:
+    """The stretches of a loop's wall time with no program of its jobs running (the AiiDA share, one by one), each at
+    least ``min_seconds`` long: when it began (s after the loop), how long, the loop's children alive then (call link
+    labels) and the processes created during it (what the engine was doing)."""
+    from aiida_ferromlip.analysis import profile
+
+    start, end = node.ctime.timestamp(), node.mtime.timestamp()
+    children = [(link.link_label, link.node) for link in
+                node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()]
+    descendants = sorted(node.called_descendants, key=lambda n: n.ctime)
+    rows = []
+    for begin, finish in profile.gaps(program_intervals(node), (start, end)):
+        if finish - begin < min_seconds:
+            continue
+        rows.append({
+            'start_s': begin - start, 'length_s': finish - begin,
+            'alive': [label for label, child in children
+                      if child.ctime.timestamp() < finish and child.mtime.timestamp() > begin],
+            'created': [f'{n.process_label}<{n.pk}> +{n.ctime.timestamp() - begin:.1f} s' for n in descendants
+                        if begin <= n.ctime.timestamp() <= finish]})
+    return rows
+
+
 def loop_profile(node: orm.WorkflowNode, cpu_samples: list | None = None) -> dict:
     """Where a loop's wall time went, per stage (label, fit, sample, select, judge; ``other``: the start at the
     labeller's equilibrium and the like): the wall time the stage's processes were alive (union), the time one of
