@@ -125,6 +125,10 @@ def test_pw_reference_inputs(gap_potential, pw_code, pseudo_family, task_code):
     assert 'base_init_relax' not in relax
     fixed = pw_relax_builder(builder.reference_qe, builder.structures['P4mm'], relax_cell=False)
     assert fixed.base_relax.pw.parameters['CONTROL']['calculation'] == 'relax'
+    # the physics card's force threshold in pw.x's unit: 0.005 eV/Å = 1.945e-4 Ry/bohr (1 Ry/bohr = 25.711 eV/Å)
+    card = pw_relax_builder(builder.reference_qe, builder.structures['P4mm'], fmax=0.005)
+    assert card.base_relax.pw.parameters['CONTROL']['forc_conv_thr'] == pytest.approx(1.9447e-4, rel=1e-3)
+    assert parameters['CONTROL']['forc_conv_thr'] != pytest.approx(1.9447e-4, rel=1e-3)  # not the protocol's own
     # a cell relaxation at the fast protocol's 30 Ry (below the family's recommendation) is refused before any job
     with pytest.raises(ValueError, match='follows the Pulay stress of the basis'):
         run_get_node(builder)

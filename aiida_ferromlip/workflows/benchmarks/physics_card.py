@@ -559,7 +559,8 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         self.report(f'labeller: pw.x vc-relaxations of {", ".join(batch)}'
                     + (f' ({len(self.ctx.pw_relax_queue)} after them)' if self.ctx.pw_relax_queue else ''))
         for name in batch:
-            builder = pw_relax_builder(qe, self.ctx.polymorphs[name], meta_convergence=relax['pw_meta_convergence'])
+            builder = pw_relax_builder(qe, self.ctx.polymorphs[name], meta_convergence=relax['pw_meta_convergence'],
+                                       fmax=relax['fmax'])  # as the potential's side (the protocol's is 2x tighter)
             builder.metadata.call_link_label = f'pw_relax_{name}'
             self.to_context(**{f'pw_relax_{name}': self.submit(builder)})
 

@@ -188,17 +188,24 @@ def pw_builder(inputs, structure: orm.StructureData):
     return PwBaseWorkChain.get_builder_from_protocol(inputs['code'], structure, **arguments)
 
 
-def pw_relax_builder(inputs, structure: orm.StructureData, relax_cell: bool = True, meta_convergence: bool = True):
+def pw_relax_builder(inputs, structure: orm.StructureData, relax_cell: bool = True, meta_convergence: bool = True,
+                     fmax: float | None = None):
     """A ``PwRelaxWorkChain`` (vc-relax of cell and positions, or relax of positions; pw.x keeps the space group)
     with the settings of the labels: the QE ``inputs`` overrides apply to its pw.x runs. Its optional coarse initial
     relaxation is left out: the benchmarks start from structures that are already near a minimum. Without
     ``meta_convergence`` one vc-relax is kept as it ends (aiida-quantumespresso otherwise reruns it from the new cell
-    until the volume changes by less than 1 %, which at a low cutoff's Pulay stress may never happen)."""
+    until the volume changes by less than 1 %, which at a low cutoff's Pulay stress may never happen). ``fmax``
+    (eV/Å) replaces the protocol's force threshold (``forc_conv_thr``): the physics card relaxes both its sides to the
+    same one."""
     from aiida_quantumespresso.common.types import RelaxType
     from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
     structure, arguments = pw_protocol_arguments(inputs, structure)
     base = arguments.pop('overrides')
+    if fmax is not None:
+        from ase.units import Bohr, Ry
+
+        base = recursive_merge(base, {'pw': {'parameters': {'CONTROL': {'forc_conv_thr': fmax / (Ry / Bohr)}}}})
     arguments['overrides'] = {'base_relax': base, 'base_init_relax': base}  # the latter is built, then dropped
     relax_type = RelaxType.POSITIONS_CELL if relax_cell else RelaxType.POSITIONS
     builder = PwRelaxWorkChain.get_builder_from_protocol(inputs['code'], structure, relax_type=relax_type,
