@@ -2,7 +2,7 @@
 
     verdi run workflows/batio3_active_learning.py [--protocol fast|minimalist|batio3_gap] [--max-iterations N]
                                                   [--labeller reference|qe] [--material BaTiO3|BiFeO3|PbZrO3|HfO2]
-                                                  [--card|--no-card] [--label-protocol P]
+                                                  [--card|--no-card] [--label-protocol P] [--card-reference PK]
 
 `--material` starts the same loop from another material's training polymorphs (minimalist paper: R3c + Pnma for
 BiFeO3 and PbZrO3, P2_1/c + P4_2/nmc for HfO2) with the reference labeller.
@@ -38,6 +38,10 @@ def main():
     parser.add_argument('--label-protocol', default=None,
                         help="The labels' protocol (default: the loop protocol's); with --labeller qe --card, "
                              '`five_atom` gives the card labels it can use (family cutoffs, one 4x4x4 mesh).')
+    parser.add_argument('--card-reference', type=int, default=None, metavar='PK',
+                        help="the labeller's side of an earlier card with the same labeller (a `reference_values` Dict, "
+                             'e.g. of a stopped loop\'s `card_labeller`): the loop starts from it, nothing of it is '
+                             'labelled again')
     add_code_options(parser, 'label', 'gap', 'md', 'task', 'pw')
     args = parser.parse_args()
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task', 'pw')
@@ -68,6 +72,10 @@ def main():
         codes['pw' if args.labeller == 'qe' else 'label'], codes['gap'], codes['md'],
         material=material, structures=structures, protocol=args.protocol, overrides=overrides or None,
         engine=args.labeller, task_code=task_code)
+    if args.card_reference is not None:
+        if task_code is None:
+            parser.error('--card-reference needs the physics card (--card)')
+        builder.card.reference_values = orm.load_node(args.card_reference)
     results, node = run_get_node(builder)
     if 'summary' not in results:
         print(f'\nActiveLearningWorkChain<{node.pk}> failed: [{node.exit_status}] {node.exit_message}; see '
