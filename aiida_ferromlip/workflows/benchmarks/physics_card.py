@@ -548,8 +548,10 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
 
     def pw_relax_next(self):
         """The next pw.x vc-relaxations (pw.x keeps the space group through its symmetry operations), at most the
-        labeller's ``max_concurrent`` at a time: measured here, four vc-relaxations beside the two EOS single points
-        put six pw.x on two cores and ran each SCF iteration 8x slower than one pw.x alone."""
+        labeller's ``max_concurrent`` at a time, after the single points: started beside them, the four
+        vc-relaxations put six pw.x on the two cores of a laptop (measured here: 26 s per SCF iteration against
+        2.5-3.5 s for one pw.x alone, most of it because every mpirun then bound its rank to core 0; ``make setup``
+        now unbinds them, ``cli.setup.ensure_unbound_mpirun``)."""
         from aiida_ferromlip.workflows.dft.qe import pw_relax_builder
 
         qe = self.exposed_inputs(LabelWorkChain, namespace='labeller')['qe']
