@@ -32,15 +32,21 @@ from aiida.engine import run_get_node
 from aiida_ferromlip.analysis.profile import covered
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.loop.after_loop import continuation_builder, program_intervals
+from aiida_ferromlip.workflows.loop.after_loop import (
+    continuation_builder, format_iterations, loop_iterations, program_intervals,
+)
 
 
-def continued_with_current_preset(first, fresh, max_labels: int, max_iterations: int | None):
+def continued_with_current_preset(first, fresh, max_labels: int, max_iterations: int | None, refit: bool = False):
     """``ferromlip loop continue``'s builder for ``first``, with the fit parameters of ``fresh`` (the protocol as it
-    is now); the earlier potential is dropped when its fit parameters differ (the new loop then fits first)."""
+    is now); the earlier potential is dropped when its fit parameters differ or ``refit`` is asked (the new loop then
+    fits first)."""
     builder = continuation_builder(first, max_labels, max_iterations)
     if 'explorer' in fresh.fit:
         builder.fit.explorer = fresh.fit.explorer
+    if refit:
+        builder.pop('initial_potential', None)
+        print(f'continuing ActiveLearningWorkChain<{first.pk}>: its first iteration refits')
     old, new = builder.fit.gap.parameters.get_dict(), fresh.fit.gap.parameters.get_dict()
     if old != new:
         builder.fit.gap.parameters = orm.Dict(new)
@@ -60,8 +66,12 @@ def main():
     parser.add_argument('--max-labels', type=int, default=None, help='with --continue-from: the total label budget')
     parser.add_argument('--explorer', default=None, metavar='GAP_PROTOCOL',
                         help='sample with a cheaper GAP of this gap.yaml protocol (the loop\'s fit.explorer)')
+    parser.add_argument('--refit', action='store_true',
+                        help='with --continue-from: the first iteration fits (and fits the explorer) as later ones do')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
+    if args.refit and args.continue_from is None:
+        parser.error('--refit goes with --continue-from (a new loop fits first anyway)')
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
     overrides = {}
     if args.max_iterations:
@@ -77,7 +87,7 @@ def main():
         if args.max_labels is None:
             parser.error('--continue-from needs --max-labels (the total budget, the labels already made included)')
         builder = continued_with_current_preset(orm.load_node(args.continue_from), builder, args.max_labels,
-                                                args.max_iterations)
+                                                args.max_iterations, args.refit)
     start = time.perf_counter()
     results, node = run_get_node(builder)
     wall = time.perf_counter() - start
@@ -96,6 +106,7 @@ def main():
     programs = covered(program_intervals(node))
     print(f'labels used: {summary["num_labels"]}; wall time {wall:.0f} s; some program running {programs:.0f} s; '
           f'AiiDA bookkeeping share (no program running) {max(0.0, 1 - programs / wall):.0%}')
+    print(format_iterations(loop_iterations(node)))
 
 
 if __name__ == '__main__':

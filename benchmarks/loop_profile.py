@@ -9,7 +9,8 @@ Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``
 ``workflows/loop/after_loop.loop_profile`` as a table: per stage (label, fit, sample, select, judge = out-of-sample errors
 and the physics card, other = the start at the labeller's equilibrium), the wall time its processes were alive, the
 time one of its programs ran (the engines' own start/end), the AiiDA share (alive with no program of the stage
-running: process management, upload/retrieval, parsing, calcfunctions) and the mean CPU utilisation of all cores.
+running: process management, upload/retrieval, parsing, calcfunctions) and the mean CPU utilisation of all cores;
+then each iteration's wall time (its first process's creation to its last one's end).
 """
 
 import argparse
@@ -21,7 +22,9 @@ from aiida.engine import run_get_node
 from aiida_ferromlip.analysis.profile import CpuSampler
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
-from aiida_ferromlip.workflows.loop.after_loop import format_profile, loop_gaps, loop_profile
+from aiida_ferromlip.workflows.loop.after_loop import (
+    format_iterations, format_profile, loop_gaps, loop_iterations, loop_profile,
+)
 
 
 def print_gaps(node, min_seconds: float) -> None:
@@ -49,6 +52,7 @@ def main():
         node = orm.load_node(args.loop)
         print(f'{node.process_label}<{node.pk}> [{node.exit_status}]')
         print(format_profile(loop_profile(node)))
+        print(format_iterations(loop_iterations(node)))
         if args.gaps is not None:
             print_gaps(node, args.gaps)
         return
@@ -65,6 +69,7 @@ def main():
     print(f'ActiveLearningWorkChain<{node.pk}> ({args.protocol}, {args.iterations} iteration(s), card '
           f'{"off" if args.no_card else "on"}): exit {node.exit_status}; {wall:.0f} s from launch to end')
     print(format_profile(loop_profile(node, sampler.samples)))
+    print(format_iterations(loop_iterations(node)))
     if args.gaps is not None:
         print_gaps(node, args.gaps)
 

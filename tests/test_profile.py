@@ -4,7 +4,9 @@ import time
 
 import pytest
 
-from aiida_ferromlip.analysis.profile import CpuSampler, covered, gaps, intersection, mean_busy, merged
+from aiida_ferromlip.analysis.profile import (
+    CpuSampler, covered, gaps, intersection, iteration_of, iteration_spans, mean_busy, merged,
+)
 
 
 def test_overlapping_programs_are_counted_once():
@@ -25,6 +27,17 @@ def test_the_gaps_are_the_loops_time_no_program_covers():
     assert gaps(jobs, (1.0, 5.0)) == [] and gaps(jobs, (5.0, 9.0)) == [(8.0, 9.0)]
     # the gaps and the programs fill the window exactly
     assert covered(gaps(jobs, (-1.0, 15.0))) + covered(intersection(jobs, [(-1.0, 15.0)])) == pytest.approx(16.0)
+
+
+def test_an_iteration_spans_its_own_processes_only():
+    children = [('label_seed', 0.0, 30.0), ('start_at_equilibrium', 1.0, 2.0),
+                ('fit_000', 30.0, 90.0), ('fit_000_explorer', 30.0, 50.0), ('sample_000_R3m', 50.0, 200.0),
+                ('card_000', 91.0, 260.0), ('label_000_card', 262.0, 280.0), ('merge_000', 281.0, 282.0),
+                ('fit_001', 282.0, 340.0), ('sample_001_Pm_3m', 341.0, 400.0), ('summary', 400.0, 401.0)]
+    assert iteration_of('sample_012_Pm_3m') == 12 and iteration_of('label_000_card') == 0
+    assert iteration_of('label_seed') is None and iteration_of('summary') is None and iteration_of('fit_0001') is None
+    # iteration 0 runs from its fit's start to its last merge (the seed labels before it are not part of it)
+    assert iteration_spans(children) == {0: (30.0, 282.0), 1: (282.0, 400.0)}
 
 
 def test_cpu_samples_average_inside_the_windows():

@@ -7,6 +7,7 @@ utilisation of the machine while the stage ran, sampled from ``/proc/stat`` by :
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -53,6 +54,25 @@ def gaps(intervals: Iterable[Interval], window: Interval) -> list[Interval]:
     if cursor < window[1]:
         out.append((cursor, window[1]))
     return [(b, e) for b, e in out if e > b]
+
+
+def iteration_of(label: str) -> int | None:
+    """The iteration a loop's call link label names as ``<stage>_<nnn>`` (``fit_002``, ``sample_002_R3m``,
+    ``label_002_card``); None for the processes outside the iterations (``label_seed``, ``start_at_equilibrium``)."""
+    match = re.match(r'^[a-z]+_(\d{3})(?:_|$)', label)
+    return int(match.group(1)) if match else None
+
+
+def iteration_spans(children: Iterable[tuple[str, float, float]]) -> dict[int, Interval]:
+    """Per iteration, from the first of its processes' start to the last one's end; ``children`` are a loop's
+    ``(call link label, start, end)``."""
+    spans: dict[int, list[float]] = {}
+    for label, begin, end in children:
+        iteration = iteration_of(label)
+        if iteration is not None:
+            span = spans.setdefault(iteration, [begin, end])
+            span[0], span[1] = min(span[0], begin), max(span[1], end)
+    return {iteration: (b, e) for iteration, (b, e) in sorted(spans.items())}
 
 
 def mean_busy(samples: list[tuple[float, float]], within: Iterable[Interval]) -> float | None:

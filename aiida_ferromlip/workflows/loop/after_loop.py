@@ -360,6 +360,24 @@ def loop_gaps(node: orm.WorkflowNode, min_seconds: float = 1.0) -> list[dict]:
     return rows
 
 
+def loop_iterations(node: orm.WorkflowNode) -> list[dict]:
+    """Each iteration's wall time (its first process's creation to its last one's end: fit, sampling, card,
+    selection, labels and merges of ``_<nnn>``) and the time some program of it ran."""
+    from aiida_ferromlip.analysis import profile
+
+    children = [(link.link_label, link.node) for link in
+                node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK)).all()]
+    spans = profile.iteration_spans((label, child.ctime.timestamp(), child.mtime.timestamp())
+                                    for label, child in children)
+    rows = []
+    for iteration, (begin, end) in spans.items():
+        programs = [i for label, child in children if profile.iteration_of(label) == iteration
+                    for i in program_intervals(child)]
+        rows.append({'iteration': iteration, 'start_s': begin - node.ctime.timestamp(), 'wall_s': end - begin,
+                     'program_s': profile.covered(profile.intersection(programs, [(begin, end)]))})
+    return rows
+
+
 def loop_profile(node: orm.WorkflowNode, cpu_samples: list | None = None) -> dict:
     """Where a loop's wall time went, per stage (label, fit, sample, select, judge; ``other``: the start at the
     labeller's equilibrium and the like): the wall time the stage's processes were alive (union), the time one of
@@ -402,6 +420,14 @@ def format_profile(result: dict) -> str:
                      f"{pct(row['cpu_utilisation'])} |")
     lines.append(f"| **loop** | {result['wall_s']:.0f} | {result['program_s']:.0f} | {pct(result['aiida_share'])} | "
                  f"{pct(result['cpu_utilisation'])} |")
+    return '\n'.join(lines)
+
+
+def format_iterations(rows: list[dict]) -> str:
+    """``loop_iterations`` as a Markdown table."""
+    lines = ['| iteration | starts at (s) | wall (s) | a program ran (s) |', '|---|---|---|---|']
+    lines += [f"| {row['iteration']} | {row['start_s']:.0f} | {row['wall_s']:.0f} | {row['program_s']:.0f} |"
+              for row in rows]
     return '\n'.join(lines)
 
 
