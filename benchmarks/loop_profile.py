@@ -3,6 +3,7 @@
     verdi run benchmarks/loop_profile.py [--protocol fast|batio3_gap] [--iterations 1] [--steps N] [--no-card]
     verdi run benchmarks/loop_profile.py --loop PK      # the profile of a finished loop (no CPU column)
     verdi run benchmarks/loop_profile.py --loop PK --gaps 1.0   # and each stretch of >= 1 s with no program running
+    verdi run benchmarks/loop_profile.py --iterations 2 --stacks  # and what the engine did while no program ran
 
 Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``: with the physics card) for
 ``--iterations`` iterations while sampling the machine's CPU use every 0.5 s, then prints
@@ -10,7 +11,9 @@ Runs the BaTiO3 active-learning loop of ``--protocol`` (the demo's when ``fast``
 and the physics card, other = the start at the labeller's equilibrium), the wall time its processes were alive, the
 time one of its programs ran (the engines' own start/end), the AiiDA share (alive with no program of the stage
 running: process management, upload/retrieval, parsing, calcfunctions) and the mean CPU utilisation of all cores;
-then each iteration's wall time (its first process's creation to its last one's end).
+then each iteration's wall time (its first process's creation to its last one's end). With ``--stacks`` the engine's
+thread is sampled every 50 ms (``analysis.profile.StackSampler``) and the time with no program running is split by
+what the engine was doing then (a work chain's step and the calcfunction it ran, a parser, a job's upload, idle).
 """
 
 import argparse
@@ -19,11 +22,11 @@ import time
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_ferromlip.analysis.profile import CpuSampler
+from aiida_ferromlip.analysis.profile import CpuSampler, StackSampler, gaps, time_by_label
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 from aiida_ferromlip.workflows.loop.after_loop import (
-    format_iterations, format_profile, loop_gaps, loop_iterations, loop_profile,
+    format_iterations, format_profile, loop_gaps, loop_iterations, loop_profile, program_intervals,
 )
 
 
@@ -45,8 +48,12 @@ def main():
     parser.add_argument('--loop', type=int, default=None, help='profile this finished loop instead of running one')
     parser.add_argument('--gaps', type=float, default=None, metavar='SECONDS',
                         help='also list every stretch this long or longer with no program running, and what ran')
+    parser.add_argument('--stacks', action='store_true',
+                        help='sample the engine\'s thread and split the time with no program running by what it did')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
     args = parser.parse_args()
+    if args.stacks and args.loop:
+        parser.error('--stacks samples a loop while it runs: not with --loop')
     codes = codes_from_arguments(parser, args, 'label', 'gap', 'md', 'task')
     if args.loop:
         node = orm.load_node(args.loop)
@@ -63,8 +70,13 @@ def main():
         codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides,
         task_code=None if args.no_card else codes['task'])
     start = time.perf_counter()
+    stacks = StackSampler() if args.stacks else None
     with CpuSampler() as sampler:
-        _, node = run_get_node(builder)
+        if stacks:
+            with stacks:
+                _, node = run_get_node(builder)
+        else:
+            _, node = run_get_node(builder)
     wall = time.perf_counter() - start
     print(f'ActiveLearningWorkChain<{node.pk}> ({args.protocol}, {args.iterations} iteration(s), card '
           f'{"off" if args.no_card else "on"}): exit {node.exit_status}; {wall:.0f} s from launch to end')
@@ -72,6 +84,12 @@ def main():
     print(format_iterations(loop_iterations(node)))
     if args.gaps is not None:
         print_gaps(node, args.gaps)
+    if stacks:
+        idle = gaps(program_intervals(node), (node.ctime.timestamp(), node.mtime.timestamp()))
+        rows = time_by_label(stacks.samples, idle, stacks.interval)
+        print(f'\nWhat the engine\'s thread did while no program ran ({sum(t for _, t in rows):.0f} s sampled):')
+        for label, seconds in rows[:25]:
+            print(f'{seconds:7.1f} s  {label}')
 
 
 if __name__ == '__main__':

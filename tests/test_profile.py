@@ -5,7 +5,8 @@ import time
 import pytest
 
 from aiida_ferromlip.analysis.profile import (
-    CpuSampler, covered, gaps, intersection, iteration_of, iteration_spans, mean_busy, merged,
+    CpuSampler, StackSampler, covered, gaps, intersection, iteration_of, iteration_spans, mean_busy, merged,
+    time_by_label, what_it_does,
 )
 
 
@@ -58,3 +59,30 @@ def test_the_sampler_sees_a_busy_core():
     values = [busy for _, busy in sampler.samples]
     assert len(values) >= 4 and all(0.0 <= v <= 1.0 for v in values)
     assert sum(values) / len(values) > 0.7 / (os.cpu_count() or 1)
+
+
+def test_the_engines_stack_is_labelled_by_its_step_and_what_it_called():
+    step = ('/x/aiida_ferromlip/workflows/loop/active_learning.py', 'explore')
+    card = ('/x/aiida_ferromlip/workflows/benchmarks/physics_card.py', 'card_structures')
+    engine = ('/x/aiida/engine/processes/calcjobs/tasks.py', 'task_upload_job')
+    loop = [('/x/asyncio/base_events.py', 'run_forever')]
+    assert what_it_does(loop + [('/usr/lib/python3.11/selectors.py', 'select')]) == 'idle'
+    assert what_it_does(loop + [step, card, ('/x/sqlalchemy/orm/session.py', 'commit')]) == \
+        'explore > card_structures (database)'
+    assert what_it_does(loop + [engine, ('/x/shutil.py', 'copyfile')]) == 'aiida: task_upload_job'
+
+
+def test_the_stack_sampler_sees_what_the_thread_is_doing():
+    def spin_here(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    with StackSampler(interval=0.02) as sampler:
+        begin = time.time()
+        spin_here(0.6)
+        end = time.time()
+        time.sleep(0.3)
+    rows = dict(time_by_label(sampler.samples, [(begin, end)], sampler.interval))
+    # ~30 samples in the spin, nearly all of them in spin_here (a sample or two may land at its edges)
+    assert rows.get('test_profile.py: spin_here', 0.0) >= 0.8 * sum(rows.values()) and sum(rows.values()) >= 0.3

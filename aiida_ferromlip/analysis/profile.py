@@ -116,3 +116,73 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
         return False
+
+
+class StackSampler:
+    """Samples what one thread (default: the one that made the sampler — the engine's, in ``verdi run``) is doing
+    every ``interval`` s, from a second thread: ``samples`` are ``(time.time(), label)``, the label the place in the
+    code (``what_it_does``). Answers where the engine's process spends a loop's stretches with no program running;
+    the sampler takes the GIL ``1/interval`` times a second, a few microseconds each."""
+
+    def __init__(self, interval: float = 0.05, thread_id: int | None = None):
+        self.interval = interval
+        self.thread_id = thread_id or threading.get_ident()
+        self.samples: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import sys
+
+        while not self._stop.wait(self.interval):
+            frame = sys._current_frames().get(self.thread_id)
+            if frame is not None:
+                self.samples.append((time.time(), what_it_does(_stack(frame))))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+def _stack(frame) -> list[tuple[str, str]]:
+    """``(module path, function)`` of every frame, outermost first."""
+    out = []
+    while frame is not None:
+        out.append((frame.f_code.co_filename, frame.f_code.co_name))
+        frame = frame.f_back
+    return out[::-1]
+
+
+def what_it_does(stack: list[tuple[str, str]]) -> str:
+    """One label for a stack (outermost frame first): ``idle`` when the event loop waits for something to happen;
+    else the outermost and innermost frames of this package (a work chain's step and what it called: a calcfunction,
+    a parser), or, outside the package, the engine's innermost own function (a job's upload, a scheduler poll);
+    ``(database)`` added when the database is being written or read."""
+    innermost = stack[-1] if stack else ('', '')
+    if innermost[1] in ('select', 'poll', 'epoll') and 'selectors' in innermost[0]:
+        return 'idle'
+    ours = [name for path, name in stack if '/aiida_ferromlip/' in path]
+    engine = [name for path, name in stack if '/aiida/' in path and ('/engine/' in path or '/orm/' in path)]
+    database = any('/sqlalchemy/' in path or 'sqlite' in path for path, _ in stack)
+    if ours:
+        label = ours[0] if len(ours) == 1 else f'{ours[0]} > {ours[-1]}'
+    elif engine:
+        label = f'aiida: {engine[-1]}'
+    else:
+        label = f'{innermost[0].rsplit("/", 2)[-2:][-1]}: {innermost[1]}'
+    return label + (' (database)' if database else '')
+
+
+def time_by_label(samples: list[tuple[float, str]], within: Iterable[Interval], interval: float) -> list[tuple[str, float]]:
+    """Seconds per label (samples x interval) of the samples inside ``within``, largest first."""
+    windows = merged(within)
+    totals: dict[str, float] = {}
+    for moment, label in samples:
+        if any(low <= moment <= high for low, high in windows):
+            totals[label] = totals.get(label, 0.0) + interval
+    return sorted(totals.items(), key=lambda item: -item[1])
