@@ -18,7 +18,7 @@ from .conftest import executable
 #: A lighter card than the protocol's (5 EOS points, 30 MD steps, a smaller test set) with the same tolerances and
 #: the same path grid (the well position is refined on it).
 SMALL = {'parameters': {'eos_strains': [-0.02, -0.01, 0.0, 0.01, 0.02], 'md_steps': 30, 'md_stride': 3,
-                        'md_temperatures': [300], 'test_md_frames': 4, 'test_polymorph_frames': 4,
+                        'md_temperatures': [150, 300], 'test_md_frames': 4, 'test_polymorph_frames': 4,
                         'relax': {'fmax': 0.01, 'max_steps': 150}}}
 
 
@@ -79,6 +79,9 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
         assert 'volume_vs_labeller_percent' in row['potential'] and "of the labeller's MD volume" in row['tolerance']
     assert 'wells' in card['failed_groups'] and not card['passed']
     assert 4 <= len(results['test_set']) <= 8  # 4 rattled polymorphs + the MD frames that passed the sanity rules
+    # the card that draws the test set runs MD at its temperatures and the stability item's
+    md = node.base.links.get_outgoing(link_label_filter='potential_md').one().node
+    assert md.inputs.parameters['temperatures'] == [150, 300, 450]
     # the frames where the well was measured go back to the loop
     assert any(key.startswith('wells_111') for key in results['targets'])
     assert results['plot'].filename == 'physics_card.png' and '| wells | 111 depth |' in results['card']['markdown']
@@ -107,6 +110,9 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     assert len(depths) == 3 and all(depth < -2.0 for depth in depths.values()), depths  # the poor one: 0
     # the given test set is predicted in the job of the card's single points, every frame of it
     assert not node.base.links.get_outgoing(link_label_filter='potential_test_set').all()
+    # and no MD runs for a test set: the stability item's temperatures only (the first card also ran 150 K)
+    md = node.base.links.get_outgoing(link_label_filter='potential_md').one().node
+    assert md.inputs.parameters['temperatures'] == [300, 450], md.inputs.parameters['temperatures']
     items = [row['item'] for row in rows if row['group'] == 'test_set']
     assert len(items) == 2 and all(f'({len(results["test_set"])} frames)' in item for item in items), items
 

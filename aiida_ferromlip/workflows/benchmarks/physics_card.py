@@ -637,8 +637,11 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
         self.to_context(potential_points=self._task(potential, structures, {'task': 'energies'}, 'potential_points'),
                         potential_relax=self._task(potential, self.ctx.polymorphs, self._relax_task(),
                                                    'potential_relax'))
-        temperatures = sorted({*card_settings(self.inputs.parameters)['md_temperatures'],
-                               *self._stability_temperatures()})
+        # the test set's temperatures only where this card draws the test set: with an earlier card's, only the
+        # stability item's runs are read (tabulate), and the runs share the cores (half the MD for the
+        # `batio3_gap` card's four temperatures)
+        temperatures = self._stability_temperatures() if 'test_set' in self.inputs else sorted(
+            {*card_settings(self.inputs.parameters)['md_temperatures'], *self._stability_temperatures()})
         self.to_context(potential_md=self._md(potential, temperatures, 'potential_md'))
         self._labeller_md()
         self.report(f'potential: {len(structures)} single points, {len(self.ctx.polymorphs)} relaxations, NST MD at '
