@@ -209,7 +209,7 @@ def test_one_fit_namespace_per_model_and_loops_stored_before_it_still_continue(c
 
 
 def test_an_explorer_fit_samples_and_the_loops_own_fit_is_judged(codes):
-    """`fit.explorer`: a second fit of the same family, with its own settings, on the same frames, beside the loop's
+    """`fit.explorer`: a second fit of the same family, with its own settings, on the same frames, before the loop's
     fit; the MD samples with it, the batch's out-of-sample errors and the output are the loop's own fit's."""
     explorer = {'protocol': 'fast', 'overrides': {'parameters': {'descriptors': [
         {'type': 'soap', 'cutoff': 3.5, 'cutoff_transition_width': 0.5, 'n_max': 3, 'l_max': 2, 'atom_sigma': 0.5,
@@ -233,6 +233,9 @@ def test_an_explorer_fit_samples_and_the_loops_own_fit_is_judged(codes):
     explorer_potential, potential = explorer_fit.outputs.potential, fit.outputs.potential
     assert explorer_potential.uuid != potential.uuid
     assert links['sample_000_R3m'].inputs.potential.uuid == explorer_potential.uuid
+    # one gap_fit at a time (each fit's memory budget is the machine's): the loop's fit starts when the explorer's
+    # has ended, after the explorer's MD was submitted
+    assert fit.ctime >= explorer_fit.mtime and fit.ctime >= links['sample_000_R3m'].ctime
     # the batch's errors judge the loop's own fit; the final fit (nothing sampled after it) has no explorer
     assert links['errors_000'].inputs.potential.uuid == potential.uuid
     assert not any(label.startswith('fit_001_') for label in links)

@@ -154,6 +154,8 @@ def test_gap_fit_errors_become_exit_codes(gap_code, training_set):
     ('SYSTEM ABORT: LA_Matrix_Factorise: cannot factorise, error: 12', 1, 'ERROR_SINGULAR_MATRIX'),
     ('Fortran runtime error: Allocation would exceed memory limit', 1, 'ERROR_OUT_OF_MEMORY'),
     ('', -9, 'ERROR_OUT_OF_MEMORY'),
+    # the quippy wheel's gap_fit is a Python wrapper that exits with its killed child's -9: status 247
+    ('Descriptor 10 :: xPrime 856 270642 memory 1853 MB', 247, 'ERROR_OUT_OF_MEMORY'),
     ('something unexpected', 1, 'ERROR_GAP_FIT_FAILED'),
 ])
 def test_classify_failure(log, returncode, expected):

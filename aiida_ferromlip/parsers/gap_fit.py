@@ -25,7 +25,9 @@ FAILURE_PATTERNS = (
 
 def classify_failure(log: str, returncode: int | None) -> tuple[str, str]:
     """``(exit code name, one-line detail)`` for a failed gap_fit run."""
-    if returncode is not None and returncode in (-9, 137):
+    # SIGKILL as each launcher reports it: -9 from gap_fit itself, 137 through a shell, 247 through the quippy
+    # wheel's Python wrapper (``sys.exit(-9)``; measured: a batio3_gap fit killed by the OOM killer beside a second fit)
+    if returncode is not None and returncode in (-9, 137, 247):
         return 'ERROR_OUT_OF_MEMORY', 'gap_fit was killed (SIGKILL), most likely by the out-of-memory killer'
     abort = re.search(r'SYSTEM ABORT:(.*(?:\n.*)?)', log)
     detail = ' '.join(abort.group(1).split()) if abort else ' '.join(log.strip().splitlines()[-3:])[:400]

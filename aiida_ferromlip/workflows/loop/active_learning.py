@@ -339,7 +339,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             if_(cls.card_enabled)(cls.equilibrate, cls.inspect_equilibrate),
             if_(cls.needs_seed_labels)(cls.label_seed, cls.inspect_seed),
             while_(cls.should_iterate)(
-                if_(cls.needs_fit)(cls.fit, if_(cls.fit_running)(cls.sample_with_explorer), cls.inspect_fit),
+                if_(cls.needs_fit)(cls.fit, if_(cls.fit_waiting)(cls.sample_with_explorer), cls.inspect_fit),
                 cls.explore,
                 if_(cls.card_enabled)(cls.inspect_card),
                 if_(cls.not_stopped)(
@@ -639,20 +639,22 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         inputs = self.exposed_inputs(model.process_class, namespace=model.namespace)
         inputs['training_set'] = self.ctx.training_set
         wrapper = model.restart_wrapper
-        node = self.submit(wrapper, **{wrapper._namespace: inputs,
-                                       'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}})
+        run = {wrapper._namespace: inputs, 'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}'}}
         self.ctx.explorer_potential = None
         self.ctx.sampled_early = False
         if 'explorer' in self.inputs.fit and not self.ctx.stop_reason:  # the final fit samples nothing
-            # beside the fit, and the fit is awaited only once the explorer's sampling runs (sample_with_explorer):
-            # gap_fit is serial, so the explorer's fit and then its MD take the core the fit leaves
+            # The explorer's fit first, the loop's fit as soon as it is done, beside the explorer's MD
+            # (sample_with_explorer): the cheap fit's minutes are the only ones without MD. Not both fits at once:
+            # each fit's memory budget is the machine's, and two gap_fit together outgrow it (measured: the
+            # `batio3_gap` fit at 14.5 GB beside the `balanced` explorer's 8.3 GB, on 239 frames, was killed by the
+            # out-of-memory killer of a 23 GB machine).
             explorer = explorer_job_inputs(inputs, self.inputs.fit.explorer)
             self.to_context(explorer_fit=self.submit(wrapper, **{
                 wrapper._namespace: explorer,
                 'metadata': {'call_link_label': f'fit_{self.ctx.iteration:03d}_explorer'}}))
-            self.ctx.fit_running = node
+            self.ctx.fit_waiting = run
         else:
-            self.to_context(fit=node)
+            self.to_context(fit=self.submit(wrapper, **run))
         self.ctx.committee_fits = []
         if self.uses_committee() and not self.ctx.stop_reason:  # the final fit samples nothing: no committee
             committee = self.ctx.loop['committee']
@@ -664,14 +666,14 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                                                 'metadata': {'call_link_label': label}})})
                 self.ctx.committee_fits.append(key)
 
-    def fit_running(self):
-        """The loop's fit is still running, not awaited yet (an explorer is fitted beside it)."""
-        return self.ctx.get('fit_running') is not None
+    def fit_waiting(self):
+        """The loop's fit waits for the explorer's (``fit``)."""
+        return self.ctx.get('fit_waiting') is not None
 
     def sample_with_explorer(self):
-        """The explorer is fitted: its MD starts while the loop's fit still runs (unless a green card alone would
-        end the loop: then the card runs first, as in ``explore``). A failed explorer fit loses nothing: the loop's
-        fit samples instead."""
+        """The explorer is fitted: its MD starts, and the loop's fit beside it (unless a green card alone would end
+        the loop: then the card runs first, as in ``explore``). A failed explorer fit loses nothing: the loop's fit
+        samples instead."""
         explorer = self.ctx.explorer_fit
         if explorer.is_finished_ok:
             self.ctx.explorer_potential = explorer.outputs.potential
@@ -686,8 +688,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         else:
             self.report(f'iteration {self.ctx.iteration}: the explorer fit failed ({explorer.process_label}<'
                         f'{explorer.pk}>: [{explorer.exit_status}] {explorer.exit_message}); the fit samples')
-        self.to_context(fit=self.ctx.fit_running)
-        self.ctx.fit_running = None
+        wrapper = get_model(self.inputs.fit.model.value).restart_wrapper
+        self.to_context(fit=self.submit(wrapper, **self.ctx.fit_waiting))
+        self.ctx.fit_waiting = None
 
     def inspect_fit(self):
         node = self.ctx.fit
