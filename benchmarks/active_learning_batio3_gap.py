@@ -16,7 +16,8 @@ needed to a green card (physics-card issue, item 5); the card of the final poten
 ``--continue-from PK`` starts from what an earlier run of this benchmark left (``ferromlip loop continue``'s
 builder: its TrainingSet, the labeller's side of the card and its test set), but refits with the GAP preset the
 protocol holds *now* (the earlier run's potential is not reused when the preset changed since), with
-``--max-labels`` as the total budget.
+``--max-labels`` as the total budget. It samples with the earlier run's MD settings (its ``--steps`` too) unless
+``--steps`` is given again.
 
 ``--explorer GAP_PROTOCOL`` (e.g. ``balanced``) samples with a cheaper GAP of that gap.yaml protocol, fitted on the
 same frames beside the loop's own (the loop's ``fit.explorer``; the card and the errors judge the loop's own GAP): the
@@ -88,6 +89,9 @@ def main():
             parser.error('--continue-from needs --max-labels (the total budget, the labels already made included)')
         builder = continued_with_current_preset(orm.load_node(args.continue_from), builder, args.max_labels,
                                                 args.max_iterations, args.refit)
+        if args.steps:  # the continued loop samples as the earlier one did, unless told otherwise
+            builder.sample.parameters = orm.Dict({**builder.sample.parameters.get_dict(), 'steps': args.steps})
+    print(f'sampling: {builder.sample.parameters["steps"]} MD steps per replica')
     start = time.perf_counter()
     results, node = run_get_node(builder)
     wall = time.perf_counter() - start
