@@ -19,9 +19,10 @@ protocol holds *now* (the earlier run's potential is not reused when the preset 
 ``--max-labels`` as the total budget. It samples with the earlier run's MD settings (its ``--steps`` too) unless
 ``--steps`` is given again.
 
-``--explorer GAP_PROTOCOL`` (e.g. ``balanced``) samples with a cheaper GAP of that gap.yaml protocol, fitted on the
-same frames beside the loop's own (the loop's ``fit.explorer``; the card and the errors judge the loop's own GAP): the
-throughput issue's 2000-step REMD iteration.
+``--explorer GAP_PROTOCOL`` samples with a cheaper GAP of that gap.yaml protocol, fitted on the same frames before
+the loop's own (the loop's ``fit.explorer``; the card and the errors judge the loop's own GAP). The `batio3_gap`
+protocol's own explorer is ``balanced`` (the throughput issue's 2000-step REMD iteration in under an hour);
+``--explorer none`` samples with the loop's own GAP.
 """
 
 import argparse
@@ -45,6 +46,8 @@ def continued_with_current_preset(first, fresh, max_labels: int, max_iterations:
     builder = continuation_builder(first, max_labels, max_iterations)
     if 'explorer' in fresh.fit:
         builder.fit.explorer = fresh.fit.explorer
+    elif 'explorer' in builder.fit:  # the earlier loop's explorer, not asked for now
+        del builder.fit['explorer']
     if refit:
         builder.pop('initial_potential', None)
         print(f'continuing ActiveLearningWorkChain<{first.pk}>: its first iteration refits')
@@ -66,7 +69,8 @@ def main():
     parser.add_argument('--continue-from', type=int, default=None, help='an earlier loop of this benchmark to go on from')
     parser.add_argument('--max-labels', type=int, default=None, help='with --continue-from: the total label budget')
     parser.add_argument('--explorer', default=None, metavar='GAP_PROTOCOL',
-                        help='sample with a cheaper GAP of this gap.yaml protocol (the loop\'s fit.explorer)')
+                        help='sample with a cheaper GAP of this gap.yaml protocol (the loop\'s fit.explorer; the '
+                             'protocol\'s own when not given), or `none`: with the loop\'s own GAP')
     parser.add_argument('--refit', action='store_true',
                         help='with --continue-from: the first iteration fits (and fits the explorer) as later ones do')
     add_code_options(parser, 'label', 'gap', 'md', 'task')
@@ -80,7 +84,7 @@ def main():
     if args.steps:
         overrides['sample'] = {'overrides': {'parameters': {'steps': args.steps}}}
     if args.explorer:
-        overrides['fit'] = {'explorer': {'protocol': args.explorer}}
+        overrides['fit'] = {'explorer': None if args.explorer == 'none' else {'protocol': args.explorer}}
     builder = ActiveLearningWorkChain.get_builder_from_protocol(
         codes['label'], codes['gap'], codes['md'], material='BaTiO3', protocol=args.protocol, overrides=overrides,
         task_code=codes['task'] if args.card else None)

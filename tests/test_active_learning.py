@@ -246,6 +246,19 @@ def test_an_explorer_fit_samples_and_the_loops_own_fit_is_judged(codes):
     assert f'explorer GapPotential<{explorer_potential.pk}> samples' in report
 
 
+def test_the_batio3_gap_protocol_samples_with_a_balanced_explorer_and_fits_the_papers_gap(codes):
+    """The `batio3_gap` loop's MD runs with a `balanced` GAP (3.8 Å SOAP, 100 sparse points) fitted on the loop's frames,
+    with the loop fit's card-frame weights; the loop's fit stays the paper's 5.5 Å kernel; a user may turn it off."""
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(*codes, material='BaTiO3', protocol='batio3_gap')
+    explorer = builder.fit.explorer.get_dict()['parameters']
+    assert [(d['cutoff'], d['n_max'], d['n_sparse']) for d in explorer['descriptors']] == [(3.8, 6, 100)]
+    assert explorer['frame_sigma'] == builder.fit.gap.parameters['frame_sigma'] == {'card_': [0.0005, 0.025, 0.05, 0.0]}
+    assert 5.5 in [d['cutoff'] for d in builder.fit.gap.parameters['descriptors']]
+    builder = ActiveLearningWorkChain.get_builder_from_protocol(*codes, material='BaTiO3', protocol='batio3_gap',
+                                                                overrides={'fit': {'explorer': None}})
+    assert 'explorer' not in builder.fit
+
+
 def test_bad_loop_inputs_fail_before_any_job(codes):
     jobs_before = orm.QueryBuilder().append(orm.ProcessNode).count()
     cases = [
