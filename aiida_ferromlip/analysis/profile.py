@@ -90,15 +90,35 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-class CpuSampler:
+class _Sampler:
+    """A thread that runs ``_run`` (appending ``(time.time(), value)`` to ``samples`` every ``interval`` s until
+    stopped) for the time of a ``with`` block."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.samples: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
+class CpuSampler(_Sampler):
     """Samples the machine's CPU utilisation (all cores, 0-1) every ``interval`` s in a thread; use as a context
     manager, then read ``samples``: ``[(time.time(), busy fraction since the previous sample)]``."""
 
     def __init__(self, interval: float = 0.5):
-        self.interval = interval
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval)
 
     def _run(self):
         busy, total = _cpu_times()
@@ -108,28 +128,16 @@ class CpuSampler:
                 self.samples.append((time.time(), (new_busy - busy) / (new_total - total)))
             busy, total = new_busy, new_total
 
-    def __enter__(self):
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
-
-
-class StackSampler:
+class StackSampler(_Sampler):
     """Samples what one thread (default: the one that made the sampler — the engine's, in ``verdi run``) is doing
     every ``interval`` s, from a second thread: ``samples`` are ``(time.time(), label)``, the label the place in the
     code (``what_it_does``). Answers where the engine's process spends a loop's stretches with no program running;
     the sampler takes the GIL ``1/interval`` times a second, a few microseconds each."""
 
     def __init__(self, interval: float = 0.05, thread_id: int | None = None):
-        self.interval = interval
+        super().__init__(interval)
         self.thread_id = thread_id or threading.get_ident()
-        self.samples: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         import sys
@@ -138,15 +146,6 @@ class StackSampler:
             frame = sys._current_frames().get(self.thread_id)
             if frame is not None:
                 self.samples.append((time.time(), what_it_does(_stack(frame))))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
 
 
 def _stack(frame) -> list[tuple[str, str]]:
