@@ -353,6 +353,12 @@ def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential
     assert [len(runs) for runs in labeller_md] == [0, 1, 0]
     assert sorted(reference['stability']) == ['T_0300K', 'T_0450K']
     assert cards[1].inputs.reference_values.uuid == results['reference_values'].uuid
+    # the frames the labeller's side built (EOS, paths, phonons at its lattice) are every later card's: not stored again
+    built = {n.process_label for n in links['card_labeller'].called}
+    assert {'eos_structures', 'card_structures'} <= built
+    for card_node in cards:
+        assert not {n.process_label for n in card_node.called} & {'eos_structures', 'card_structures'}
+        assert card_node.outputs.parent_at_lattice.uuid == links['card_labeller'].outputs.parent_at_lattice.uuid
     # a card given the loop's test set predicts it in the job of its single points (one job round trip less)
     given = [c for c in cards if 'test_set' in c.inputs]
     for card_node in given:

@@ -11,7 +11,7 @@ from aiida_ferromlip.data.training_set import TrainingSet
 from aiida_ferromlip.engines.reference import label_frames
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.materials.paths import KNOWN_PATHS, random_path_frames, scaled_to_lattice
-from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, card_frames
 
 from .conftest import executable
 
@@ -68,8 +68,15 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     fitted, fit_node = run_get_node(fit)
     assert fit_node.is_finished_ok, fit_node.exit_message
 
-    results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values']))
+    # the labeller side's frames are given back: this card builds and stores none of its own
+    frames = card_frames(node)
+    expected = {f'eos_{i:02d}' for i in range(5)} | {f'path_{d}_{i:02d}' for d in ('001', '011', '111') for i in range(11)}
+    assert {k for k in frames if not k.startswith('phonon_')} == expected | {'parent_at_lattice'}
+    assert any(k.startswith('phonon_') for k in frames)
+    results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values'],
+                                              frames=frames))
     assert node.is_finished_ok, node.exit_message
+    assert not {n.process_label for n in node.called} & {'eos_structures', 'card_structures'}
     card = results['card'].get_dict()
     rows = {(row['group'], row['item']): row for row in card['rows']}
     assert not rows[('wells', '111 depth')]['passed']
@@ -100,9 +107,14 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     fit.training_set = training_set
     fitted, fit_node = run_get_node(fit)
     assert fit_node.is_finished_ok, fit_node.exit_message
+    # frames that are not this card's (a path image missing) are not used: it builds its own and says so
+    frames.pop('path_111_00')
     results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values'],
-                                              test_set=results['test_set']))
+                                              test_set=results['test_set'], frames=frames))
     assert node.is_finished_ok, node.exit_message
+    assert {'eos_structures', 'card_structures'} <= {n.process_label for n in node.called}
+    report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
+    assert "the given frames are not this card's (1 frame(s) missing, e.g. path_111_00): built anew" in report
     rows = results['card'].get_dict()['rows']
     judged = [row for row in rows if row['group'] == 'eos' or row['item'].endswith('position')]
     assert len(judged) == 5 and all(row['passed'] for row in judged), [r for r in judged if not r['passed']]

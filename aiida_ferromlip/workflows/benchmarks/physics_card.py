@@ -19,6 +19,7 @@ import pathlib
 
 import numpy as np
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import WorkChain, calcfunction, if_, while_
 
 from aiida_ferromlip import materials
@@ -55,6 +56,19 @@ def card_settings(parameters: orm.Dict) -> dict:
 
 def card_tolerances(tolerances: orm.Dict) -> dict:
     return _filled(tolerances, 'tolerances')
+
+
+def card_frames(card: orm.WorkflowNode) -> dict:
+    """The single-point frames a finished card built (its ``eos_structures`` and ``card_structures`` outputs) or was
+    given (``frames``): what a later card of the same labeller side takes as ``frames``."""
+    if 'frames' in card.inputs:
+        return dict(card.inputs.frames)
+    frames = {}
+    for called in card.called:
+        if called.process_label in ('eos_structures', 'card_structures') and called.is_finished_ok:
+            frames.update({link.link_label: link.node
+                           for link in called.base.links.get_outgoing(link_type=LinkType.CREATE).all()})
+    return frames
 
 
 # --------------------------------------------------------------------------------------------- calcfunctions
@@ -434,6 +448,11 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
                    help="An earlier card's labeller side: the labeller is not run again.")
         spec.input('test_set', valid_type=TrainingSet, required=False,
                    help="An earlier card's independent test set (labelled once, reused).")
+        spec.input_namespace('frames', valid_type=orm.StructureData, dynamic=True, required=False,
+                             help="An earlier card's single-point frames (`eos_*`, `path_*`, `phonon_*`, "
+                                  "`parent_at_lattice`: `card_frames` of that card) for the same labeller side and "
+                                  "parameters: not built and stored again. Frames that do not match this card's lattice "
+                                  "and grids are not used (the card builds its own and says so).")
         spec.input('task_code', valid_type=orm.AbstractCode, help='A ferromlip.atoms_task code (ferromlip-task).')
         spec.input('task_options', valid_type=orm.Dict, required=False, help='metadata.options of the task jobs.')
         spec.expose_inputs(LabelWorkChain, namespace='labeller', exclude=('structures',),
@@ -586,12 +605,41 @@ class PhysicsCardWorkChain(ProtocolMixin, WorkChain):
                 self.out('reference_values', eos)
         else:
             eos = self.ctx.reference_eos_values
-        if 'eos_structures' not in self.ctx:
-            self.ctx.eos_structures = eos_structures(self.ctx.parent, self.inputs.parameters)
-        built = card_structures(self.ctx.parent, eos, self.ctx.paths, self.inputs.parameters)
+        given = dict(self.inputs.get('frames', {}))
+        mismatch = self._frames_mismatch(given, eos) if given else None
+        if given and mismatch is None:
+            # every card of a loop has the same frames (the labeller's lattice, the protocol's grids): storing ~45
+            # structures again was the largest of the card's own bookkeeping steps (docs/throughput.md, stop 39)
+            built = {key: node for key, node in given.items() if not key.startswith('eos_')}
+            self.ctx.eos_structures = {key: node for key, node in given.items() if key.startswith('eos_')}
+        else:
+            if given:
+                self.report(f'the given frames are not this card\'s ({mismatch}): built anew')
+            if 'eos_structures' not in self.ctx:
+                self.ctx.eos_structures = eos_structures(self.ctx.parent, self.inputs.parameters)
+            built = card_structures(self.ctx.parent, eos, self.ctx.paths, self.inputs.parameters)
+        built = dict(built)
         self.ctx.parent_at_lattice = built.pop('parent_at_lattice')
         self.out('parent_at_lattice', self.ctx.parent_at_lattice)
         self.ctx.point_structures = built
+
+    def _frames_mismatch(self, frames: dict, eos: orm.Dict) -> str | None:
+        """Why ``frames`` are not this card's (None when they are): the EOS strains, the paths' images, phonon
+        displacements where phonons are asked, and the parent at the labeller's lattice."""
+        settings = card_settings(self.inputs.parameters)
+        expected = {f'eos_{i:02d}' for i in range(len(settings['eos_strains']))} | {'parent_at_lattice'}
+        expected |= {f'path_{name}_{i:02d}' for name in self.ctx.paths.get_dict()['directions']
+                     for i in range(len(settings['path_displacements']))}
+        missing = sorted(expected - set(frames))
+        if missing:
+            return f'{len(missing)} frame(s) missing, e.g. {missing[0]}'
+        if settings['phonon_points'] and not any(key.startswith('phonon_') for key in frames):
+            return 'no phonon displacements'
+        atoms = scaled_to_lattice(self.ctx.parent.get_ase(), eos['eos']['lattice'])
+        given = frames['parent_at_lattice'].get_ase()
+        if len(given) != len(atoms) or not np.allclose(given.cell.array, atoms.cell.array, atol=1e-6):
+            return f'their parent is not at the lattice {eos["eos"]["lattice"]:.4f} Å'
+        return None
 
     def reference_points(self):
         self.to_context(reference_points=self._label(self.ctx.point_structures, 'label_points'))

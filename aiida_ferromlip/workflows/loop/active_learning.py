@@ -35,7 +35,7 @@ from aiida_ferromlip.exit_codes import declare
 from aiida_ferromlip.protocols import default_inputs, merged_settings
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 from aiida_ferromlip.workflows.label.engines import get_engine
-from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, paired_frames
+from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain, card_frames, paired_frames
 from aiida_ferromlip.workflows.fit.models import (
     MODELS, explorer_job_inputs, explorer_problem, explorer_settings, fit_model_name, fit_namespaces, get_model,
 )
@@ -500,6 +500,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                 return self.exit_codes.ERROR_CARD_FAILED.format(
                     detail=f'{node.process_label}<{node.pk}>: {node.exit_message}')
             self.ctx.reference_values = node.outputs.reference_values
+            self.ctx.card_frames = card_frames(node)  # every later card of the loop takes them (run_card)
         eos = self.ctx.reference_values['eos']
         self.ctx.starts = start_at_equilibrium(self.ctx.reference_values, **self.ctx.starts,
                                                metadata={'call_link_label': 'start_at_equilibrium'})
@@ -517,6 +518,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                               'metadata': {'options': sample.get('metadata', {}).get('options', {})}})
         if 'test_set' in self.ctx:
             inputs['test_set'] = self.ctx.test_set
+        if self.ctx.get('card_frames'):
+            inputs['frames'] = self.ctx.card_frames
         inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
         return self.to_context(card=self.submit(PhysicsCardWorkChain, **inputs))
 
@@ -533,6 +536,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.test_set = test_set
             self.report(f'independent test set fixed: TrainingSet<{self.ctx.test_set.pk}> '
                         f'({len(self.ctx.test_set)} frames)')
+        if not self.ctx.get('card_frames'):
+            self.ctx.card_frames = card_frames(node)
         self.ctx.card_failed = summary['failed_groups']
         self.ctx.targets = dict(node.outputs.targets) if 'targets' in node.outputs else {}
         self.ctx.card_record = {
