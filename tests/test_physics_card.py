@@ -69,12 +69,12 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     assert fit_node.is_finished_ok, fit_node.exit_message
 
     # the labeller side's frames are given back: this card builds and stores none of its own
-    frames = card_frames(node)
+    given = card_frames(node)
     expected = {f'eos_{i:02d}' for i in range(5)} | {f'path_{d}_{i:02d}' for d in ('001', '011', '111') for i in range(11)}
-    assert {k for k in frames if not k.startswith('phonon_')} == expected | {'parent_at_lattice'}
-    assert any(k.startswith('phonon_') for k in frames)
+    assert {k for k in given if not k.startswith('phonon_')} == expected | {'parent_at_lattice'}
+    assert any(k.startswith('phonon_') for k in given)
     results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values'],
-                                              frames=frames))
+                                              frames=given))
     assert node.is_finished_ok, node.exit_message
     assert not {n.process_label for n in node.called} & {'eos_structures', 'card_structures'}
     card = results['card'].get_dict()
@@ -108,9 +108,9 @@ def test_the_card_fails_a_potential_without_polar_states_and_passes_one_that_has
     fitted, fit_node = run_get_node(fit)
     assert fit_node.is_finished_ok, fit_node.exit_message
     # frames that are not this card's (a path image missing) are not used: it builds its own and says so
-    frames.pop('path_111_00')
+    given.pop('path_111_00')
     results, node = run_get_node(card_builder(codes, fitted['potential'], reference_values=results['reference_values'],
-                                              test_set=results['test_set'], frames=frames))
+                                              test_set=results['test_set'], frames=given))
     assert node.is_finished_ok, node.exit_message
     assert {'eos_structures', 'card_structures'} <= {n.process_label for n in node.called}
     report = ' '.join(log.message for log in orm.Log.collection.get_logs_for(node))
