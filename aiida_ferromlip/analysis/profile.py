@@ -173,7 +173,7 @@ def what_it_does(stack: list[tuple[str, str]]) -> str:
     elif engine:
         label = f'aiida: {engine[-1]}'
     else:
-        label = f'{innermost[0].rsplit("/", 2)[-2:][-1]}: {innermost[1]}'
+        label = f'{innermost[0].rsplit("/", 1)[-1]}: {innermost[1]}'
     return label + (' (database)' if database else '')
 
 
