@@ -346,6 +346,13 @@ def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential
                    key=lambda n: n.ctime)
     assert len(cards) == 2 and cards[1].inputs.potential.uuid == links['fit_001'].outputs.potential.uuid
     assert links['sample_001_R3m'].ctime < cards[1].mtime and cards[1].ctime < links['sample_001_R3m'].mtime
+    # the card could not end the loop (errors not yet below the thresholds twice): selection and the batch's labels
+    # did not wait for it where it outlasted the sampling, and its record and failing frames joined the iteration
+    for iteration, card_node in enumerate(cards):
+        sampled = max(links[f'sample_{iteration:03d}_{key}'].mtime for key in ('R3m', 'Pm_3m'))
+        if (card_node.mtime - sampled).total_seconds() > 5:
+            assert links[f'select_{iteration:03d}'].ctime < card_node.mtime
+            assert links[f'label_{iteration:03d}'].ctime < card_node.mtime
     # the labeller's own MD ran once, beside the first potential's card (not before the seed labels), and the
     # second card reused its volumes
     labeller_md = [[link.node for link in card.base.links.get_outgoing(link_label_filter='labeller_md').all()]
@@ -370,6 +377,9 @@ def test_loop_starts_at_the_labellers_equilibrium_and_converges_on_the_potential
     # measured its errors is in the loop's TrainingSet, not in the potential's
     summary = results['summary'].get_dict()
     assert summary['stop_reason'] == 'converged' and [row['iteration'] for row in summary['iterations']] == [0, 1]
+    assert [row['card'] for row in summary['iterations']] == [card.pk for card in cards]
+    assert [row['card_passed'] for row in summary['iterations']] == [False, True]
+    assert summary['iterations'][0]['card_targets'] > 0 and 'card_targets' not in summary['iterations'][1]
     assert results['potential'].uuid == links['fit_001'].outputs.potential.uuid and 'fit_002' not in links
     fitted_on = orm.load_node(results['potential'].base.attributes.get('training_set_uuid'))
     assert len(results['training_set']) == len(fitted_on) + 2

@@ -341,13 +341,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             while_(cls.should_iterate)(
                 if_(cls.needs_fit)(cls.fit, if_(cls.fit_waiting)(cls.sample_with_explorer), cls.inspect_fit),
                 cls.explore,
-                if_(cls.card_enabled)(cls.inspect_card),
+                if_(cls.card_decides)(cls.inspect_card),
                 if_(cls.not_stopped)(
                     if_(cls.sampling_deferred)(cls.sample),
                     cls.inspect_sample,
                     if_(cls.uses_uncertainty)(cls.score, cls.inspect_score),
                     cls.select,
-                    cls.label_candidates, cls.inspect_candidates,
+                    cls.label_candidates,
+                    if_(cls.card_beside)(cls.inspect_card, cls.label_card_targets),
+                    cls.inspect_candidates,
                 ),
             ),
             if_(cls.needs_final_fit)(
@@ -509,6 +511,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def run_card(self):
+        self._submit_card()
+
+    def _submit_card(self, await_card: bool = True):
+        """The physics card of the current potential; without ``await_card`` it is kept in the context for a later
+        step to await (``label_candidates``)."""
         inputs = self._card_inputs()
         # with the MD code: the potential's MD, and (in the first card) the labeller's own where the labeller is the
         # cheap reference model, beside the potential's jobs rather than before the seed labels
@@ -521,7 +528,11 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.get('card_frames'):
             inputs['frames'] = self.ctx.card_frames
         inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
-        return self.to_context(card=self.submit(PhysicsCardWorkChain, **inputs))
+        node = self.submit(PhysicsCardWorkChain, **inputs)
+        if await_card:
+            self.to_context(card=node)
+        else:
+            self.ctx.card = node
 
     def inspect_card(self):
         node = self.ctx.card
@@ -604,11 +615,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         self.report(f'seed: labelling {len(structures)} rattled/strained copies of {len(first)} structures')
         return self._launch_labels(structures, 'seed')
 
-    def _launch_labels(self, structures, name, key='labels'):
+    def _launch_labels(self, structures, name, key='labels', await_labels: bool = True):
         inputs = self.exposed_inputs(LabelWorkChain, namespace='label')
         inputs['structures'] = structures
         inputs['metadata'] = {'call_link_label': f'label_{name}'}
-        return self.to_context(**{key: self.submit(LabelWorkChain, **inputs)})
+        node = self.submit(LabelWorkChain, **inputs)
+        if await_labels:
+            return self.to_context(**{key: node})
+        self.ctx[key] = node
+        return None
 
     def inspect_seed(self):
         node = self.ctx.labels
@@ -777,9 +792,12 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         failing items join the batch at labelling), and where the cores are more than the card's MD and the sampling
         fill one at a time, they run at once. On two cores both are CPU-bound and the pair takes as long as one after
         the other (docs/throughput.md), so when a green card alone would end the loop (the learning curve is already
-        below the thresholds) the card runs first and the sampling only if it is needed."""
+        below the thresholds) the card runs first and the sampling only if it is needed. Otherwise the card's result
+        cannot end the loop, and selection and the batch's labels start as soon as the sampling is done, while the
+        card still runs (``card_beside``): the card is awaited only before its failing items are labelled."""
         sampled_early = self.ctx.get('sampled_early')
         self.ctx.sampling_deferred = not sampled_early and self._sampling_waits_for_the_card()
+        self.ctx.card_beside = self.card_enabled() and not self._sampling_waits_for_the_card()
         # the sampling first: the card's first steps are calcfunctions in this process, and jobs submitted after them
         # were uploaded seconds later (docs/throughput.md, stop 38)
         if sampled_early:  # the explorer's runs, started beside the fit
@@ -787,7 +805,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         elif not self.ctx.sampling_deferred:
             self.sample()
         if self.card_enabled():
-            self.run_card()
+            self._submit_card(await_card=not self.ctx.card_beside)
+
+    def card_decides(self):
+        """The card was awaited before selection: a green card may end the loop."""
+        return self.card_enabled() and not self.ctx.card_beside
+
+    def card_beside(self):
+        """The card still runs beside the selection and the batch's labels."""
+        return self.ctx.card_beside
 
     def _sampling_waits_for_the_card(self) -> bool:
         """A green card alone would end the loop (the learning curve is already below the thresholds)."""
@@ -875,31 +901,67 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
                                  'sampled': report['num_sampled'],
                                  'rejected': report['num_rejected'], 'selected': report['num_selected'],
                                  'selector': selector, **({'trust': trust} if trust else {}),
-                                 **self._explorer_record(), **self.ctx.pop('card_record', {})})
-        # Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
-        # out-of-sample learning curve stays on the MD frames selection picked.
+                                 **self._explorer_record()})
+        if self.ctx.card_beside:  # the card's record and failing items join when it is done (label_card_targets)
+            self.ctx.card_batch = {}
+            self.ctx.no_candidate = None if self.ctx.selected else self._no_candidate_reason(trust)
+            return
+        self.ctx.history[-1].update(self.ctx.pop('card_record', {}))
+        self._take_card_targets()
+        if not self.ctx.selected and not self.ctx.card_batch:
+            self.ctx.stop_reason = self._no_candidate_reason(trust)
+
+    @staticmethod
+    def _no_candidate_reason(trust: dict | None) -> str:
+        return ('selection found no new structure far from the training set' if not trust else
+                f'no candidate inside the trust band ({trust["accurate"]} below it, {trust["failed"]} above it)')
+
+    def _take_card_targets(self):
+        """Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
+        out-of-sample learning curve stays on the MD frames selection picked."""
         self.ctx.card_batch = {f'card_{key}': node for key, node in self.ctx.targets.items()}
         self.ctx.targets = {}
         if self.ctx.card_batch:
             self.report(f'iteration {self.ctx.iteration}: {len(self.ctx.card_batch)} frames from failing card items '
                         f'({", ".join(self.ctx.get("card_failed", []))}) are labelled with the batch')
             self.ctx.history[-1]['card_targets'] = len(self.ctx.card_batch)
-        if not self.ctx.selected and not self.ctx.card_batch:
-            self.ctx.stop_reason = ('selection found no new structure far from the training set' if not trust else
-                                    f'no candidate inside the trust band ({trust["accurate"]} below it, '
-                                    f'{trust["failed"]} above it)')
 
     def label_candidates(self):
+        """The batch's labels and the potential's predictions on it; the card's failing items too, unless the card
+        still runs (``card_beside``: then only the card is awaited here, and ``label_card_targets`` awaits the rest)."""
         prefix = f'it{self.ctx.iteration:03d}'
+        await_now = not self.ctx.card_beside
         if self.ctx.selected:
             structures = {f'{prefix}_{key}': node for key, node in self.ctx.selected.items()}
-            self._launch_labels(structures, f'{self.ctx.iteration:03d}')
+            self._launch_labels(structures, f'{self.ctx.iteration:03d}', await_labels=await_now)
             if self.has_task_code():  # the potential's predictions on the same frames, beside the labels
-                self.to_context(predictions=self._submit_task(self.ctx.potential, {'task': 'energies'}, 'predict',
-                                                              structures=structures))
+                node = self._submit_task(self.ctx.potential, {'task': 'energies'}, 'predict', structures=structures)
+                if await_now:
+                    self.to_context(predictions=node)
+                else:
+                    self.ctx.predictions = node
         if self.ctx.get('card_batch'):
-            structures = {f'{prefix}_{key}': node for key, node in self.ctx.card_batch.items()}
-            self._launch_labels(structures, f'{self.ctx.iteration:03d}_card', key='card_labels')
+            self._launch_card_targets()
+        if not await_now:
+            self.to_context(card=self.ctx.card)
+
+    def _launch_card_targets(self):
+        structures = {f'it{self.ctx.iteration:03d}_{key}': node for key, node in self.ctx.card_batch.items()}
+        self._launch_labels(structures, f'{self.ctx.iteration:03d}_card', key='card_labels')
+
+    def label_card_targets(self):
+        """The card, run beside selection and labelling, is done: its record joins the iteration's row, its failing
+        items are labelled, and the batch's labels and predictions are awaited."""
+        self.ctx.history[-1].update(self.ctx.pop('card_record', {}))
+        self._take_card_targets()
+        if self.ctx.card_batch:
+            self._launch_card_targets()
+        if self.ctx.selected:
+            self.to_context(labels=self.ctx.labels)
+            if self.ctx.get('predictions') is not None:
+                self.to_context(predictions=self.ctx.predictions)
+        elif not self.ctx.card_batch:
+            self.ctx.stop_reason = self.ctx.no_candidate
 
     def inspect_candidates(self):
         history = self.ctx.history[-1]
