@@ -29,10 +29,10 @@ import argparse
 import time
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.analysis.profile import covered
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 from aiida_ferromlip.workflows.loop.after_loop import (
     continuation_builder, format_iterations, loop_iterations, program_intervals,

@@ -11,10 +11,10 @@ import argparse
 import time
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 

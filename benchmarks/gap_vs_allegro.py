@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
@@ -22,6 +21,7 @@ from ase.md.verlet import VelocityVerlet
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.workflows.label.base import LabelWorkChain
 

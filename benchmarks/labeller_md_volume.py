@@ -12,10 +12,10 @@ import argparse
 import time
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.analysis import physics_card as card
 from aiida_ferromlip.calculations.sample import SampleCalculation
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials.units import formula_units
 
 

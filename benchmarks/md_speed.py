@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.analysis.profile import CpuSampler
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.materials.paths import scaled_to_lattice
 

@@ -20,7 +20,6 @@ import sys
 import time
 
 from aiida import orm
-from aiida.engine import run_get_node
 from ase.io import write
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -30,6 +29,7 @@ from gap_presets_card import A0, DIRECTIONS, measure  # noqa: E402  (the card's 
 from aiida_ferromlip.calculations.gap_fit import gap_fit_frames  # noqa: E402
 from aiida_ferromlip.engines.potentials import gap_calculator  # noqa: E402
 from aiida_ferromlip.engines.reference import make_calculator  # noqa: E402
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs  # noqa: E402
 from aiida_ferromlip.materials.paths import random_path_frames, scaled_to_lattice  # noqa: E402
 

@@ -37,12 +37,12 @@ import json
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.data.training_set import TrainingSet
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain
 from aiida_ferromlip.workflows.label.base import LabelWorkChain

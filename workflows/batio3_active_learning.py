@@ -16,9 +16,9 @@ provenance from the final potential back to every labelling calculation.
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import MATERIALS, batio3_polymorphs
 from aiida_ferromlip.provenance import labelling_calculations
 from aiida_ferromlip.workflows.loop.active_learning import ActiveLearningWorkChain

@@ -7,10 +7,10 @@ the frames labelled by the reference, and the histograms of the potential's erro
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.sample import SampleCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.workflows.benchmarks.interpolation import InterpolationBenchmarkWorkChain
 

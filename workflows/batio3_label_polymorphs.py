@@ -10,9 +10,9 @@ import argparse
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.provenance import frame_origins_summary, labelling_calculations
 from aiida_ferromlip.workflows.label.base import LabelWorkChain

@@ -16,10 +16,10 @@ import argparse
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 from ase.units import GPa
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs, rattled_strained
 from aiida_ferromlip.materials.paths import strained_copies
 from aiida_ferromlip.provenance import labelling_calculations

@@ -9,9 +9,9 @@ With `--engine qe` the reference forces are pw.x labels (the `moderate` QE proto
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import batio3_polymorphs
 from aiida_ferromlip.workflows.benchmarks.phonons import PhononBenchmarkWorkChain
 

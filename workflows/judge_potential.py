@@ -12,9 +12,9 @@ Codes default to the profile's own (`ferromlip setup codes`); pass `--label-code
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.workflows.benchmarks.physics_card import PhysicsCardWorkChain
 
 

@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import perovskite_polymorph
 from aiida_ferromlip.workflows.polarization.model import PolarizationModelWorkChain
 

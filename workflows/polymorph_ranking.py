@@ -11,9 +11,9 @@ With --qe and the default `fast` label protocol (30/240 Ry) cell relaxations are
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import MATERIALS, RANKING_ZERO, polymorphs
 from aiida_ferromlip.workflows.benchmarks.polymorphs import PolymorphRankingWorkChain
 

@@ -9,10 +9,10 @@ import argparse
 from aiida import orm
 
 from aiida_ferromlip import materials
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.atoms_task import AtomsTaskCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.workflows.benchmarks.polymorphs import relax_task, task_rows
 
 

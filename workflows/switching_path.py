@@ -7,9 +7,9 @@ P_z (and R_z) reversed, with a potential; the reference labeller's energies on t
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import switching_endpoints
 from aiida_ferromlip.workflows.benchmarks.switching import SwitchingPathWorkChain
 

@@ -11,12 +11,12 @@ an example ML_AB in VASP's layout from frames labelled by the reference labeller
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.calculations.gap_fit import GapFitCalculation
 from aiida_ferromlip.calculations.nequip_train import NequipTrainCalculation
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
 from aiida_ferromlip.data.ml_ab import training_set_from_ml_ab, write_ml_ab
+from aiida_ferromlip.launch import run_get_node
 
 
 def write_example(path: str, num_frames: int, code) -> None:

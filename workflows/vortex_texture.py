@@ -9,9 +9,9 @@ the same relaxed cells.
 import argparse
 
 from aiida import orm
-from aiida.engine import run_get_node
 
 from aiida_ferromlip.codes import add_code_options, codes_from_arguments
+from aiida_ferromlip.launch import run_get_node
 from aiida_ferromlip.materials import dipole_texture
 from aiida_ferromlip.workflows.benchmarks.texture import VortexTextureWorkChain
 

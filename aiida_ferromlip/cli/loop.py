@@ -119,8 +119,9 @@ def show(identifier, as_json, plots):
 @with_profile
 def continue_(identifier, max_labels, max_iterations, daemon):
     """A new loop from a finished loop's TrainingSet and potential, with its inputs and a new budget."""
-    from aiida.engine import run_get_node, submit
+    from aiida.engine import submit
 
+    from aiida_ferromlip.launch import run_get_node
     from aiida_ferromlip.workflows.loop.after_loop import continuation_builder, load_loop, loop_overview
 
     first = load_loop(identifier)

@@ -159,7 +159,7 @@ class MolecularDynamicsMixin:
 def run_reusing_md(builder, reuse_md: bool):
     """``run_get_node(builder)``; with ``reuse_md`` an identical finished SampleCalculation is taken from AiiDA's
     cache instead of running the MD again (the run scripts' ``--reuse-md``)."""
-    from aiida.engine import run_get_node
+    from aiida_ferromlip.launch import run_get_node
     from aiida.manage.caching import enable_caching
 
     if not reuse_md:
