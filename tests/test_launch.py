@@ -23,14 +23,12 @@ class Child(WorkChain):
         self.out('value', incremented(self.inputs.value))
 
 
-class Parent(WorkChain):
+class Parent(Child):
     """Waits for a child it submitted, as the loop waits for its jobs and sub-work chains."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('value', valid_type=orm.Int)
-        spec.output('value', valid_type=orm.Int)
         spec.outline(cls.submit_child, cls.collect)
 
     def submit_child(self):
