@@ -99,8 +99,8 @@ def test_exit_codes_come_from_the_one_table():
 
 #: The package's layers, lowest first (docs/architecture.md): a module may import its own layer and those below.
 LAYERS = {'materials': 0, 'analysis': 0, 'exit_codes': 0, 'validation': 0, 'engines': 1, 'protocols': 1,
-          'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'codes': 3, 'workflows': 4,
-          'cli': 5}
+          'data': 2, 'calculations': 3, 'parsers': 3, 'provenance': 3, 'pseudos': 3, 'codes': 3, 'launch': 3,
+          'workflows': 4, 'cli': 5}
 #: Inside ``workflows/`` (layer 4): the DFT plumbing, the restart wrappers and the model registry at the bottom, labelling above them,
 #: selection and the polarization model beside it, the benchmarks (physics card included) above labelling, the loop
 #: on top.
