@@ -907,7 +907,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             self.ctx.no_candidate = None if self.ctx.selected else self._no_candidate_reason(trust)
             return
         self.ctx.history[-1].update(self.ctx.pop('card_record', {}))
-        self._take_card_targets()
+        message = self._take_card_targets()
+        if message:
+            self.report(message)
         if not self.ctx.selected and not self.ctx.card_batch:
             self.ctx.stop_reason = self._no_candidate_reason(trust)
 
@@ -916,15 +918,17 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         return ('selection found no new structure far from the training set' if not trust else
                 f'no candidate inside the trust band ({trust["accurate"]} below it, {trust["failed"]} above it)')
 
-    def _take_card_targets(self):
+    def _take_card_targets(self) -> str | None:
         """Frames of failing card items are labelled beside the batch, not in it: they are chosen to be hard, so the
-        out-of-sample learning curve stays on the MD frames selection picked."""
+        out-of-sample learning curve stays on the MD frames selection picked. Returns the line for the report (made by
+        the calling step, so that `verdi process report` names the step)."""
         self.ctx.card_batch = {f'card_{key}': node for key, node in self.ctx.targets.items()}
         self.ctx.targets = {}
-        if self.ctx.card_batch:
-            self.report(f'iteration {self.ctx.iteration}: {len(self.ctx.card_batch)} frames from failing card items '
-                        f'({", ".join(self.ctx.get("card_failed", []))}) are labelled with the batch')
-            self.ctx.history[-1]['card_targets'] = len(self.ctx.card_batch)
+        if not self.ctx.card_batch:
+            return None
+        self.ctx.history[-1]['card_targets'] = len(self.ctx.card_batch)
+        return (f'iteration {self.ctx.iteration}: {len(self.ctx.card_batch)} frames from failing card items '
+                f'({", ".join(self.ctx.get("card_failed", []))}) are labelled with the batch')
 
     def label_candidates(self):
         """The batch's labels and the potential's predictions on it; the card's failing items too, unless the card
@@ -953,8 +957,9 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         """The card, run beside selection and labelling, is done: its record joins the iteration's row, its failing
         items are labelled, and the batch's labels and predictions are awaited."""
         self.ctx.history[-1].update(self.ctx.pop('card_record', {}))
-        self._take_card_targets()
-        if self.ctx.card_batch:
+        message = self._take_card_targets()
+        if message:
+            self.report(message)
             self._launch_card_targets()
         if self.ctx.selected:
             self.to_context(labels=self.ctx.labels)
