@@ -1,4 +1,6 @@
-"""``aiida_ferromlip.launch.run_get_node``: what the run scripts and ``ferromlip loop continue`` launch with."""
+"""``aiida_ferromlip.launch``: what the run scripts and ``ferromlip loop continue`` launch with."""
+
+import time
 
 from aiida import orm
 from aiida.engine import WorkChain, calcfunction
@@ -36,6 +38,18 @@ class Parent(Child):
 
     def collect(self):
         self.out('value', self.ctx.child.outputs.value)
+
+
+def test_a_waiting_work_chain_goes_on_when_its_child_ends_not_at_the_next_poll(aiida_profile):
+    """With aiida's polling once a minute, only the runner's own notice of the child's end lets the parent finish
+    within seconds (polling alone: the child is not done at the first check, the next one is 60 s later)."""
+    from aiida.manage import get_manager
+
+    runner = launch.event_runner(get_manager(), poll_interval=60)
+    start = time.monotonic()
+    results, node = runner.run_get_node(Parent, value=orm.Int(2))
+    assert node.is_finished_ok and results['value'].value == 3
+    assert time.monotonic() - start < 20
 
 
 def test_a_work_chain_run_here_gets_its_childs_result(aiida_profile):
