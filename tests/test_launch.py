@@ -37,6 +37,8 @@ class Parent(Child):
         return self.to_context(child=self.submit(Child, value=self.inputs.value))
 
     def collect(self):
+        # called back on the child's end: its node already says so (the loop reads is_finished_ok right here)
+        assert self.ctx.child.is_finished_ok and self.ctx.child.is_sealed
         self.out('value', self.ctx.child.outputs.value)
 
 
