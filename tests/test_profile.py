@@ -70,6 +70,12 @@ def test_the_engines_stack_is_labelled_by_its_step_and_what_it_called():
     assert what_it_does(loop + [step, card, ('/x/sqlalchemy/orm/session.py', 'commit')]) == \
         'explore > card_structures (database)'
     assert what_it_does(loop + [engine, ('/x/shutil.py', 'copyfile')]) == 'aiida: task_upload_job'
+    # the package's runner making a process inside a step is that step's submission, not a step of its own
+    submit = ('/x/aiida_ferromlip/workflows/loop/active_learning.py', '_submit_card')
+    runner = ('/x/aiida_ferromlip/launch.py', 'instantiate_process')
+    created = ('/x/aiida/engine/processes/process.py', '_setup_db_record')
+    assert what_it_does(loop + [step, submit, runner, created]) == 'explore > _submit_card'
+    assert what_it_does(loop + [runner, created]) == 'aiida: _setup_db_record'
 
 
 def test_the_stack_sampler_sees_what_the_thread_is_doing():

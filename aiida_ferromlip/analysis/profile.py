@@ -161,11 +161,14 @@ def what_it_does(stack: list[tuple[str, str]]) -> str:
     """One label for a stack (outermost frame first): ``idle`` when the event loop waits for something to happen;
     else the outermost and innermost frames of this package (a work chain's step and what it called: a calcfunction,
     a parser), or, outside the package, the engine's innermost own function (a job's upload, a scheduler poll);
-    ``(database)`` added when the database is being written or read."""
+    ``(database)`` added when the database is being written or read. The package's runner (``launch.py``) counts as
+    the engine's."""
     innermost = stack[-1] if stack else ('', '')
     if innermost[1] in ('select', 'poll', 'epoll') and 'selectors' in innermost[0]:
         return 'idle'
-    ours = [name for path, name in stack if '/aiida_ferromlip/' in path]
+    # the package's runner (launch.py) is process management, the engine's part, not a step of ours
+    ours = [name for path, name in stack
+            if '/aiida_ferromlip/' in path and not path.endswith('/aiida_ferromlip/launch.py')]
     engine = [name for path, name in stack if '/aiida/' in path and ('/engine/' in path or '/orm/' in path)]
     database = any('/sqlalchemy/' in path or 'sqlite' in path for path, _ in stack)
     if ours:
