@@ -528,11 +528,15 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         if self.ctx.get('card_frames'):
             inputs['frames'] = self.ctx.card_frames
         inputs['metadata'] = {'call_link_label': f'card_{self.ctx.iteration:03d}'}
-        node = self.submit(PhysicsCardWorkChain, **inputs)
-        if await_card:
-            self.to_context(card=node)
+        self._await_or_keep('card', self.submit(PhysicsCardWorkChain, **inputs), await_card)
+
+    def _await_or_keep(self, key: str, node, await_it: bool) -> None:
+        """``node`` into the context under ``key``: awaited by the next step, or only kept for a later step to
+        await (``to_context`` on a process that has already ended resolves at once)."""
+        if await_it:
+            self.to_context(**{key: node})
         else:
-            self.ctx.card = node
+            self.ctx[key] = node
 
     def inspect_card(self):
         node = self.ctx.card
@@ -619,11 +623,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
         inputs = self.exposed_inputs(LabelWorkChain, namespace='label')
         inputs['structures'] = structures
         inputs['metadata'] = {'call_link_label': f'label_{name}'}
-        node = self.submit(LabelWorkChain, **inputs)
-        if await_labels:
-            return self.to_context(**{key: node})
-        self.ctx[key] = node
-        return None
+        self._await_or_keep(key, self.submit(LabelWorkChain, **inputs), await_labels)
 
     def inspect_seed(self):
         node = self.ctx.labels
@@ -841,11 +841,7 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             run = {**inputs, 'potential': self.ctx.get('sampler') or self.ctx.potential, 'structure': structure,
                    'metadata': {**inputs.get('metadata', {}),
                                 'call_link_label': f'sample_{self.ctx.iteration:03d}_{key}'}}
-            node = self.submit(SampleCalculation, **run)
-            if await_runs:
-                self.to_context(**{f'sample_{key}': node})
-            else:
-                self.ctx[f'sample_{key}'] = node
+            self._await_or_keep(f'sample_{key}', self.submit(SampleCalculation, **run), await_runs)
 
     def inspect_sample(self):
         trajectories, failed = {}, []
@@ -939,11 +935,8 @@ class ActiveLearningWorkChain(ProtocolMixin, WorkChain):
             structures = {f'{prefix}_{key}': node for key, node in self.ctx.selected.items()}
             self._launch_labels(structures, f'{self.ctx.iteration:03d}', await_labels=await_now)
             if self.has_task_code():  # the potential's predictions on the same frames, beside the labels
-                node = self._submit_task(self.ctx.potential, {'task': 'energies'}, 'predict', structures=structures)
-                if await_now:
-                    self.to_context(predictions=node)
-                else:
-                    self.ctx.predictions = node
+                self._await_or_keep('predictions', self._submit_task(self.ctx.potential, {'task': 'energies'},
+                                                                     'predict', structures=structures), await_now)
         if self.ctx.get('card_batch'):
             self._launch_card_targets()
         if not await_now:
